@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// meshbench command line. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 environment missing,
+// 130 interrupted.
+import { Command, InvalidArgumentError } from 'commander';
+import { MeshbenchError } from '../errors.js';
+import { isRoot } from '../util/host.js';
+import { Progress } from '../util/progress.js';
+import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
+
+const program = new Command();
+
+const positiveInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a whole number ≥ 1');
+  return n;
+};
+const positiveNum = (v: string) => {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError('must be a number of seconds > 0');
+  return n;
+};
+const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+
+program
+  .name('meshbench')
+  .description('Measure what service-mesh dataplanes cost on this kernel: builds a cluster of network namespaces, deploys a dataplane, drives fortio load, reports latency, CPU, memory and start-up.')
+  .showHelpAfterError('(run with --help for usage)')
+  .configureOutput({ outputError: (s, write) => write(s) })
+  .exitOverride();
+
+program
+  .command('run')
+  .description('Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.')
+  .argument('<scenario.yaml>', 'scenario file (see scenarios/)')
+  .option('--dataplanes <list>', `comma-separated dataplanes, replacing the scenario's (known: ${dataplaneNames().join(', ')})`, list)
+  .option('--repeats <n>', 'repeats per dataplane × workload, interleaved', positiveInt)
+  .option('--duration <seconds>', 'measured seconds per case, replacing the scenario', positiveNum)
+  .option('--quick', "use the scenario's quick settings (shorter runs)")
+  .option('--results <dir>', 'where run records go', 'results')
+  .option('--reports <dir>', 'where reports go', 'reports')
+  .option('--no-report', 'write run.json only')
+  .option('--json', 'print only a JSON summary on stdout (no progress)')
+  .action(async (file: string, o) => {
+    const { runScenario } = await import('../run/run.js');
+    const progress = new Progress(o.json ? 'quiet' : undefined);
+    const res = await runScenario(file, { dataplanes: o.dataplanes, repeats: o.repeats, durationS: o.duration, quick: o.quick, resultsRoot: o.results, progress });
+    let report: string | undefined;
+    if (o.report && res.record.cases.some((c) => c.latencyUs)) {
+      const { writeReport } = await import('../report/report.js');
+      report = (await writeReport([res.file], { reportsRoot: o.reports })).html;
+    }
+    const summary = {
+      runId: res.record.runId,
+      status: res.record.status,
+      runJson: res.file,
+      report,
+      cases: res.record.cases.map((c) => ({ dataplane: c.dataplane, workload: c.workload, repeat: c.repeat, status: c.status, p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99, qps: c.load.actual.qps, errors: c.load.actual.errors })),
+    };
+    if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    else {
+      for (const c of summary.cases) process.stdout.write(`  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs  ${c.qps} qps  ${c.errors} errors\n`);
+      process.stdout.write(`run record: ${res.file}\n`);
+      if (report) process.stdout.write(`report: ${report}\n`);
+      else if (o.report) process.stdout.write('report: none (no case produced latency figures)\n');
+    }
+    if (res.record.status === 'incomplete') process.exitCode = 130;
+    else if (res.record.status === 'failed') process.exitCode = 1;
+  });
+
+program
+  .command('report')
+  .description('Render reports/<scenario>/index.html (and one SVG per chart) from one or more run.json files of the same scenario.')
+  .argument('<run.json...>', 'run records')
+  .option('--reports <dir>', 'where reports go', 'reports')
+  .option('--out <dir>', 'write into this directory instead of reports/<scenario>/')
+  .action(async (files: string[], o) => {
+    const { writeReport } = await import('../report/report.js');
+    const r = await writeReport(files, { reportsRoot: o.reports, outDir: o.out });
+    process.stdout.write(`report: ${r.html}\n`);
+  });
+
+program
+  .command('validate')
+  .description('Check a scenario or topology file without touching the host; prints every problem as file:line: message (exit 2) or a summary of the cluster it declares.')
+  .argument('<file.yaml>', 'scenario or topology file')
+  .action(async (file: string) => {
+    const { validateFile } = await import('./validate.js');
+    process.stdout.write(validateFile(file) + '\n');
+  });
+
+program
+  .command('down')
+  .description('Remove every lab object left on this host (network namespaces, processes, cgroups, state) by the meshbench prefix. Safe to repeat. Needs root.')
+  .option('--prefix <prefix>', 'only this run prefix (mbXXXX)')
+  .action(async (o) => {
+    if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
+    const { sweep } = await import('../topology/cleanup.js');
+    const r = await sweep(o.prefix);
+    process.stdout.write(`removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.cgroups} cgroup tree(s)\n`);
+  });
+
+program
+  .command('doctor')
+  .description('Report what this host can do for the lab: privileges, kernel features (netns, veth, iptables REDIRECT/TPROXY, eBPF/BTF, cgroup v2, WireGuard, netem, IPsec), tools and versions, each with what to do when missing.')
+  .option('--json', 'machine-readable output')
+  .action(async (o) => {
+    const { runDoctor, formatDoctor } = await import('./doctor.js');
+    const checks = await runDoctor();
+    process.stdout.write(o.json ? JSON.stringify(checks, null, 2) + '\n' : formatDoctor(checks) + '\n');
+    if (checks.some((c) => c.status === 'missing' && c.required)) process.exitCode = 3;
+  });
+
+program
+  .command('dataplanes')
+  .description('List the dataplanes this build knows.')
+  .action(() => {
+    for (const d of allDataplanes()) process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n`);
+  });
+
+const fmt = (x: number | undefined) => (x === undefined ? '-' : String(x));
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
+}
+
+function reportError(err: unknown): number {
+  const e = err as { code?: string; exitCode?: number; message?: string };
+  if (typeof e?.code === 'string' && e.code.startsWith('commander.')) {
+    // --help and --version exit 0; usage errors are bad input.
+    return e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' ? 0 : 2;
+  }
+  if (err instanceof MeshbenchError) {
+    process.stderr.write(`meshbench: ${err.message}\n`);
+    for (const d of err.details) process.stderr.write(`${d}\n`);
+    if (err.hint) process.stderr.write(`  → ${err.hint}\n`);
+    return err.exitCode;
+  }
+  process.stderr.write(`meshbench: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+  return 1;
+}
+
+await main();

@@ -1,0 +1,23 @@
+// `meshbench validate`: check a scenario or topology file without touching the host.
+import { readFileSync, existsSync } from 'node:fs';
+import { inputError } from '../errors.js';
+import { loadScenario, loadTopology, nodeNames, shownPath } from '../scenario/load.js';
+import { expandCases } from '../scenario/expand.js';
+import { buildCluster, describeCluster } from '../topology/graph.js';
+import { dataplaneNames } from '../dataplanes/registry.js';
+
+export function validateFile(file: string): string {
+  if (!existsSync(file)) throw inputError(`${shownPath(file)}:1: file not found`);
+  const kind = readFileSync(file, 'utf8').match(/^kind:\s*(\w+)/m)?.[1];
+  if (kind === 'Topology') {
+    const t = loadTopology(file);
+    return `${shownPath(file)}: valid topology "${t.name}": ${nodeNames(t).length} node(s), ${t.podsPerNode} idle pod(s) per node`;
+  }
+  const s = loadScenario(file, { knownDataplanes: dataplaneNames() });
+  const cases = expandCases(s);
+  const cluster = buildCluster(s, 'mbxxxx');
+  return [
+    `${shownPath(file)}: valid scenario "${s.name}": ${cases.length} case(s) = ${s.dataplanes.length} dataplane(s) × ${s.workloads.length} workload(s) × ${s.repeats} repeat(s)`,
+    describeCluster(cluster),
+  ].join('\n');
+}

@@ -1,0 +1,28 @@
+// Every dataplane kind, registered in one place (containerlab core/register.go). A new dataplane
+// is a folder under harness/dataplanes/ exporting a Dataplane, plus one line here.
+import { inputError } from '../errors.js';
+import { baseline } from './baseline/index.js';
+import type { Dataplane } from './types.js';
+
+const registry = new Map<string, Dataplane>();
+
+export function register(d: Dataplane): void {
+  if (registry.has(d.name)) throw new Error(`dataplane ${d.name} registered twice`);
+  registry.set(d.name, d);
+}
+
+register(baseline);
+
+export function dataplaneNames(): string[] {
+  return [...registry.keys()];
+}
+
+export function getDataplane(name: string): Dataplane {
+  const d = registry.get(name);
+  if (!d) throw inputError(`unknown dataplane "${name}"`, [], `known dataplanes: ${dataplaneNames().join(', ')}`);
+  return d;
+}
+
+export function allDataplanes(): Dataplane[] {
+  return [...registry.values()];
+}

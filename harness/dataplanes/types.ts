@@ -1,0 +1,30 @@
+// What every dataplane provides. Lifecycle per kind (containerlab nodes/node.go):
+// check → deploy → teardown; essential steps throw, teardown is safe to run twice.
+import type { Cluster } from '../topology/graph.js';
+import type { ProcessGroup } from '../util/procs.js';
+import type { DataplanePath, KernelResources, Provenance } from '../results/types.js';
+
+export interface DataplaneContext {
+  cluster: Cluster;
+  procs: ProcessGroup;
+  /** Directory for this case's configs and logs. */
+  caseDir: string;
+  log: (msg: string) => void;
+}
+
+export interface Deployed {
+  provenance: Record<string, Provenance>;
+  path: DataplanePath;
+  /** Kernel-side cost the dataplane can read at the end of the window (BPF run time, map memory). */
+  kernelResources?: () => Promise<Partial<KernelResources>>;
+}
+
+export interface Dataplane {
+  name: string;
+  /** One line for `--help` and the report. */
+  summary: string;
+  /** Tools and kernel features it needs; returns what is missing, each with what to do. */
+  check(): Promise<string[]>;
+  deploy(ctx: DataplaneContext): Promise<Deployed>;
+  teardown(ctx: DataplaneContext): Promise<void>;
+}

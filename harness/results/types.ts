@@ -1,0 +1,133 @@
+// The run record, schema `meshbench/run/v1` (DESIGN.md). Fields may be added; the meaning of
+// these never changes. Figures are what was measured on this host in this run, nothing else.
+
+export const RUN_SCHEMA = 'meshbench/run/v1';
+
+export type RunStatus = 'complete' | 'incomplete' | 'failed';
+
+export interface Histogram {
+  /** Width of every bucket in microseconds. */
+  resolutionUs: number;
+  /** Sparse [bucket start µs, count] pairs, ascending; a request of latency L µs falls in floor(L/res)*res. */
+  buckets: [number, number][];
+  count: number;
+}
+
+export interface LatencyUs {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  min: number;
+  mean: number;
+  count: number;
+  histogram: Histogram;
+  /** How these figures were computed. */
+  source: string;
+  /** fortio's own percentiles from its bucketed histogram, for cross-checking. */
+  fortio?: { p50: number; p90: number; p99: number; p999: number; max: number };
+}
+
+export interface RoleResources {
+  processes: number;
+  rssBytes: number;
+  pssBytes: number;
+  /** Peak RSS sum seen while sampling during the window. */
+  rssPeakBytes: number;
+  cpuSeconds: number;
+}
+
+export interface ProcessResources {
+  name: string;
+  role: string;
+  pid: number;
+  rssBytes: number;
+  pssBytes: number;
+  rssPeakBytes: number;
+  cpuSeconds: number;
+}
+
+export interface KernelResources {
+  bpfMapBytes: number;
+  bpfRunTimeNs: number;
+  /** System-wide softirq time over the window, all CPUs: no process owns it. */
+  softirqSeconds: number;
+}
+
+export interface Resources {
+  windowS: number;
+  byRole: Record<string, RoleResources>;
+  processes: ProcessResources[];
+  kernel: KernelResources;
+  method: string;
+}
+
+export interface Provenance {
+  engine: string;
+  version?: string;
+  configBytes?: number;
+  mechanism?: string;
+  /** Set when the engine plays another component's role (HAProxy in an Envoy role). */
+  standInFor?: string;
+}
+
+export interface DataplanePath {
+  userSpaceHops: number;
+  loopbackLegs: number;
+  redirect: string;
+  encryption: string;
+  serviceRouting: string;
+}
+
+export interface CaseResult {
+  index: number;
+  dataplane: string;
+  workload: string;
+  repeat: number;
+  status: 'ok' | 'failed' | 'interrupted';
+  error?: string;
+  load: {
+    requested: { qps: number | 'max'; connections: number; durationS: number; warmupS: number; payloadBytes: number; responseBytes: number; protocol: string; chain: string[] };
+    actual: { qps: number; requests: number; errors: number; durationS: number; retCodes: Record<string, number> };
+    model: string;
+    target: string;
+    pinnedCpus?: string;
+  };
+  latencyUs?: LatencyUs;
+  resources?: Resources;
+  startup?: { podReadyMs: Record<string, number>; topologyUpMs: number; dataplaneDeployMs: number; firstRequestMs: number };
+  provenance: Record<string, Provenance>;
+  path?: DataplanePath;
+  topology?: { nodes: number; pods: number; services: number };
+  startedAt: string;
+  finishedAt?: string;
+}
+
+export interface Environment {
+  kernel: string;
+  cpuModel: string;
+  cores: number;
+  memoryBytes: number;
+  tools: Record<string, string>;
+  commit: string;
+  hostname: string;
+  node: string;
+  pinning: { load?: string; apps?: string; note: string };
+}
+
+export interface RunRecord {
+  schema: typeof RUN_SCHEMA;
+  runId: string;
+  prefix: string;
+  scenario: string;
+  scenarioFile: string;
+  description?: string;
+  status: RunStatus;
+  error?: string;
+  startedAt: string;
+  finishedAt?: string;
+  options: { dataplanes: string[]; repeats: number; quick: boolean; durationS?: number };
+  environment: Environment;
+  cases: CaseResult[];
+}

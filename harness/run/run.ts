@@ -1,0 +1,246 @@
+// `meshbench run`: scenario → cases → for each case build, deploy, start, measure, tear down.
+// The record is written before the first case (status incomplete), after every case, and at the
+// end; teardown of a case always runs, on success, error or signal. A signal stops the current
+// case, tears it down and leaves the record marked incomplete.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MeshbenchError, envError, runError } from '../errors.js';
+import { loadScenario } from '../scenario/load.js';
+import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
+import type { Scenario } from '../scenario/schema.js';
+import { buildCluster } from '../topology/graph.js';
+import { clusterUp } from '../topology/netns.js';
+import { sweep } from '../topology/cleanup.js';
+import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
+import type { Deployed } from '../dataplanes/types.js';
+import { startApps } from '../workloads/fortio-server.js';
+import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
+import { ResourceProbe } from '../probes/resources.js';
+import { collectEnvironment } from '../results/environment.js';
+import { RUN_SCHEMA, type CaseResult, type Environment, type RunRecord } from '../results/types.js';
+import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
+import { exec } from '../util/exec.js';
+import { cgroup2Root, isRoot } from '../util/host.js';
+import { ProcessGroup } from '../util/procs.js';
+import { Progress } from '../util/progress.js';
+import { PROJECT_ROOT, requireTool } from '../util/tools.js';
+
+export interface RunOptions extends RunOverrides {
+  resultsRoot?: string;
+  progress?: Progress;
+  /** Stop the run from outside (tests); SIGINT/SIGTERM do the same. */
+  signal?: AbortSignal;
+}
+
+export interface RunOutcome {
+  record: RunRecord;
+  file: string;
+  dir: string;
+}
+
+const TOOLS = ['ip', 'iptables-restore', 'ss', 'taskset', 'fortio'];
+
+/** Everything a run needs from the host, checked before anything is built. */
+export async function preflight(s: Scenario): Promise<void> {
+  if (!isRoot()) throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
+  const missing: string[] = [];
+  for (const t of TOOLS) await requireTool(t).catch((e: MeshbenchError) => missing.push(`${e.message}: ${e.hint}`));
+  for (const d of s.dataplanes) missing.push(...(await getDataplane(d).check()).map((m) => `${d}: ${m}`));
+  if (!cgroup2Root()) missing.push('cgroup v2 is not mounted: mount -t cgroup2 none /sys/fs/cgroup/unified (meshbench doctor tells more)');
+  if (missing.length) throw envError(`the host lacks what this run needs:\n  - ${missing.join('\n  - ')}`, 'run `meshbench doctor` for the full picture');
+}
+
+function pinning(s: Scenario, cores: number): Environment['pinning'] {
+  if (s.pinning === 'none') return { note: 'not pinned (scenario pinning: none)' };
+  if (typeof s.pinning === 'object') return { load: s.pinning.load, apps: s.pinning.apps, note: 'pinned as the scenario asks (taskset)' };
+  if (cores < 2) return { note: `not pinned: ${cores} CPU` };
+  const apps = cores === 2 ? '1' : `1-${cores - 1}`;
+  return { load: '0', apps, note: `load generator on CPU 0, app servers on CPU ${apps} (taskset); proxies and kernel work unpinned` };
+}
+
+function newRunId(): { runId: string; prefix: string } {
+  const rand = BigInt('0x' + randomBytes(4).toString('hex')).toString(36).padStart(4, '0').slice(-4);
+  const ts = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return { runId: `${ts}-${rand}`, prefix: `mb${rand}` };
+}
+
+export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
+  const progress = opts.progress ?? new Progress();
+  const loaded = loadScenario(file, { knownDataplanes: dataplaneNames() });
+  const s = applyOverrides(loaded, opts, dataplaneNames());
+  await preflight(s);
+  const cases = expandCases(s);
+  const fortio = await requireTool('fortio');
+
+  const { runId, prefix } = newRunId();
+  const dir = runDir(opts.resultsRoot ?? join(PROJECT_ROOT, 'results'), s.name, runId);
+  const out = runFile(dir);
+  mkdirSync(dir, { recursive: true });
+  const env = await collectEnvironment(pinning(s, (await import('node:os')).cpus().length), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool']);
+  const record: RunRecord = {
+    schema: RUN_SCHEMA,
+    runId,
+    prefix,
+    scenario: s.name,
+    scenarioFile: resolve(file),
+    description: s.description,
+    status: 'incomplete',
+    startedAt: new Date().toISOString(),
+    options: { dataplanes: s.dataplanes, repeats: s.repeats, quick: !!opts.quick, durationS: opts.durationS },
+    environment: env,
+    cases: [],
+  };
+  writeJsonAtomic(out, record);
+  progress.log(`run ${runId}: ${cases.length} case(s) of ${s.name} (${s.dataplanes.join(', ')}), prefix ${prefix}, record ${out}`);
+
+  // Signals: stop the current case, tear down, keep the record (incomplete).
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (abort.signal.aborted) return;
+    progress.log(`${sig} received: stopping the current case and tearing down`);
+    abort.abort(sig);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  opts.signal?.addEventListener('abort', () => onSignal('SIGTERM'), { once: true });
+
+  // A stale object of a crashed earlier run with the same prefix is astronomically unlikely;
+  // sweeping our own prefix first still costs nothing.
+  await sweep(prefix);
+  const perCaseS = (c: Case) => c.workload.durationS + c.workload.warmupS + 3;
+  let failed = false;
+  try {
+    for (const c of cases) {
+      if (abort.signal.aborted) break;
+      const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);
+      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left });
+      record.cases.push(result);
+      if (result.status === 'failed') failed = true;
+      writeJsonAtomic(out, record);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await sweep(prefix).catch(() => undefined);
+    progress.done();
+  }
+  record.finishedAt = new Date().toISOString();
+  record.status = abort.signal.aborted ? 'incomplete' : failed ? 'failed' : 'complete';
+  if (abort.signal.aborted) record.error = `interrupted by ${String(abort.signal.reason)}`;
+  else if (failed) record.error = record.cases.filter((c) => c.error).map((c) => `case ${c.index} (${c.dataplane}): ${c.error}`).join('; ');
+  writeJsonAtomic(out, record);
+  return { record, file: out, dir };
+}
+
+interface CaseEnv {
+  prefix: string;
+  dir: string;
+  fortio: string;
+  progress: Progress;
+  env: Environment;
+  signal: AbortSignal;
+  secondsLeft: number;
+}
+
+async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise<CaseResult> {
+  const w = c.workload;
+  const dp = getDataplane(c.dataplane);
+  const caseDir = join(e.dir, 'cases', `${String(c.index).padStart(3, '0')}-${c.dataplane}-${w.name}-r${c.repeat}`);
+  mkdirSync(caseDir, { recursive: true });
+  const cluster = buildCluster(s, e.prefix);
+  const entry = cluster.services.find((x) => x.name === w.chain[0])!;
+  const target = { host: entry.vip, port: entry.port };
+  const result: CaseResult = {
+    index: c.index,
+    dataplane: c.dataplane,
+    workload: w.name,
+    repeat: c.repeat,
+    status: 'ok',
+    load: {
+      requested: { qps: w.qps, connections: w.connections, durationS: w.durationS, warmupS: w.warmupS, payloadBytes: w.payloadBytes, responseBytes: w.responseBytes, protocol: w.protocol, chain: w.chain },
+      actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
+      model: loadModel(w),
+      target: targetUrl(w, target),
+      pinnedCpus: e.env.pinning.load,
+    },
+    provenance: {},
+    topology: { nodes: cluster.nodes.length, pods: cluster.pods.length, services: cluster.services.length },
+    startedAt: new Date().toISOString(),
+  };
+  const procs = new ProcessGroup(e.prefix, e.dir);
+  const ctx = { cluster, procs, caseDir, log: (m: string) => e.progress.log(m) };
+  const phase = (p: string, left = e.secondsLeft) => e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, left);
+  const check = () => {
+    if (e.signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
+  };
+  let deployed: Deployed | undefined;
+  try {
+    phase('building topology');
+    const up = await clusterUp(cluster);
+    check();
+    phase('deploying dataplane');
+    const t0 = performance.now();
+    deployed = await dp.deploy(ctx);
+    const deployMs = performance.now() - t0;
+    result.provenance = { ...deployed.provenance, load: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' }, app: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' } };
+    result.path = deployed.path;
+    check();
+    phase('starting workloads');
+    const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
+    check();
+    const firstMs = await firstRequest(e.fortio, cluster.client.netns, w.protocol, targetUrl(w, target), e.signal);
+    result.startup = { podReadyMs: round(apps.readyMs), topologyUpMs: r1(up.totalMs), dataplaneDeployMs: r1(deployMs), firstRequestMs: r1(firstMs) };
+
+    phase(`warm-up ${w.warmupS}s`);
+    const warm = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load-warmup', workload: w, target, durationS: w.warmupS, dir: caseDir, cpus: e.env.pinning.load, record: false, signal: e.signal });
+    await warm.done;
+    check();
+
+    phase(`measuring ${w.durationS}s`, e.secondsLeft - w.warmupS);
+    const probe = new ResourceProbe();
+    probe.begin(procs.procs.filter((p) => p.role !== 'load'));
+    const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });
+    probe.watch(run.proc);
+    const measured = await run.done;
+    const kernel = deployed.kernelResources ? await deployed.kernelResources() : {};
+    result.resources = probe.end(kernel);
+    const sum = measured.summary!;
+    result.load.actual = { qps: Math.round(sum.actualQps * 100) / 100, requests: sum.count, errors: sum.errors, durationS: Math.round(sum.actualDurationS * 1000) / 1000, retCodes: sum.retCodes };
+    result.latencyUs = measured.latency;
+    if (sum.errors > 0) e.progress.warn(`case ${c.index + 1}: ${sum.errors} of ${sum.count} requests failed (${JSON.stringify(sum.retCodes)})`);
+    e.progress.log(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`);
+  } catch (err) {
+    const interrupted = e.signal.aborted;
+    result.status = interrupted ? 'interrupted' : 'failed';
+    result.error = interrupted ? 'interrupted' : err instanceof Error ? err.message : String(err);
+    if (!interrupted) e.progress.log(`case ${c.index + 1} failed: ${result.error}`);
+  } finally {
+    phase('tearing down');
+    await procs.stopAll();
+    await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));
+    await sweep(e.prefix);
+    procs.close();
+    result.finishedAt = new Date().toISOString();
+  }
+  return result;
+}
+
+/** Time until one request through the Service succeeds, from the client pod. */
+async function firstRequest(fortio: string, netns: string, protocol: string, url: string, signal: AbortSignal): Promise<number> {
+  const t0 = performance.now();
+  const args = protocol === 'grpc' ? ['grpcping', '-loglevel', 'error', '-n', '1', url] : ['curl', '-loglevel', 'error', ...(protocol === 'http2' ? ['-h2'] : []), url];
+  let last = '';
+  while (performance.now() - t0 < 15000 && !signal.aborted) {
+    const r = await exec(fortio, args, { netns, allowFail: true, timeoutMs: 5000 });
+    if (r.code === 0) return performance.now() - t0;
+    last = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0];
+    await sleep(20);
+  }
+  if (signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
+  throw runError(`no request through the Service succeeded within 15 s (${url}): ${last}`);
+}
+
+const r1 = (x: number) => Math.round(x * 10) / 10;
+const round = (o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, r1(v)]));

@@ -1,0 +1,171 @@
+// Loading scenario and topology YAML. Every problem is collected and reported at once as
+// `file:line: message` (k6 returns all config errors, not the first), and nothing is built
+// from a file that has any.
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, resolve, relative } from 'node:path';
+import { LineCounter, parseDocument, isMap, isSeq, isNode, type Document, type Node } from 'yaml';
+import type { z } from 'zod';
+import { inputError } from '../errors.js';
+import { ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
+
+interface Parsed {
+  file: string;
+  doc: Document.Parsed;
+  lines: LineCounter;
+}
+
+/** File name as shown in messages: relative to the working directory when that is shorter. */
+export function shownPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') && rel.length < file.length ? rel : file;
+}
+
+function parseYaml(file: string, errors: string[]): Parsed | undefined {
+  if (!existsSync(file)) {
+    errors.push(`${shownPath(file)}:1: file not found`);
+    return undefined;
+  }
+  const text = readFileSync(file, 'utf8');
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  for (const e of doc.errors) {
+    const line = e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line;
+    errors.push(`${shownPath(file)}:${line}: ${e.message.split('\n')[0]}`);
+  }
+  return doc.errors.length ? undefined : { file, doc, lines };
+}
+
+/** The line of the deepest node along `path` that exists (a missing key points at its parent). */
+function lineOf(p: Parsed, path: PropertyKey[]): number {
+  let node: unknown = p.doc.contents;
+  let line = 1;
+  const at = (n: unknown) => {
+    if (isNode(n) && (n as Node).range) line = p.lines.linePos((n as Node).range![0]).line;
+  };
+  at(node);
+  for (const key of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => (isNode(it.key) ? (it.key as { value?: unknown }).value : it.key) === key);
+      if (!pair) break;
+      at(pair.key);
+      node = pair.value;
+      if (!isMap(node) && !isSeq(node)) at(node);
+    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
+      node = node.items[key];
+      at(node);
+    } else break;
+  }
+  return line;
+}
+
+function zodErrors(p: Parsed, err: z.ZodError, errors: string[]): void {
+  for (const issue of err.issues) {
+    const path = issue.path as PropertyKey[];
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    else if (issue.code === 'invalid_union') message = unionMessage(issue) ?? message;
+    const where = path.length ? `${path.map(String).join('.')}: ` : '';
+    errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${where}${message}`);
+  }
+}
+
+// zod reports a failed union as "Invalid input"; name the alternatives' first messages instead.
+function unionMessage(issue: z.core.$ZodIssue): string | undefined {
+  const errs = (issue as { errors?: z.core.$ZodIssue[][] }).errors;
+  if (!errs?.length) return undefined;
+  const msgs = [...new Set(errs.map((e) => e[0]?.message).filter(Boolean))];
+  return msgs.length ? `expected one of: ${msgs.join(' | ')}` : undefined;
+}
+
+function loadTopologyInto(file: string, errors: string[]): Topology | undefined {
+  const p = parseYaml(file, errors);
+  if (!p) return undefined;
+  const r = TopologySchema.safeParse(p.doc.toJS());
+  if (!r.success) {
+    zodErrors(p, r.error, errors);
+    return undefined;
+  }
+  return r.data;
+}
+
+export function loadTopology(file: string): Topology {
+  const errors: string[] = [];
+  const t = loadTopologyInto(resolve(file), errors);
+  if (!t) throw inputError(`${shownPath(file)} is not a valid topology`, errors);
+  return t;
+}
+
+export function nodeNames(t: Topology): string[] {
+  return typeof t.nodes === 'number' ? Array.from({ length: t.nodes }, (_, i) => `node${i + 1}`) : t.nodes;
+}
+
+export interface LoadOptions {
+  /** Dataplane names the registry knows; unknown names are reported with the scenario's other errors. */
+  knownDataplanes?: string[];
+}
+
+/** Load and check a scenario file; throws one E_INPUT error listing every problem. */
+export function loadScenario(file: string, opts: LoadOptions = {}): Scenario {
+  const abs = resolve(file);
+  const errors: string[] = [];
+  const p = parseYaml(abs, errors);
+  if (!p) throw inputError(`${shownPath(abs)} is not a valid scenario`, errors);
+  const r = ScenarioSchema.safeParse(p.doc.toJS());
+  if (!r.success) zodErrors(p, r.error, errors);
+  const raw = r.success ? r.data : undefined;
+
+  let topology: Topology | undefined;
+  let topologyFile: string | undefined;
+  const rawTopo = (p.doc.toJS() as { topology?: unknown } | null)?.topology;
+  if (typeof rawTopo === 'string') {
+    topologyFile = resolve(dirname(abs), rawTopo);
+    topology = loadTopologyInto(topologyFile, errors);
+  } else if (raw && typeof raw.topology === 'object') topology = raw.topology;
+
+  if (raw && topology) crossCheck(p, raw, topology, opts, errors);
+  if (errors.length || !raw || !topology) throw inputError(`${shownPath(abs)} is not a valid scenario`, errors);
+  return { ...raw, topology, file: abs, topologyFile };
+}
+
+// Checks that need more than one field: names that must refer to something that exists.
+function crossCheck(p: Parsed, s: z.infer<typeof ScenarioSchema>, t: Topology, opts: LoadOptions, errors: string[]): void {
+  const err = (path: PropertyKey[], msg: string) => errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${path.map(String).join('.')}: ${msg}`);
+  const nodes = new Set(nodeNames(t));
+  const nodeList = [...nodes].join(', ');
+  if (!nodes.has(s.client.node)) err(['client', 'node'], `unknown node "${s.client.node}" (topology has: ${nodeList})`);
+
+  const seen = new Map<string, number>();
+  s.services.forEach((svc, i) => {
+    if (seen.has(svc.name)) err(['services', i, 'name'], `service "${svc.name}" is declared twice (first at services.${seen.get(svc.name)})`);
+    seen.set(svc.name, i);
+    svc.nodes?.forEach((n, j) => {
+      if (!nodes.has(n)) err(['services', i, 'nodes', j], `unknown node "${n}" (topology has: ${nodeList})`);
+    });
+  });
+
+  s.workloads.forEach((w, i) => {
+    w.chain.forEach((name, j) => {
+      const svc = s.services.find((x) => x.name === name);
+      if (!svc) err(['workloads', i, 'chain', j], `unknown service "${name}" (declared: ${[...seen.keys()].join(', ')})`);
+      else if (j > 0 && svc.protocol !== 'http') err(['workloads', i, 'chain', j], `service "${name}" speaks ${svc.protocol}; only http services can be later links of a call chain`);
+      else if (j === 0 && (w.protocol === 'grpc') !== (svc.protocol === 'grpc'))
+        err(['workloads', i, 'protocol'], `workload protocol ${w.protocol} does not match service "${name}" (protocol ${svc.protocol})`);
+    });
+    if (w.chain.length > 1 && w.protocol === 'grpc') err(['workloads', i, 'chain'], 'a call chain needs an http1 or http2 workload (the chain hops are HTTP)');
+    if (new Set(w.chain).size !== w.chain.length) err(['workloads', i, 'chain'], 'a service appears twice in the call chain');
+  });
+  const wnames = s.workloads.map((w) => w.name);
+  wnames.forEach((n, i) => {
+    if (wnames.indexOf(n) !== i) err(['workloads', i, 'name'], `workload name "${n}" is used twice`);
+  });
+
+  if (opts.knownDataplanes) {
+    s.dataplanes.forEach((d, i) => {
+      if (!opts.knownDataplanes!.includes(d)) err(['dataplanes', i], `unknown dataplane "${d}" (known: ${opts.knownDataplanes!.join(', ')})`);
+    });
+  }
+  const dn = s.dataplanes;
+  dn.forEach((d, i) => {
+    if (dn.indexOf(d) !== i) err(['dataplanes', i], `dataplane "${d}" is listed twice`);
+  });
+}

@@ -1,0 +1,57 @@
+// Facts about the host the lab needs in several stages: where cgroup v2 and bpffs are mounted,
+// where run state lives, clock ticks. Read-only.
+import { readFileSync, existsSync } from 'node:fs';
+
+/** Every lab prefix matches this: "mb" + 4 base36 characters. `meshbench down` removes by it. */
+export const PREFIX_RE = /^mb[0-9a-z]{4}$/;
+export const LAB_OBJECT_RE = /^mb[0-9a-z]{4}-/;
+
+/** Run state (pids, objects) for `meshbench down`; tmpfs, so it vanishes on reboot like netns do. */
+export const STATE_DIR = process.env.MESHBENCH_STATE_DIR ?? '/run/meshbench';
+
+export function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+export function mounts(): { source: string; target: string; fstype: string }[] {
+  try {
+    return readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        const [source, target, fstype] = l.split(' ');
+        return { source, target: target.replace(/\\040/g, ' '), fstype };
+      });
+  } catch {
+    return [];
+  }
+}
+
+/** The cgroup v2 mount point (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones). */
+export function cgroup2Root(): string | undefined {
+  return mounts().find((m) => m.fstype === 'cgroup2')?.target;
+}
+
+export function bpffsRoot(): string | undefined {
+  return mounts().find((m) => m.fstype === 'bpf')?.target;
+}
+
+export function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  return existsSync(`/proc/${pid}`);
+}
+
+/** Field 22 of /proc/PID/stat: start time in clock ticks since boot. Guards against pid reuse. */
+export function pidStartTime(pid: number): number | undefined {
+  const s = readText(`/proc/${pid}/stat`);
+  if (!s) return undefined;
+  const fields = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[19]);
+}

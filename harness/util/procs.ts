@@ -1,0 +1,193 @@
+// The processes a run starts. Each one is recorded (pid + start time) in the run's state file
+// before anything else happens, runs in its own cgroup v2 directory named after the run prefix
+// (so its CPU time stays countable after it exits), and is stopped by pid at teardown.
+// Processes are started detached: a Ctrl-C on the terminal reaches meshbench, which then tears
+// down in order, instead of killing the lab's servers under a still-running measurement.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, rmdirSync, rmSync, writeFileSync, renameSync, readdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runError } from '../errors.js';
+import { STATE_DIR, cgroup2Root, pidAlive, pidStartTime, readText } from './host.js';
+
+export interface StartSpec {
+  /** Unique within the run; names the cgroup and the log file. */
+  name: string;
+  /** Resource role in results: app, load, proxy, node-proxy, agent … */
+  role: string;
+  cmd: string;
+  args: string[];
+  netns?: string;
+  /** CPU list for taskset, e.g. "1" or "0-1". */
+  cpus?: string;
+  /** Where stdout/stderr go. */
+  logFile?: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface LabProcess {
+  name: string;
+  role: string;
+  pid: number;
+  startTime?: number;
+  cgroup?: string;
+  logFile?: string;
+  netns?: string;
+  child: ChildProcess;
+  /** Resolves with the exit code when the process ends. */
+  exited: Promise<number>;
+  exitCode?: number;
+}
+
+interface StateFile {
+  prefix: string;
+  runDir?: string;
+  pids: { pid: number; startTime?: number; name: string }[];
+}
+
+export function stateFilePath(prefix: string): string {
+  return join(STATE_DIR, `${prefix}.json`);
+}
+
+export function readStateFiles(): StateFile[] {
+  if (!existsSync(STATE_DIR)) return [];
+  const out: StateFile[] = [];
+  for (const f of readdirSync(STATE_DIR)) {
+    if (!f.endsWith('.json')) continue;
+    try {
+      out.push(JSON.parse(readText(join(STATE_DIR, f)) ?? ''));
+    } catch {
+      /* a torn file: the netns sweep still finds its processes */
+    }
+  }
+  return out;
+}
+
+export class ProcessGroup {
+  readonly procs: LabProcess[] = [];
+  readonly cgroupBase?: string;
+
+  constructor(readonly prefix: string, readonly runDir?: string) {
+    const root = cgroup2Root();
+    if (root) {
+      this.cgroupBase = join(root, prefix);
+      mkdirSync(this.cgroupBase, { recursive: true });
+    }
+    mkdirSync(STATE_DIR, { recursive: true });
+    this.saveState();
+  }
+
+  private saveState(): void {
+    const st: StateFile = {
+      prefix: this.prefix,
+      runDir: this.runDir,
+      pids: this.procs.map((p) => ({ pid: p.pid, startTime: p.startTime, name: p.name })),
+    };
+    const f = stateFilePath(this.prefix);
+    writeFileSync(f + '.tmp', JSON.stringify(st, null, 1));
+    renameSync(f + '.tmp', f);
+  }
+
+  start(spec: StartSpec): LabProcess {
+    if (this.procs.some((p) => p.name === spec.name)) throw runError(`process name ${spec.name} used twice in one run`);
+    let argv: string[] = [spec.cmd, ...spec.args];
+    if (spec.netns) argv = ['ip', 'netns', 'exec', spec.netns, ...argv];
+    if (spec.cpus) argv = ['taskset', '-c', spec.cpus, ...argv];
+    let cgroup: string | undefined;
+    if (this.cgroupBase) {
+      cgroup = join(this.cgroupBase, spec.name);
+      mkdirSync(cgroup, { recursive: true });
+      // Join the cgroup before exec so not one instruction of the real program runs outside it.
+      argv = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...argv];
+    }
+    const fd = spec.logFile ? openSync(spec.logFile, 'a') : 'ignore';
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: ['ignore', fd, fd],
+      detached: true,
+      cwd: spec.cwd,
+      env: spec.env ?? process.env,
+    });
+    if (typeof fd === 'number') closeSync(fd);
+    if (child.pid === undefined) throw runError(`could not start ${spec.cmd} for ${spec.name}`);
+    let resolveExit!: (c: number) => void;
+    const exited = new Promise<number>((r) => (resolveExit = r));
+    const proc: LabProcess = {
+      name: spec.name,
+      role: spec.role,
+      pid: child.pid,
+      startTime: pidStartTime(child.pid),
+      cgroup,
+      logFile: spec.logFile,
+      netns: spec.netns,
+      child,
+      exited,
+    };
+    child.on('exit', (code, signal) => {
+      proc.exitCode = code ?? (signal ? 128 : 1);
+      resolveExit(proc.exitCode);
+    });
+    child.on('error', () => {
+      proc.exitCode = 127;
+      resolveExit(127);
+    });
+    this.procs.push(proc);
+    this.saveState();
+    return proc;
+  }
+
+  /** Stop one process: SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(p: LabProcess, graceMs = 2000): Promise<void> {
+    if (p.exitCode !== undefined) return;
+    try {
+      process.kill(p.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const done = await Promise.race([p.exited.then(() => true), sleep(graceMs).then(() => false)]);
+    if (!done) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await Promise.race([p.exited, sleep(1000)]);
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all(this.procs.map((p) => this.stop(p)));
+    this.procs.length = 0;
+    this.saveState();
+    removeCgroupTree(this.cgroupBase);
+  }
+
+  /** After teardown: forget the state file. */
+  close(): void {
+    removeCgroupTree(this.cgroupBase);
+    rmSync(stateFilePath(this.prefix), { force: true });
+  }
+}
+
+/** Remove a cgroup directory and its children (deepest first); cgroups only go once empty. */
+export function removeCgroupTree(dir: string | undefined): void {
+  if (!dir || !existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+  try {
+    rmdirSync(dir);
+  } catch {
+    /* still has a process; `meshbench down` will try again */
+  }
+}
+
+/** Kill a recorded pid only if it is still the process we started (same start time). */
+export function killRecorded(pid: number, startTime: number | undefined): boolean {
+  if (!pidAlive(pid)) return false;
+  if (startTime !== undefined && pidStartTime(pid) !== startTime) return false;
+  try {
+    process.kill(pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,64 @@
+// Finding the external tools the lab runs, and their versions for the run record.
+// fortio is looked up on PATH first, then in the project's .tools/bin where setup installs it.
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { envError } from '../errors.js';
+import { exec, which } from './exec.js';
+
+/** The repository root (works from sources under tsx and from dist/). */
+export const PROJECT_ROOT = (() => {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (d !== '/' && !existsSync(join(d, 'package.json'))) d = dirname(d);
+  return d;
+})();
+
+export const FORTIO_VERSION = '1.68.2';
+
+const cache = new Map<string, string | undefined>();
+
+export async function findTool(name: string): Promise<string | undefined> {
+  if (cache.has(name)) return cache.get(name);
+  let p = await which(name);
+  if (!p) {
+    const local = resolve(PROJECT_ROOT, '.tools/bin', name);
+    if (existsSync(local)) p = local;
+  }
+  cache.set(name, p);
+  return p;
+}
+
+const installHints: Record<string, string> = {
+  fortio: `run the README's set-up (scripts/setup.sh), which installs fortio ${FORTIO_VERSION} with go install`,
+  ip: 'apt-get install iproute2',
+  iptables: 'apt-get install iptables',
+  'iptables-restore': 'apt-get install iptables',
+  taskset: 'apt-get install util-linux',
+  ping: 'apt-get install iputils-ping',
+  haproxy: 'apt-get install haproxy',
+};
+
+export async function requireTool(name: string): Promise<string> {
+  const p = await findTool(name);
+  if (!p) throw envError(`${name} not found on PATH`, installHints[name] ?? `install ${name}`);
+  return p;
+}
+
+const versionArgs: Record<string, string[]> = {
+  fortio: ['version'],
+  ip: ['-V'],
+  iptables: ['--version'],
+  haproxy: ['-v'],
+  clang: ['--version'],
+  bpftool: ['version'],
+  'wireguard-go': ['--version'],
+};
+
+/** First line of the tool's version output, or undefined when absent. */
+export async function toolVersion(name: string): Promise<string | undefined> {
+  const p = await findTool(name);
+  if (!p) return undefined;
+  const r = await exec(p, versionArgs[name] ?? ['--version'], { allowFail: true, timeoutMs: 5000 });
+  const line = (r.stdout || r.stderr).split('\n').find((l) => l.trim());
+  return line?.trim();
+}

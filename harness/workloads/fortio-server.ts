@@ -1,0 +1,76 @@
+// The applications: one fortio server per app pod. A service that is not the last link of the
+// workload's call chain runs fortio's multi-target proxy (-M) instead, forwarding every request
+// (path mirrored) to the next service's VIP, so client → A → B → C is one request per hop.
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runError } from '../errors.js';
+import type { Cluster, PodSpec, ServiceSpec } from '../topology/graph.js';
+import type { ResolvedWorkload } from '../scenario/expand.js';
+import { exec } from '../util/exec.js';
+import type { LabProcess, ProcessGroup } from '../util/procs.js';
+
+const DISABLED = ['-redirect-port', 'disabled', '-tcp-port', 'disabled', '-udp-port', 'disabled'];
+
+/** fortio server arguments for one backend pod of `svc`, given the service it forwards to (if any). */
+export function serverArgs(svc: ServiceSpec, next: ServiceSpec | undefined): string[] {
+  const port = String(svc.targetPort);
+  if (next) return ['server', '-http-port', 'disabled', '-grpc-port', 'disabled', ...DISABLED, '-M', `:${port} http://${next.vip}:${next.port}`, '-loglevel', 'warning'];
+  if (svc.protocol === 'grpc') return ['server', '-http-port', 'disabled', '-grpc-port', port, ...DISABLED, '-loglevel', 'warning'];
+  return ['server', '-http-port', port, '-grpc-port', 'disabled', ...DISABLED, '-loglevel', 'warning'];
+}
+
+export interface StartedApps {
+  procs: LabProcess[];
+  /** ms from spawn to listening, per pod name. */
+  readyMs: Record<string, number>;
+}
+
+/** Wait until something listens on `port` inside `netns`. */
+export async function waitListening(netns: string, port: number, timeoutMs = 15000, proc?: LabProcess): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc?.exitCode !== undefined) throw runError(`process ${proc.name} exited (code ${proc.exitCode}) before listening on ${port}; see ${proc.logFile}`);
+    const r = await exec('ss', ['-Hltn', `sport = :${port}`], { netns, allowFail: true });
+    if (r.stdout.trim()) return;
+    await sleep(10);
+  }
+  throw runError(`nothing listens on port ${port} in ${netns} after ${timeoutMs} ms${proc ? `; see ${proc.logFile}` : ''}`);
+}
+
+export async function startApps(opts: {
+  cluster: Cluster;
+  workload: ResolvedWorkload;
+  procs: ProcessGroup;
+  fortio: string;
+  logDir: string;
+  cpus?: string;
+}): Promise<StartedApps> {
+  const { cluster, workload } = opts;
+  const nextOf = new Map<string, ServiceSpec | undefined>();
+  workload.chain.forEach((name, i) => nextOf.set(name, cluster.services.find((s) => s.name === workload.chain[i + 1])));
+  const started: { pod: PodSpec; svc: ServiceSpec; proc: LabProcess; t0: number }[] = [];
+  for (const svc of cluster.services)
+    for (const pod of svc.backends) {
+      if (started.some((s) => s.pod === pod)) continue; // a pod matched by two selectors runs once
+      const t0 = performance.now();
+      const proc = opts.procs.start({
+        name: `app-${pod.name}`,
+        role: 'app',
+        cmd: opts.fortio,
+        args: serverArgs(svc, nextOf.get(svc.name)),
+        netns: pod.netns,
+        cpus: opts.cpus,
+        logFile: join(opts.logDir, `app-${pod.name}.log`),
+        cwd: opts.logDir,
+      });
+      started.push({ pod, svc, proc, t0 });
+    }
+  const readyMs: Record<string, number> = {};
+  await Promise.all(
+    started.map(async ({ pod, svc, proc, t0 }) => {
+      await waitListening(pod.netns, svc.targetPort, 15000, proc);
+      readyMs[pod.name] = performance.now() - t0;
+    }),
+  );
+  return { procs: started.map((s) => s.proc), readyMs };
+}
