@@ -35,6 +35,7 @@ program
   .option('--dataplanes <list>', `comma-separated dataplanes, replacing the scenario's (known: ${dataplaneNames().join(', ')})`, list)
   .option('--repeats <n>', 'repeats per dataplane × workload, interleaved', positiveInt)
   .option('--duration <seconds>', 'measured seconds per case, replacing the scenario', positiveNum)
+  .option('--warmup <seconds>', 'warm-up seconds before each measured window, replacing the scenario', positiveNum)
   .option('--quick', "use the scenario's quick settings (shorter runs)")
   .option('--results <dir>', 'where run records go', 'results')
   .option('--reports <dir>', 'where reports go', 'reports')
@@ -43,7 +44,7 @@ program
   .action(async (file: string, o) => {
     const { runScenario } = await import('../run/run.js');
     const progress = new Progress(o.json ? 'quiet' : undefined);
-    const res = await runScenario(file, { dataplanes: o.dataplanes, repeats: o.repeats, durationS: o.duration, quick: o.quick, resultsRoot: o.results, progress });
+    const res = await runScenario(file, { dataplanes: o.dataplanes, repeats: o.repeats, durationS: o.duration, warmupS: o.warmup, quick: o.quick, resultsRoot: o.results, progress });
     let report: string | undefined;
     if (o.report && res.record.cases.some((c) => c.latencyUs)) {
       const { writeReport } = await import('../report/report.js');

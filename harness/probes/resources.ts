@@ -67,6 +67,13 @@ export class ResourceProbe {
     this.softirq0 = softirqSeconds();
     for (const p of procs) this.watch(p);
     this.timer = setInterval(() => this.sample(), this.sampleMs);
+    this.timer.unref();
+  }
+
+  /** Stop sampling without a result (the window was cut short). Safe to call twice. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
   }
 
   watch(p: LabProcess): void {
@@ -88,7 +95,7 @@ export class ResourceProbe {
 
   /** End the window and total everything up by role. */
   end(kernelExtra: Partial<KernelResources> = {}): Resources {
-    if (this.timer) clearInterval(this.timer);
+    this.stop();
     this.sample();
     const windowS = (performance.now() - this.t0) / 1000;
     const processes: ProcessResources[] = [];

@@ -176,6 +176,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     if (e.signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
   };
   let deployed: Deployed | undefined;
+  let probe: ResourceProbe | undefined;
   try {
     phase('building topology');
     const up = await clusterUp(cluster);
@@ -199,7 +200,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     check();
 
     phase(`measuring ${w.durationS}s`, e.secondsLeft - w.warmupS);
-    const probe = new ResourceProbe();
+    probe = new ResourceProbe();
     probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });
     probe.watch(run.proc);
@@ -217,6 +218,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     result.error = interrupted ? 'interrupted' : err instanceof Error ? err.message : String(err);
     if (!interrupted) e.progress.log(`case ${c.index + 1} failed: ${result.error}`);
   } finally {
+    probe?.stop();
     phase('tearing down');
     await procs.stopAll();
     await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));

@@ -8,6 +8,7 @@ export interface RunOverrides {
   dataplanes?: string[];
   repeats?: number;
   durationS?: number;
+  warmupS?: number;
   quick?: boolean;
 }
 
@@ -35,7 +36,7 @@ export function applyOverrides(s: Scenario, o: RunOverrides, knownDataplanes?: s
   const workloads = s.workloads.map((w) => ({
     ...w,
     duration: o.durationS ?? q.duration ?? w.duration,
-    warmup: q.warmup ?? w.warmup,
+    warmup: o.warmupS ?? q.warmup ?? w.warmup,
   }));
   return { ...s, dataplanes, repeats, workloads };
 }

@@ -60,10 +60,19 @@ function lineOf(p: Parsed, path: PropertyKey[]): number {
 
 function zodErrors(p: Parsed, err: z.ZodError, errors: string[]): void {
   for (const issue of err.issues) {
-    const path = issue.path as PropertyKey[];
+    let path = issue.path as PropertyKey[];
     let message = issue.message;
-    if (issue.code === 'unrecognized_keys') message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
-    else if (issue.code === 'invalid_union') message = unionMessage(issue) ?? message;
+    if (issue.code === 'unrecognized_keys') {
+      // Point at the first unknown key itself, not at the map holding it.
+      message = `unknown key(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      errors.push(`${shownPath(p.file)}:${lineOf(p, [...path, issue.keys[0]])}: ${path.length ? `${path.map(String).join('.')}: ` : ''}${message}`);
+      continue;
+    }
+    const unionOfMissing = issue.code === 'invalid_union' && ((issue as { errors?: z.core.$ZodIssue[][] }).errors ?? []).every((e) => /received undefined/.test(e[0]?.message ?? ''));
+    if ((issue.code === 'invalid_type' && /received undefined/.test(message)) || unionOfMissing) {
+      message = `missing required key "${String(path[path.length - 1])}"`;
+      path = path.slice(0, -1);
+    } else if (issue.code === 'invalid_union') message = unionMessage(issue) ?? message;
     const where = path.length ? `${path.map(String).join('.')}: ` : '';
     errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${where}${message}`);
   }
@@ -88,10 +97,22 @@ function loadTopologyInto(file: string, errors: string[]): Topology | undefined 
   return r.data;
 }
 
+/** Order messages by file, then line (stable), so they read top to bottom. */
+function sortByLine(errors: string[]): string[] {
+  const key = (e: string) => {
+    const m = e.match(/^(.*?):(\d+):/);
+    return m ? [m[1], Number(m[2])] as const : [e, 0] as const;
+  };
+  return errors
+    .map((e, i) => ({ e, i, k: key(e) }))
+    .sort((a, b) => a.k[0].localeCompare(b.k[0]) || a.k[1] - b.k[1] || a.i - b.i)
+    .map((x) => x.e);
+}
+
 export function loadTopology(file: string): Topology {
   const errors: string[] = [];
   const t = loadTopologyInto(resolve(file), errors);
-  if (!t) throw inputError(`${shownPath(file)} is not a valid topology`, errors);
+  if (!t) throw inputError(`${shownPath(file)} is not a valid topology`, sortByLine(errors));
   return t;
 }
 
@@ -110,62 +131,71 @@ export function loadScenario(file: string, opts: LoadOptions = {}): Scenario {
   const errors: string[] = [];
   const p = parseYaml(abs, errors);
   if (!p) throw inputError(`${shownPath(abs)} is not a valid scenario`, errors);
-  const r = ScenarioSchema.safeParse(p.doc.toJS());
+  const js = p.doc.toJS() as Loose;
+  const r = ScenarioSchema.safeParse(js);
   if (!r.success) zodErrors(p, r.error, errors);
   const raw = r.success ? r.data : undefined;
 
   let topology: Topology | undefined;
   let topologyFile: string | undefined;
-  const rawTopo = (p.doc.toJS() as { topology?: unknown } | null)?.topology;
-  if (typeof rawTopo === 'string') {
-    topologyFile = resolve(dirname(abs), rawTopo);
+  if (typeof js?.topology === 'string') {
+    topologyFile = resolve(dirname(abs), js.topology);
     topology = loadTopologyInto(topologyFile, errors);
   } else if (raw && typeof raw.topology === 'object') topology = raw.topology;
 
-  if (raw && topology) crossCheck(p, raw, topology, opts, errors);
-  if (errors.length || !raw || !topology) throw inputError(`${shownPath(abs)} is not a valid scenario`, errors);
+  // Checks across fields run on whatever parsed, so one pass reports every problem.
+  if (js && typeof js === 'object') crossCheck(p, js, topology, opts, errors);
+  if (errors.length || !raw || !topology) throw inputError(`${shownPath(abs)} is not a valid scenario`, sortByLine(errors));
   return { ...raw, topology, file: abs, topologyFile };
 }
 
-// Checks that need more than one field: names that must refer to something that exists.
-function crossCheck(p: Parsed, s: z.infer<typeof ScenarioSchema>, t: Topology, opts: LoadOptions, errors: string[]): void {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+const arr = (x: unknown): Loose[] => (Array.isArray(x) ? x : []);
+
+// Checks that need more than one field: names that must refer to something that exists. They
+// read the raw document defensively, since the schema may have rejected parts of it.
+function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOptions, errors: string[]): void {
   const err = (path: PropertyKey[], msg: string) => errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${path.map(String).join('.')}: ${msg}`);
-  const nodes = new Set(nodeNames(t));
-  const nodeList = [...nodes].join(', ');
-  if (!nodes.has(s.client.node)) err(['client', 'node'], `unknown node "${s.client.node}" (topology has: ${nodeList})`);
+  const nodes = t ? new Set(nodeNames(t)) : undefined;
+  const nodeList = nodes ? [...nodes].join(', ') : '';
+  const clientNode = s.client?.node;
+  if (nodes && typeof clientNode === 'string' && !nodes.has(clientNode)) err(['client', 'node'], `unknown node "${clientNode}" (topology has: ${nodeList})`);
 
+  const services = arr(s.services);
   const seen = new Map<string, number>();
-  s.services.forEach((svc, i) => {
+  services.forEach((svc, i) => {
+    if (typeof svc?.name !== 'string') return;
     if (seen.has(svc.name)) err(['services', i, 'name'], `service "${svc.name}" is declared twice (first at services.${seen.get(svc.name)})`);
-    seen.set(svc.name, i);
-    svc.nodes?.forEach((n, j) => {
-      if (!nodes.has(n)) err(['services', i, 'nodes', j], `unknown node "${n}" (topology has: ${nodeList})`);
+    else seen.set(svc.name, i);
+    arr(svc.nodes).forEach((n, j) => {
+      if (nodes && typeof n === 'string' && !nodes.has(n)) err(['services', i, 'nodes', j], `unknown node "${n}" (topology has: ${nodeList})`);
     });
   });
 
-  s.workloads.forEach((w, i) => {
-    w.chain.forEach((name, j) => {
-      const svc = s.services.find((x) => x.name === name);
-      if (!svc) err(['workloads', i, 'chain', j], `unknown service "${name}" (declared: ${[...seen.keys()].join(', ')})`);
-      else if (j > 0 && svc.protocol !== 'http') err(['workloads', i, 'chain', j], `service "${name}" speaks ${svc.protocol}; only http services can be later links of a call chain`);
-      else if (j === 0 && (w.protocol === 'grpc') !== (svc.protocol === 'grpc'))
-        err(['workloads', i, 'protocol'], `workload protocol ${w.protocol} does not match service "${name}" (protocol ${svc.protocol})`);
+  const workloads = arr(s.workloads);
+  workloads.forEach((w, i) => {
+    const chain = arr(w?.chain);
+    chain.forEach((name, j) => {
+      const svc = services.find((x) => x?.name === name);
+      const proto = svc?.protocol ?? 'http';
+      if (!svc) err(['workloads', i, 'chain', j], `unknown service "${name}" (declared: ${[...seen.keys()].join(', ') || 'none'})`);
+      else if (j > 0 && proto !== 'http') err(['workloads', i, 'chain', j], `service "${name}" speaks ${proto}; only http services can be later links of a call chain`);
+      else if (j === 0 && typeof w.protocol === 'string' && (w.protocol === 'grpc') !== (proto === 'grpc'))
+        err(['workloads', i, 'protocol'], `workload protocol ${w.protocol} does not match service "${name}" (protocol ${proto})`);
     });
-    if (w.chain.length > 1 && w.protocol === 'grpc') err(['workloads', i, 'chain'], 'a call chain needs an http1 or http2 workload (the chain hops are HTTP)');
-    if (new Set(w.chain).size !== w.chain.length) err(['workloads', i, 'chain'], 'a service appears twice in the call chain');
+    if (chain.length > 1 && w.protocol === 'grpc') err(['workloads', i, 'chain'], 'a call chain needs an http1 or http2 workload (the chain hops are HTTP)');
+    if (new Set(chain).size !== chain.length) err(['workloads', i, 'chain'], 'a service appears twice in the call chain');
   });
-  const wnames = s.workloads.map((w) => w.name);
+  const wnames = workloads.map((w) => w?.name ?? 'default');
   wnames.forEach((n, i) => {
     if (wnames.indexOf(n) !== i) err(['workloads', i, 'name'], `workload name "${n}" is used twice`);
   });
 
-  if (opts.knownDataplanes) {
-    s.dataplanes.forEach((d, i) => {
-      if (!opts.knownDataplanes!.includes(d)) err(['dataplanes', i], `unknown dataplane "${d}" (known: ${opts.knownDataplanes!.join(', ')})`);
-    });
-  }
-  const dn = s.dataplanes;
+  const dn = arr(s.dataplanes);
   dn.forEach((d, i) => {
+    if (opts.knownDataplanes && typeof d === 'string' && !opts.knownDataplanes.includes(d))
+      err(['dataplanes', i], `unknown dataplane "${d}" (known: ${opts.knownDataplanes.join(', ')})`);
     if (dn.indexOf(d) !== i) err(['dataplanes', i], `dataplane "${d}" is listed twice`);
   });
 }

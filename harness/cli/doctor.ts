@@ -1,0 +1,798 @@
+// `meshbench doctor`: what this host can do for the lab, each fact with what to do when it is
+// missing. Read-only towards the host: kernel features are probed for real, but only inside one
+// scratch network namespace the doctor makes and always deletes (named like every lab object,
+// `mbdoc<c>-scratch`, so `meshbench down` removes it should the doctor die half-way). Nothing here
+// touches the root namespace's links, routes, rules or sysctls, mounts anything, or sends a packet.
+//
+// Status meanings: ok; missing (with `required`, a run cannot start: the CLI exits 3); warn (an
+// optional feature is absent, or a required one works with a caveat); skipped (not probed, e.g.
+// without root). Everything runs concurrently where it can; each command has a timeout, so the
+// whole doctor stays within a few seconds.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { basename, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { exec, type ExecResult } from '../util/exec.js';
+import { LAB_OBJECT_RE, bpffsRoot, cgroup2Root, isRoot, mounts, readText } from '../util/host.js';
+import { FORTIO_VERSION, findTool } from '../util/tools.js';
+import { dataplaneNames } from '../dataplanes/registry.js';
+
+export interface Check {
+  group: string;
+  name: string;
+  status: 'ok' | 'missing' | 'warn' | 'skipped';
+  required: boolean;
+  detail: string;
+  fix?: string;
+}
+
+type Status = Check['status'];
+
+/** Check names the summary (and the tests) refer to. Unique across groups. */
+export const CHECK = {
+  root: 'root',
+  node: 'node',
+  netns: 'netns',
+  veth: 'veth',
+  iptablesBackend: 'iptables backend',
+  redirect: 'iptables REDIRECT',
+  tproxy: 'iptables TPROXY',
+  dnat: 'iptables DNAT',
+  wireguard: 'wireguard module',
+  netem: 'netem',
+  esp: 'ipsec esp',
+  cgroup2: 'cgroup v2',
+  bpffs: 'bpffs',
+  schedCls: 'prog sched_cls',
+  cgroupSockAddr: 'prog cgroup_sock_addr',
+  haproxy: 'haproxy',
+  haproxyFeatures: 'haproxy features',
+} as const;
+
+const SCRATCH_SUFFIX = '-scratch';
+const CMD_TIMEOUT_MS = 3000;
+const BPFTOOL_TIMEOUT_MS = 4000;
+
+// ───────────────────────────── formatting ─────────────────────────────
+
+const MARK: Record<Status, string> = { ok: '✓', missing: '✗', warn: '!', skipped: '-' };
+
+/** Grouped, aligned text: one line per check, the fix under every line that is not ok, a summary. */
+export function formatDoctor(checks: Check[]): string {
+  const width = Math.max(0, ...checks.map((c) => c.name.length));
+  const groups: string[] = [];
+  for (const c of checks) if (!groups.includes(c.group)) groups.push(c.group);
+  const out: string[] = [];
+  for (const g of groups) {
+    out.push(g);
+    for (const c of checks.filter((x) => x.group === g)) {
+      const req = c.status === 'missing' && c.required ? ' (required)' : '';
+      out.push(`  ${MARK[c.status]} ${c.name.padEnd(width)}  ${oneLine(c.detail)}${req}`);
+      if (c.status !== 'ok' && c.fix) out.push(`  ${' '.repeat(width + 4)}fix: ${oneLine(c.fix)}`);
+    }
+  }
+  out.push('');
+  out.push(summarize(checks));
+  return out.join('\n');
+}
+
+const oneLine = (s: string) => s.replace(/\s*\n\s*/g, '; ').trim();
+
+interface Capability {
+  label: string;
+  /** A dataplane name: only runnable once it is registered, whatever the host can do. */
+  dataplane?: boolean;
+  /** Every one of these checks must be usable… */
+  needs?: string[];
+  /** …or, instead, any one of these alternatives (each a list that must all be usable). */
+  anyOf?: { via: string; needs: string[] }[];
+}
+
+const EBPF_NEEDS = ['clang', 'llc', 'libbpf headers', 'bpftool', 'tc', CHECK.schedCls, CHECK.cgroupSockAddr, CHECK.cgroup2, CHECK.bpffs];
+
+/** What the lab can run, by which checks each family depends on (beyond every required check). */
+export const CAPABILITIES: Capability[] = [
+  { label: 'baseline', dataplane: true, needs: [] },
+  { label: 'istio-sidecar', dataplane: true, needs: [CHECK.haproxy, CHECK.redirect] },
+  { label: 'linkerd-sidecar', dataplane: true, needs: [CHECK.haproxy, CHECK.redirect] },
+  { label: 'ambient', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
+  { label: 'ambient-waypoint', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
+  { label: 'ebpf', dataplane: true, needs: EBPF_NEEDS },
+  { label: 'ebpf-l7', dataplane: true, needs: [...EBPF_NEEDS, CHECK.haproxy] },
+  {
+    label: 'WireGuard',
+    anyOf: [
+      { via: 'kernel', needs: [CHECK.wireguard] },
+      { via: 'wireguard-go', needs: ['wireguard-go', 'wg'] },
+    ],
+  },
+  { label: 'fault injection', needs: [CHECK.netem] },
+  { label: 'IPsec', needs: [CHECK.esp] },
+];
+
+/** ok, or a warning on a required check (it works, with a caveat such as another fortio version). */
+const usable = (c: Check | undefined) => !!c && (c.status === 'ok' || (c.status === 'warn' && c.required));
+
+/** The final line: how many required checks are missing, and what the lab can run. */
+export function summarize(checks: Check[], built: string[] = dataplaneNames()): string {
+  const byName = new Map(checks.map((c) => [c.name, c]));
+  const requiredMissing = checks.filter((c) => c.required && c.status === 'missing');
+  const warnings = checks.filter((c) => c.status === 'warn').length;
+  const skipped = checks.filter((c) => c.status === 'skipped').length;
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+  const head = `${plural(requiredMissing.length, 'required check')} missing${requiredMissing.length ? ` (${requiredMissing.map((c) => c.name).join(', ')})` : ''}, ${plural(warnings, 'warning')}${skipped ? `, ${skipped} skipped` : ''}`;
+  if (requiredMissing.length) {
+    const probe = skipped && requiredMissing.some((c) => c.name === CHECK.root) ? ' · run doctor as root to probe what was skipped' : '';
+    return `${head} · the lab can run nothing until the required checks are fixed${probe}`;
+  }
+
+  const can: string[] = [];
+  const cannot: string[] = [];
+  const unknown: string[] = [];
+  const notBuilt: string[] = [];
+  const judge = (needs: string[]) => {
+    const blockers = needs.filter((n) => !usable(byName.get(n)));
+    const notProbed = blockers.filter((n) => !byName.get(n) || byName.get(n)!.status === 'skipped');
+    return { blockers, notProbed };
+  };
+  for (const cap of CAPABILITIES) {
+    if (cap.anyOf) {
+      const results = cap.anyOf.map((a) => ({ via: a.via, ...judge(a.needs) }));
+      const ok = results.find((r) => r.blockers.length === 0);
+      if (ok) can.push(`${cap.label} (${ok.via})`);
+      else if (results.every((r) => r.notProbed.length === r.blockers.length)) unknown.push(cap.label);
+      else cannot.push(`${cap.label} (${results.flatMap((r) => r.blockers).join(', ')})`);
+      continue;
+    }
+    const { blockers, notProbed } = judge(cap.needs ?? []);
+    if (cap.dataplane && !built.includes(cap.label)) {
+      if (blockers.length === 0) notBuilt.push(cap.label);
+      else cannot.push(`${cap.label} (${blockers.join(', ')}; not built yet)`);
+    } else if (blockers.length === 0) can.push(cap.label);
+    else if (notProbed.length === blockers.length) unknown.push(cap.label);
+    else cannot.push(`${cap.label} (${blockers.join(', ')})`);
+  }
+  const parts = [head, `can run: ${can.length ? can.join(', ') : 'nothing'}`];
+  if (notBuilt.length) parts.push(`host ready, dataplane not built yet: ${notBuilt.join(', ')}`);
+  if (cannot.length) parts.push(`not yet: ${cannot.join('; ')}`);
+  if (unknown.length) parts.push(`not probed: ${unknown.join(', ')}`);
+  return parts.join(' · ');
+}
+
+// ───────────────────────────── checks ─────────────────────────────
+
+const mk = (group: string, name: string, status: Status, required: boolean, detail: string, fix?: string): Check => ({ group, name, status, required, detail, ...(fix && status !== 'ok' ? { fix } : {}) });
+
+const firstLine = (s: string) => s.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+const errText = (r: ExecResult) => (firstLine(r.stderr) || firstLine(r.stdout) || `exit ${r.code}`).replace(/^Error:\s*/, '').replace(/\.$/, '');
+
+export async function runDoctor(): Promise<Check[]> {
+  const root = isRoot();
+  const kcfg = kernelConfig();
+  const toolsP = toolChecks();
+  const featuresP = root ? featureProbe() : Promise.resolve(undefined);
+  const [tools, kernel, ebpf] = await Promise.all([toolsP, kernelChecks(root, kcfg, toolsP, featuresP), ebpfChecks(root, featuresP)]);
+  const be = kernel.kernel.find((c) => c.name === CHECK.iptablesBackend);
+  if (be) Object.assign(be, iptablesBackend(tools.find((c) => c.name === 'iptables')));
+  return [...privilegeChecks(root), ...hostChecks(), ...kernel.kernel, ...ebpf, ...kernel.helpers, ...tools];
+}
+
+/** nf_tables or legacy, from `iptables --version` (read by the tools checks). */
+function iptablesBackend(ipt: Check | undefined): Pick<Check, 'status' | 'detail'> {
+  const m = ipt?.status === 'ok' ? ipt.detail.match(/\((nf_tables|legacy)\)/) : undefined;
+  if (m) return { status: 'ok', detail: m[1] === 'nf_tables' ? 'nf_tables (iptables-nft: rules live in nftables tables of each namespace)' : 'legacy (x_tables)' };
+  return { status: 'skipped', detail: ipt?.status === 'ok' ? `unknown (${ipt.detail})` : 'iptables not installed' };
+}
+
+function privilegeChecks(root: boolean): Check[] {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : -1;
+  return [
+    root
+      ? mk('privileges', CHECK.root, 'ok', true, 'running as root (uid 0)')
+      : mk('privileges', CHECK.root, 'missing', true, `running as uid ${uid}: runs, \`down\` and the kernel probes need root`, 'run as root (e.g. sudo npx meshbench …)'),
+  ];
+}
+
+function hostChecks(): Check[] {
+  const g = 'host';
+  const cpus = os.cpus();
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : cpus.length;
+  const model = cpus[0]?.model?.trim() ?? 'unknown CPU';
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  const major = Number(process.versions.node.split('.')[0]);
+  return [
+    mk(g, 'kernel release', 'ok', false, `${os.release()} (${os.arch()})`),
+    cores >= 2
+      ? mk(g, 'cpu cores', 'ok', false, `${cores} usable (${model})`)
+      : mk(g, 'cpu cores', 'warn', false, `${cores} usable (${model}): load generator and servers cannot be pinned to separate CPUs`, 'use a host (or VM) with at least 2 cores'),
+    mk(g, 'memory', 'ok', false, `${gib(os.totalmem())} total, ${gib(os.freemem())} free`),
+    major >= 20
+      ? mk(g, CHECK.node, 'ok', true, `${process.version}`)
+      : mk(g, CHECK.node, 'missing', true, `${process.version}: meshbench needs Node.js 20 or later`, 'install Node.js 20 or later (NodeSource packages or nvm)'),
+  ];
+}
+
+// ── kernel config and modules, to say what to do about a missing feature ──
+
+interface KernelConfig {
+  source?: string;
+  values: Map<string, string>;
+}
+
+function kernelConfig(): KernelConfig {
+  const values = new Map<string, string>();
+  let text: string | undefined;
+  let source: string | undefined;
+  try {
+    text = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
+    source = '/proc/config.gz';
+  } catch {
+    const p = `/boot/config-${os.release()}`;
+    text = readText(p);
+    if (text) source = p;
+  }
+  for (const line of text?.split('\n') ?? []) {
+    const m = line.match(/^(CONFIG_\w+)=(.*)$/) ?? line.match(/^# (CONFIG_\w+) is not set$/);
+    if (m) values.set(m[1], m[2] ?? 'n');
+  }
+  return { source, values };
+}
+
+const modulesSupported = () => existsSync('/proc/modules');
+
+/** "CONFIG_X is not set, CONFIG_Y=y" when the kernel config is readable, else ''. */
+function configNote(kcfg: KernelConfig, ...opts: string[]): string {
+  if (!kcfg.source) return '';
+  return opts
+    .map((o) => {
+      const v = kcfg.values.get(o);
+      return v === undefined || v === 'n' ? `${o} is not set` : `${o}=${v}`;
+    })
+    .join(', ');
+}
+
+/** The evidence behind a refusal, appended to a detail: " [tc: <error>; CONFIG_X is not set]". */
+function evidence(tool: string, r: ExecResult, kcfg: KernelConfig, ...opts: string[]): string {
+  const cfg = configNote(kcfg, ...opts);
+  return ` [${tool}: ${errText(r)}${cfg ? `; ${cfg}` : ''}]`;
+}
+
+/** modprobe when the kernel can load modules, else the kernel option it needs. */
+function moduleFix(modules: string[], opts: string[], kcfg?: KernelConfig): string {
+  // Name only the options the running kernel lacks, when its config says so.
+  const unset = kcfg?.source ? opts.filter((o) => (kcfg.values.get(o) ?? 'n') === 'n') : [];
+  if (unset.length) opts = unset;
+  if (modulesSupported()) return `modprobe ${modules.join(' ')} (needs a kernel with ${opts.map((o) => `${o}=m or =y`).join(', ')})`;
+  return `this kernel cannot load modules (no /proc/modules): boot a kernel built with ${opts.map((o) => `${o}=y`).join(', ')}`;
+}
+
+// ── the scratch namespace ──
+
+/** `mbdoc<c>-scratch`: a lab-prefixed name, so `meshbench down` would clean it up. */
+export function scratchName(): string {
+  const c = '0123456789abcdefghijklmnopqrstuvwxyz'[randomBytes(1)[0] % 36];
+  const name = `mbdoc${c}${SCRATCH_SUFFIX}`;
+  if (!LAB_OBJECT_RE.test(name)) throw new Error(`scratch namespace name ${name} does not match the lab prefix`);
+  return name;
+}
+
+/**
+ * Undo what the doctor made (scratch namespace, temp dir) even when a signal ends the process
+ * mid-probe. Armed before anything is made, so there is no window in which a made object is
+ * unguarded; on a signal it cleans up synchronously and then lets the signal take its course.
+ */
+class Guard {
+  ns?: string;
+  dir?: string;
+  private readonly sigs: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  private readonly handler = (sig: NodeJS.Signals) => {
+    this.disarm();
+    this.cleanupSync();
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+
+  constructor() {
+    for (const s of this.sigs) process.on(s, this.handler);
+  }
+
+  disarm(): void {
+    for (const s of this.sigs) process.off(s, this.handler);
+  }
+
+  cleanupSync(): void {
+    if (this.ns) {
+      try {
+        execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore', timeout: CMD_TIMEOUT_MS });
+      } catch {
+        /* not made yet, or already gone */
+      }
+    }
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function listNetnsNames(): Promise<string[]> {
+  const r = await exec('ip', ['netns', 'list'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  return r.stdout.split('\n').map((l) => l.split(' ')[0]).filter(Boolean);
+}
+
+const KERNEL = 'kernel';
+
+function kernelSkipped(reason: string): Check[] {
+  const names: [string, boolean][] = [
+    [CHECK.netns, true],
+    [CHECK.veth, true],
+    [CHECK.iptablesBackend, false],
+    [CHECK.redirect, true],
+    [CHECK.dnat, true],
+    [CHECK.tproxy, false],
+    [CHECK.wireguard, false],
+    [CHECK.netem, false],
+    [CHECK.esp, false],
+  ];
+  return names.map(([n, req]) => mk(KERNEL, n, 'skipped', req, reason));
+}
+
+interface KernelResult {
+  kernel: Check[];
+  /** eBPF helper checks: probed in the scratch namespace, shown with the eBPF group. */
+  helpers: Check[];
+}
+
+async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<Check[]>, featuresP: Promise<FeatureProbe | undefined>): Promise<KernelResult> {
+  const cg = cgroupCheck();
+  if (!root) return { kernel: [...kernelSkipped('needs root'), cg], helpers: helperSkipped('needs root') };
+
+  const guard = new Guard();
+  let result: KernelResult;
+  let ns = '';
+  try {
+    // Compiling the helper probes takes a moment; start it before the namespace exists.
+    const compiled = compileHelperProbes(guard);
+    let error = '';
+    for (let i = 0; i < 5 && !guard.ns; i++) {
+      ns = scratchName();
+      // Synchronous (a few ms), so no signal handler can run between creating it and guarding it.
+      try {
+        execFileSync('ip', ['netns', 'add', ns], { stdio: ['ignore', 'ignore', 'pipe'], timeout: CMD_TIMEOUT_MS });
+        guard.ns = ns;
+      } catch (err) {
+        error = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().replace(/^Error:\s*/, '');
+        if (!/exists/i.test(error)) break; // "exists": a name taken by someone else; try another
+      }
+    }
+    if (!guard.ns) {
+      await compiled;
+      const kernel = kernelSkipped('no scratch namespace to probe in');
+      kernel[0] = mk(KERNEL, CHECK.netns, 'missing', true, `ip netns add ${ns} failed: ${firstLine(error)}`, 'the kernel needs CONFIG_NET_NS=y; inside a container, give it CAP_SYS_ADMIN and a writable /run/netns');
+      return { kernel: [...kernel, cg], helpers: helperSkipped('no scratch namespace to probe in') };
+    }
+    const pfx = ns.slice(0, -SCRATCH_SUFFIX.length); // mbdoc<c>
+    const [veth, ipt, wg, netem, esp, helpers] = await Promise.all([
+      probeVeth(ns, pfx, kcfg),
+      probeIptables(ns, kcfg),
+      probeWireguard(ns, pfx, kcfg, toolsP),
+      probeNetem(ns, kcfg),
+      probeEsp(ns, kcfg),
+      probeHelpers(ns, compiled, featuresP),
+    ]);
+    const nsCheck = mk(KERNEL, CHECK.netns, 'ok', true, `scratch namespace ${ns} created (and deleted again)`);
+    result = { kernel: [nsCheck, veth, mk(KERNEL, CHECK.iptablesBackend, 'ok', false, ''), ...ipt, wg, netem, esp, cg], helpers };
+  } finally {
+    if (guard.ns) await exec('ip', ['netns', 'del', guard.ns], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+    if (guard.dir) rmSync(guard.dir, { recursive: true, force: true });
+    guard.disarm();
+  }
+  if ((await listNetnsNames()).includes(ns)) {
+    result.kernel.push(mk(KERNEL, 'scratch cleanup', 'warn', false, `could not delete the scratch namespace ${ns}`, 'meshbench down'));
+  }
+  return result;
+}
+
+async function probeVeth(ns: string, pfx: string, kcfg: KernelConfig): Promise<Check> {
+  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-va`, 'type', 'veth', 'peer', 'name', `${pfx}-vb`], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  return r.code === 0
+    ? mk(KERNEL, CHECK.veth, 'ok', true, 'veth pair created with both ends inside the scratch namespace')
+    : mk(KERNEL, CHECK.veth, 'missing', true, `cannot create a veth pair${evidence('ip', r, kcfg, 'CONFIG_VETH')}`, moduleFix(['veth'], ['CONFIG_VETH'], kcfg));
+}
+
+async function probeIptables(ns: string, kcfg: KernelConfig): Promise<Check[]> {
+  if (!(await findTool('iptables'))) {
+    return [
+      mk(KERNEL, CHECK.redirect, 'skipped', true, 'iptables not installed (see tools)'),
+      mk(KERNEL, CHECK.dnat, 'skipped', true, 'iptables not installed (see tools)'),
+      mk(KERNEL, CHECK.tproxy, 'skipped', false, 'iptables not installed (see tools)'),
+    ];
+  }
+  const ipt = (args: string[]) => exec('iptables', ['-w', '2', ...args], { netns: ns, allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const match = ['-p', 'tcp', '-d', '198.18.0.1', '--dport', '9'];
+  // One after another: the probes share the namespace's ruleset.
+  const redirect = await ipt(['-t', 'nat', '-A', 'OUTPUT', ...match, '-j', 'REDIRECT', '--to-ports', '15001']);
+  const dnat = await ipt(['-t', 'nat', '-A', 'OUTPUT', ...match, '-m', 'comment', '--comment', 'meshbench doctor', '-m', 'statistic', '--mode', 'random', '--probability', '0.5', '-j', 'DNAT', '--to-destination', '198.18.0.2:9']);
+  const tproxy = await ipt(['-t', 'mangle', '-A', 'PREROUTING', ...match, '-j', 'TPROXY', '--on-port', '15006', '--tproxy-mark', '0x1/0x1']);
+  return [
+    redirect.code === 0
+      ? mk(KERNEL, CHECK.redirect, 'ok', true, 'nat OUTPUT … -j REDIRECT accepted (sidecar capture)')
+      : mk(KERNEL, CHECK.redirect, 'missing', true, `nat REDIRECT refused: sidecar capture cannot run${evidence('iptables', redirect, kcfg, 'CONFIG_NETFILTER_XT_TARGET_REDIRECT')}`, moduleFix(['nf_nat', 'xt_REDIRECT'], ['CONFIG_NF_NAT', 'CONFIG_NETFILTER_XT_TARGET_REDIRECT'], kcfg)),
+    dnat.code === 0
+      ? mk(KERNEL, CHECK.dnat, 'ok', true, 'nat DNAT with -m statistic -m comment accepted (kube-proxy service rules)')
+      : mk(KERNEL, CHECK.dnat, 'missing', true, `nat DNAT with -m statistic refused: kube-proxy service rules cannot load${evidence('iptables', dnat, kcfg, 'CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT')}`, moduleFix(['xt_statistic', 'xt_comment', 'xt_nat'], ['CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT'], kcfg)),
+    tproxy.code === 0
+      ? mk(KERNEL, CHECK.tproxy, 'ok', false, 'mangle PREROUTING … -j TPROXY accepted (transparent inbound capture)')
+      : mk(KERNEL, CHECK.tproxy, 'warn', false, `mangle TPROXY refused: ambient-style capture cannot run${evidence('iptables', tproxy, kcfg, 'CONFIG_NETFILTER_XT_TARGET_TPROXY')}`, moduleFix(['nf_tproxy_ipv4', 'xt_TPROXY'], ['CONFIG_NETFILTER_XT_TARGET_TPROXY'], kcfg)),
+  ];
+}
+
+async function probeWireguard(ns: string, pfx: string, kcfg: KernelConfig, toolsP: Promise<Check[]>): Promise<Check> {
+  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-wg`, 'type', 'wireguard'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  if (r.code === 0) return mk(KERNEL, CHECK.wireguard, 'ok', false, 'kernel WireGuard: interface created in the scratch namespace');
+  const why = evidence('ip', r, kcfg, 'CONFIG_WIREGUARD');
+  const kernelFix = `for in-kernel WireGuard: ${moduleFix(['wireguard'], ['CONFIG_WIREGUARD'], kcfg)}`;
+  const tools = await toolsP;
+  const wgGo = tools.find((c) => c.name === 'wireguard-go');
+  const wg = tools.find((c) => c.name === 'wg');
+  if (wgGo?.status === 'ok' && wg?.status === 'ok') {
+    const tun = existsSync('/dev/net/tun') ? '/dev/net/tun present' : 'but /dev/net/tun is MISSING';
+    return mk(KERNEL, CHECK.wireguard, 'warn', false, `no WireGuard kernel module: the lab will use wireguard-go (${wgGo.detail}, ${tun})${why}`, kernelFix);
+  }
+  return mk(KERNEL, CHECK.wireguard, 'warn', false, `no WireGuard kernel module: the lab will use wireguard-go, but ${wgGo?.status === 'ok' ? 'wg' : 'wireguard-go'} is not installed, so WireGuard scenarios cannot run${why}`, `apt-get install wireguard-go wireguard-tools; or ${kernelFix}`);
+}
+
+async function probeNetem(ns: string, kcfg: KernelConfig): Promise<Check> {
+  const r = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  if (r.code === 0) return mk(KERNEL, CHECK.netem, 'ok', false, 'netem qdisc accepted (delay/loss for fault-injection scenarios)');
+  return mk(KERNEL, CHECK.netem, 'warn', false, `no netem qdisc: fault-injection scenarios (delay, loss) need it${evidence('tc', r, kcfg, 'CONFIG_NET_SCH_NETEM')}`, moduleFix(['sch_netem'], ['CONFIG_NET_SCH_NETEM'], kcfg));
+}
+
+async function probeEsp(ns: string, kcfg: KernelConfig): Promise<Check> {
+  const enc = randomBytes(16).toString('hex');
+  const auth = randomBytes(32).toString('hex');
+  const r = await exec(
+    'ip',
+    ['-n', ns, 'xfrm', 'state', 'add', 'src', '198.18.0.1', 'dst', '198.18.0.2', 'proto', 'esp', 'spi', '0x100', 'enc', 'cbc(aes)', `0x${enc}`, 'auth', 'hmac(sha256)', `0x${auth}`],
+    { allowFail: true, timeoutMs: CMD_TIMEOUT_MS },
+  );
+  if (r.code === 0) return mk(KERNEL, CHECK.esp, 'ok', false, 'xfrm ESP state (cbc(aes) + hmac(sha256)) accepted');
+  return mk(KERNEL, CHECK.esp, 'warn', false, `ESP state refused: IPsec-encrypted dataplanes cannot run${evidence('ip xfrm', r, kcfg, 'CONFIG_INET_ESP', 'CONFIG_XFRM_USER')}`, moduleFix(['esp4', 'xfrm_user'], ['CONFIG_INET_ESP', 'CONFIG_XFRM_USER'], kcfg));
+}
+
+function cgroupCheck(): Check {
+  const root = cgroup2Root();
+  if (!root) {
+    return mk(KERNEL, CHECK.cgroup2, 'warn', false, 'cgroup v2 is not mounted: CPU per role falls back to /proc/PID/stat and cgroup/connect4 programs cannot attach', 'mount -t cgroup2 none /sys/fs/cgroup/unified (or boot with systemd.unified_cgroup_hierarchy=1)');
+  }
+  const v1 = mounts().filter((m) => m.fstype === 'cgroup');
+  const layout = v1.length ? `hybrid layout, ${v1.length} v1 hierarchies beside it` : 'unified layout';
+  const controllers = (readText(join(root, 'cgroup.controllers')) ?? '').trim() || 'none';
+  const cpuStat = existsSync(join(root, 'cpu.stat')) ? 'cpu.stat present' : 'no cpu.stat';
+  let writable = true;
+  try {
+    accessSync(root, constants.W_OK);
+  } catch {
+    writable = false;
+  }
+  const detail = `${root} (${layout}); v2 controllers: ${controllers}; ${cpuStat}${writable ? '' : '; not writable by this user'}`;
+  return mk(KERNEL, CHECK.cgroup2, 'ok', false, detail);
+}
+
+// ── eBPF ──
+
+const EBPF = 'ebpf';
+const PROG_TYPES = ['sched_cls', 'cgroup_sock_addr', 'sock_ops', 'sk_msg'];
+const MAP_TYPES = ['sockhash', 'ringbuf', 'lpm_trie'];
+const HELPERS = ['bpf_redirect_peer', 'bpf_sk_assign'];
+
+/** `bpftool -j feature probe kernel`, parsed; undefined with the reason when it cannot run. */
+async function featureProbe(): Promise<FeatureProbe | undefined> {
+  const bpftool = await findTool('bpftool');
+  if (!bpftool) return { error: 'bpftool not installed (see tools)' };
+  const r = await exec(bpftool, ['-j', 'feature', 'probe', 'kernel'], { allowFail: true, timeoutMs: BPFTOOL_TIMEOUT_MS });
+  if (r.code !== 0) return { error: `bpftool feature probe failed: ${errText(r)}` };
+  try {
+    return JSON.parse(r.stdout) as FeatureProbe;
+  } catch (err) {
+    return { error: `bpftool feature probe printed no JSON: ${(err as Error).message}` };
+  }
+}
+
+async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undefined>): Promise<Check[]> {
+  const out: Check[] = [];
+  out.push(
+    existsSync('/sys/kernel/btf/vmlinux')
+      ? mk(EBPF, 'btf', 'ok', false, '/sys/kernel/btf/vmlinux present (CO-RE programs can load)')
+      : mk(EBPF, 'btf', 'warn', false, 'no /sys/kernel/btf/vmlinux: CO-RE programs cannot relocate', 'boot a kernel built with CONFIG_DEBUG_INFO_BTF=y'),
+  );
+  const jit = readText('/proc/sys/net/core/bpf_jit_enable')?.trim();
+  out.push(
+    jit === undefined
+      ? mk(EBPF, 'bpf jit', 'warn', false, 'no /proc/sys/net/core/bpf_jit_enable: the kernel has no BPF JIT; programs run interpreted', 'use a kernel built with CONFIG_BPF_JIT=y')
+      : jit === '0'
+        ? mk(EBPF, 'bpf jit', 'warn', false, 'net.core.bpf_jit_enable = 0: programs run interpreted, so eBPF costs would be overstated', 'sysctl -w net.core.bpf_jit_enable=1 (a global setting: the lab does not change it for you)')
+        : mk(EBPF, 'bpf jit', 'ok', false, `enabled (net.core.bpf_jit_enable = ${jit})`),
+  );
+  const fs = bpffsRoot();
+  out.push(
+    fs
+      ? mk(EBPF, CHECK.bpffs, 'ok', false, `mounted at ${fs}`)
+      : mk(EBPF, CHECK.bpffs, 'warn', false, 'bpffs is not mounted: bpftool cannot pin programs or maps (the eBPF dataplanes need it)', 'mount -t bpf bpf /sys/fs/bpf'),
+  );
+  const stats = readText('/proc/sys/kernel/bpf_stats_enabled')?.trim();
+  out.push(
+    stats === undefined
+      ? mk(EBPF, 'bpf_stats_enabled', 'warn', false, 'no kernel.bpf_stats_enabled sysctl: per-program run time cannot be measured', 'use a kernel ≥ 5.1')
+      : mk(EBPF, 'bpf_stats_enabled', 'ok', false, `present (now ${stats}); per-program run time needs it at 1 — a global sysctl, so a run that sets it must restore it`),
+  );
+  if (!root) {
+    for (const t of PROG_TYPES) out.push(mk(EBPF, `prog ${t}`, 'skipped', false, 'needs root'));
+    for (const t of MAP_TYPES) out.push(mk(EBPF, `map ${t}`, 'skipped', false, 'needs root'));
+    return out;
+  }
+  const j = await featuresP;
+  if (!j || j.error) {
+    const why = j?.error ?? 'bpftool feature probe did not run';
+    for (const t of PROG_TYPES) out.push(mk(EBPF, `prog ${t}`, 'skipped', false, why));
+    for (const t of MAP_TYPES) out.push(mk(EBPF, `map ${t}`, 'skipped', false, why));
+    return out;
+  }
+  for (const t of PROG_TYPES) {
+    const v = j.program_types?.[`have_${t}_prog_type`];
+    out.push(
+      v === true
+        ? mk(EBPF, `prog ${t}`, 'ok', false, 'program type loads')
+        : mk(EBPF, `prog ${t}`, 'warn', false, v === false ? 'program type not supported by this kernel' : 'not in bpftool\'s report', 'use a newer kernel (6.1 or later has every type the lab uses)'),
+    );
+  }
+  for (const t of MAP_TYPES) {
+    const v = j.map_types?.[`have_${t}_map_type`];
+    out.push(
+      v === true
+        ? mk(EBPF, `map ${t}`, 'ok', false, 'map type creatable')
+        : mk(EBPF, `map ${t}`, 'warn', false, v === false ? 'map type not supported by this kernel' : 'not in bpftool\'s report', 'use a newer kernel (6.1 or later has every type the lab uses)'),
+    );
+  }
+  return out;
+}
+
+interface FeatureProbe {
+  program_types?: Record<string, boolean>;
+  map_types?: Record<string, boolean>;
+  helpers?: Record<string, string[]>;
+  /** Set instead of the rest when bpftool could not run. */
+  error?: string;
+}
+
+/** What bpftool's helper lists say, and whether they can be believed. */
+function helpersFromJson(j: FeatureProbe | undefined): { trusted: boolean; has: (h: string) => boolean | undefined; note: string } {
+  const cls = j?.helpers?.sched_cls_available_helpers;
+  if (!Array.isArray(cls)) return { trusted: false, has: () => undefined, note: j?.error ?? 'bpftool\'s report has no helper lists' };
+  // bpf_redirect_peer only exists for tc programs. A bpftool whose libbpf predates the verifier's
+  // "program of this type cannot use helper" message counts every helper as available everywhere.
+  const kprobe = j?.helpers?.kprobe_available_helpers;
+  const trusted = !(Array.isArray(kprobe) && kprobe.includes('bpf_redirect_peer'));
+  return {
+    trusted,
+    has: (h) => cls.includes(h),
+    note: trusted ? '' : 'bpftool\'s helper lists are wrong on this kernel (they offer every helper to every program type)',
+  };
+}
+
+// ── helper probes: load a tiny tc program that calls the helper, in the scratch namespace ──
+
+const HELPER_SRC = `#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+SEC("tc")
+int probe(struct __sk_buff *skb) {
+#ifdef PROBE_REDIRECT_PEER
+  return bpf_redirect_peer(1, 0);
+#else
+  struct bpf_sock_tuple t = {};
+  struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+  if (!sk) return TC_ACT_OK;
+  long r = bpf_sk_assign(skb, sk, 0);
+  bpf_sk_release(sk);
+  return r ? TC_ACT_SHOT : TC_ACT_OK;
+#endif
+}
+char _license[] SEC("license") = "GPL";
+`;
+
+interface Compiled {
+  objects?: Record<string, string>;
+  reason?: string;
+}
+
+const MULTIARCH: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf', ppc64: 'powerpc64le-linux-gnu', s390x: 's390x-linux-gnu', riscv64: 'riscv64-linux-gnu' };
+
+/** Compile one tiny tc object per helper into a temp dir the guard removes. */
+async function compileHelperProbes(guard: Guard): Promise<Compiled> {
+  const clang = await findTool('clang');
+  if (!clang) return { reason: 'clang not installed' };
+  if (!existsSync('/usr/include/bpf/bpf_helpers.h')) return { reason: 'libbpf headers not installed' };
+  const dir = mkdtempSync(join(os.tmpdir(), 'mbdoc-'));
+  guard.dir = dir;
+  try {
+    const src = join(dir, 'probe.c');
+    writeFileSync(src, HELPER_SRC);
+    // Debian keeps asm/types.h under the multiarch directory, which clang -target bpf does not search.
+    const inc = `/usr/include/${MULTIARCH[process.arch] ?? ''}`;
+    const incArgs = MULTIARCH[process.arch] && existsSync(inc) ? ['-I', inc] : [];
+    const defs: Record<string, string[]> = { bpf_redirect_peer: ['-DPROBE_REDIRECT_PEER'], bpf_sk_assign: [] };
+    const objects: Record<string, string> = {};
+    const results = await Promise.all(
+      HELPERS.map(async (h) => {
+        const obj = join(dir, `${h}.o`);
+        const r = await exec(clang, ['-O2', '-target', 'bpf', ...incArgs, ...defs[h], '-c', src, '-o', obj], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+        if (r.code === 0) objects[h] = obj;
+        return r;
+      }),
+    );
+    const failed = results.find((r) => r.code !== 0);
+    if (failed) return { reason: `clang -target bpf failed: ${errText(failed)}` };
+    return { objects };
+  } catch (err) {
+    return { reason: String(err) };
+  }
+}
+
+function helperSkipped(reason: string): Check[] {
+  return HELPERS.map((h) => mk(EBPF, `helper ${h}`, 'skipped', false, reason));
+}
+
+async function probeHelpers(ns: string, compiledP: Promise<Compiled>, featuresP: Promise<FeatureProbe | undefined>): Promise<Check[]> {
+  const compiled = await compiledP;
+  const loaded = new Map<string, { ok: boolean; unavailable: boolean; why: string }>();
+  let loadReason = compiled.reason;
+  if (compiled.objects && !(await findTool('tc'))) loadReason = 'tc not installed';
+  else if (compiled.objects) {
+    const q = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'clsact'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+    if (q.code !== 0) loadReason = `tc clsact refused: ${errText(q)}`;
+    else {
+      let pref = 1;
+      for (const h of HELPERS) {
+        const r = await exec('tc', ['-n', ns, 'filter', 'add', 'dev', 'lo', 'ingress', 'pref', String(pref++), 'bpf', 'da', 'obj', compiled.objects[h], 'sec', 'tc'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+        const log = `${r.stderr}\n${r.stdout}`;
+        const refusal = log.split('\n').find((l) => /cannot use helper|unknown func|invalid func/.test(l));
+        loaded.set(h, { ok: r.code === 0, unavailable: !!refusal, why: (refusal ?? errText(r)).trim() });
+      }
+    }
+  }
+  const json = helpersFromJson(await featuresP);
+  return HELPERS.map((h) => {
+    const name = `helper ${h}`;
+    const l = loaded.get(h);
+    const note = json.note ? `; ${json.note}` : '';
+    const fix = 'use a kernel ≥ 5.10 (bpf_redirect_peer) / ≥ 5.7 (bpf_sk_assign) with CONFIG_NET_CLS_BPF';
+    if (l) {
+      if (l.ok) return mk(EBPF, name, 'ok', false, `a tc (sched_cls) program calling it loads${note}`);
+      if (l.unavailable) return mk(EBPF, name, 'warn', false, `the verifier refuses it in a tc program: ${l.why}`, fix);
+      return mk(EBPF, name, 'warn', false, `load probe failed, so availability is unknown: ${l.why}`, 'the eBPF dataplanes would hit the same loader error: check clang, libbpf-dev and the tc (iproute2) build');
+    }
+    if (json.trusted && json.has(h) !== undefined) {
+      return json.has(h)
+        ? mk(EBPF, name, 'ok', false, 'available to sched_cls programs (bpftool feature probe)')
+        : mk(EBPF, name, 'warn', false, 'not available to sched_cls programs (bpftool feature probe)', fix);
+    }
+    return mk(EBPF, name, 'warn', false, `unknown: ${json.note || 'no bpftool report'}, and the load probe could not run (${loadReason ?? 'no reason'})`, 'apt-get install clang libbpf-dev, then run doctor again');
+  });
+}
+
+// ── tools ──
+
+const TOOLS = 'tools';
+
+interface ToolSpec {
+  name: string;
+  pkg: string;
+  required: boolean;
+  args: string[];
+  /** What the lab uses it for, shown when it is missing. */
+  use: string;
+}
+
+const TOOL_SPECS: ToolSpec[] = [
+  { name: 'ip', pkg: 'iproute2', required: true, args: ['-V'], use: 'builds every namespace, link and route' },
+  { name: 'tc', pkg: 'iproute2', required: false, args: ['-V'], use: 'attaches eBPF programs, netem faults' },
+  { name: 'iptables', pkg: 'iptables', required: true, args: ['--version'], use: 'service VIPs and traffic capture' },
+  { name: 'iptables-restore', pkg: 'iptables', required: true, args: ['--version'], use: 'loads rule sets in one step' },
+  { name: 'ss', pkg: 'iproute2', required: true, args: ['-V'], use: 'waits for listeners' },
+  { name: 'sysctl', pkg: 'procps', required: true, args: ['--version'], use: 'sets ip_forward inside node namespaces' },
+  { name: 'taskset', pkg: 'util-linux', required: true, args: ['--version'], use: 'pins load generator and servers to CPUs' },
+  { name: 'clang', pkg: 'clang', required: false, args: ['--version'], use: 'compiles bpf/ for the eBPF dataplanes' },
+  { name: 'llc', pkg: 'llvm', required: false, args: ['--version'], use: 'BPF backend for bpf/' },
+  { name: 'bpftool', pkg: 'bpftool', required: false, args: ['version'], use: 'loads and inspects eBPF programs and maps' },
+  { name: 'tcpdump', pkg: 'tcpdump', required: false, args: ['--version'], use: 'debugging captures inside namespaces' },
+  { name: 'ping', pkg: 'iputils-ping', required: false, args: ['-V'], use: 'reachability checks' },
+  { name: 'wireguard-go', pkg: 'wireguard-go', required: false, args: ['--version'], use: 'userspace WireGuard when the kernel has no module' },
+  { name: 'wg', pkg: 'wireguard-tools', required: false, args: ['--version'], use: 'configures WireGuard interfaces' },
+];
+
+/** A short version line: the first line of output, without URLs or the tool's full path. */
+function versionLine(out: string, path?: string): string {
+  let l = firstLine(out);
+  if (path && l.startsWith(path)) l = basename(path) + l.slice(path.length);
+  return l.replace(/\s*-?\s*https?:\/\/\S+/g, '').replace(/\s+/g, ' ').slice(0, 80).trim();
+}
+
+async function plainTool(t: ToolSpec): Promise<Check> {
+  const p = await findTool(t.name);
+  if (!p) return mk(TOOLS, t.name, 'missing', t.required, `not found (${t.use})`, `apt-get install ${t.pkg}`);
+  const r = await exec(p, t.args, { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const v = versionLine(r.stdout || r.stderr, p) || `present at ${p} (version unknown)`;
+  if (t.name === 'llc') {
+    const all = `${r.stdout}\n${r.stderr}`;
+    if (!/^\s*bpf\s/m.test(all)) return mk(TOOLS, t.name, 'warn', false, `${v}, but without the BPF target`, 'apt-get install llvm (Debian builds include the BPF target)');
+    return mk(TOOLS, t.name, 'ok', false, `${v} (BPF target present)`);
+  }
+  return mk(TOOLS, t.name, 'ok', t.required, v);
+}
+
+async function fortioCheck(): Promise<Check> {
+  const fix = `run scripts/setup.sh (installs fortio ${FORTIO_VERSION} into .tools/bin with go install)`;
+  const p = await findTool('fortio');
+  if (!p) return mk(TOOLS, 'fortio', 'missing', true, 'not found on PATH or in .tools/bin (the load generator and test servers)', fix);
+  const r = await exec(p, ['version'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const v = firstLine(r.stdout || r.stderr);
+  const bare = v.replace(/^v/, '').split(/\s/)[0];
+  if (bare === FORTIO_VERSION) return mk(TOOLS, 'fortio', 'ok', true, `${bare} at ${p}`);
+  return mk(TOOLS, 'fortio', 'warn', true, `${v || 'unknown version'} at ${p}; the lab pins ${FORTIO_VERSION}, so figures may not compare`, `put fortio ${FORTIO_VERSION} first on PATH, or remove this one and ${fix}`);
+}
+
+async function haproxyChecks(): Promise<Check[]> {
+  const p = await findTool('haproxy');
+  if (!p) {
+    return [
+      mk(TOOLS, CHECK.haproxy, 'warn', false, 'not found: the proxy dataplanes (sidecars, ambient, ebpf-l7) need it', 'apt-get install haproxy'),
+      mk(TOOLS, CHECK.haproxyFeatures, 'skipped', false, 'haproxy not installed'),
+    ];
+  }
+  const r = await exec(p, ['-vv'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const out = `${r.stdout}\n${r.stderr}`;
+  const v = versionLine(out).replace(/^HAProxy version /, '');
+  const features = out.match(/^Feature list\s*:\s*(.*)$/m)?.[1]?.split(/\s+/) ?? [];
+  const has = (f: string) => features.includes(`+${f}`);
+  const want = ['NS', 'TPROXY'];
+  const lacking = want.filter((f) => !has(f));
+  const shown = want.map((f) => (has(f) ? `+${f}` : `-${f}`)).join(' ');
+  return [
+    mk(TOOLS, CHECK.haproxy, 'ok', false, v),
+    features.length === 0
+      ? mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, 'no feature list in haproxy -vv', 'apt-get install haproxy (Debian builds have +NS +TPROXY)')
+      : lacking.length === 0
+        ? mk(TOOLS, CHECK.haproxyFeatures, 'ok', false, `${shown} (binds inside pod namespaces, transparent proxying)`)
+        : mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, `${shown}: built without ${lacking.join(', ')}, so ambient node proxies cannot run`, 'apt-get install haproxy (Debian builds have +NS +TPROXY), or build with USE_NS=1 USE_LINUX_TPROXY=1'),
+  ];
+}
+
+function headersCheck(): Check {
+  return existsSync('/usr/include/bpf/bpf_helpers.h')
+    ? mk(TOOLS, 'libbpf headers', 'ok', false, '/usr/include/bpf/bpf_helpers.h')
+    : mk(TOOLS, 'libbpf headers', 'missing', false, 'no /usr/include/bpf/bpf_helpers.h (bpf/ needs it)', 'apt-get install libbpf-dev');
+}
+
+async function toolChecks(): Promise<Check[]> {
+  const [plain, fortio, haproxy] = await Promise.all([Promise.all(TOOL_SPECS.map(plainTool)), fortioCheck(), haproxyChecks()]);
+  const at = (n: string) => plain.find((c) => c.name === n)!;
+  // Required first, then the optional ones, in a fixed order.
+  return [
+    at('ip'),
+    at('tc'),
+    at('iptables'),
+    at('iptables-restore'),
+    at('ss'),
+    at('sysctl'),
+    at('taskset'),
+    fortio,
+    ...haproxy,
+    at('clang'),
+    at('llc'),
+    headersCheck(),
+    at('bpftool'),
+    at('tcpdump'),
+    at('ping'),
+    at('wireguard-go'),
+    at('wg'),
+  ];
+}

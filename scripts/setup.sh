@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Everything meshbench needs on a fresh Debian 12 machine, as root: Debian packages, fortio
+# (pinned, with go install, only when none is on PATH), npm packages, the TypeScript build.
+# Re-running it is quick and changes nothing when all is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+FORTIO_VERSION=1.68.2 # the last release whose module graph resolves from the Go module proxy alone
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$1" >&2; exit "${2:-3}"; }
+
+[ "$(id -u)" = 0 ] || die "needs root (it installs Debian packages and the lab creates network namespaces): run it as root" 3
+
+# 1. Debian packages. Installed only when one is missing.
+PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "apt-get not found; install these packages by hand: ${missing[*]}"
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Debian packages: all present"
+fi
+
+# 2. Node.js ≥ 20.
+command -v node >/dev/null || die "Node.js not found: install Node.js 20 or later (Debian: nodejs from NodeSource, or nvm)"
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || die "Node.js $(node --version) is too old: meshbench needs Node.js 20 or later"
+
+# 3. fortio, pinned, into .tools/bin unless one is already on PATH.
+if command -v fortio >/dev/null; then
+  say "fortio: $(command -v fortio) ($(fortio version 2>/dev/null | head -1)) found on PATH, used as is"
+elif [ -x .tools/bin/fortio ] && [ "$(.tools/bin/fortio version 2>/dev/null | head -1)" = "$FORTIO_VERSION" ]; then
+  say "fortio: .tools/bin/fortio $FORTIO_VERSION present"
+else
+  command -v go >/dev/null || die "fortio is not on PATH and Go is not installed to build it: install Go ≥ 1.23 (https://go.dev/dl) or put fortio $FORTIO_VERSION on PATH"
+  say "fortio: go install fortio.org/fortio@v$FORTIO_VERSION into .tools/bin (about a minute)"
+  mkdir -p .tools/bin
+  GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "fortio.org/fortio@v$FORTIO_VERSION"
+fi
+
+# 4. npm packages, only when package-lock.json changed since the last install.
+lockhash=$(sha256sum package-lock.json | cut -c1-16)
+if [ ! -d node_modules ] || [ "$(cat node_modules/.meshbench-lock 2>/dev/null)" != "$lockhash" ]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$lockhash" > node_modules/.meshbench-lock
+else
+  say "npm packages: up to date"
+fi
+
+# 5. Build (tsc is incremental enough; schemas are regenerated from the zod sources).
+say "building"
+npm run -s build >/dev/null
+say "ready: npx meshbench --help"

@@ -1,0 +1,106 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { rootTest, cleanAround, cli, labNetns, rootNetState } from '../helpers.js';
+import { cgroup2Root, pidAlive, STATE_DIR } from '../../harness/util/host.js';
+import type { RunRecord } from '../../harness/results/types.js';
+
+cleanAround();
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'mb-run-'));
+const labCgroups = () => {
+  const root = cgroup2Root();
+  return root ? readdirSync(root).filter((d) => /^mb[0-9a-z]{4}$/.test(d)) : [];
+};
+const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR) : []);
+
+rootTest('meshbench run quick: a complete record with latency, resources by role, and a report; nothing left behind', async (t) => {
+  const before = await rootNetState();
+  const dir = tmp();
+  const r = await cli(['run', 'scenarios/quick.yaml', '--quick', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stderr, '', '--json keeps stderr quiet');
+  const summary = JSON.parse(r.stdout);
+  t.is(summary.status, 'complete');
+  const rec: RunRecord = JSON.parse(readFileSync(summary.runJson, 'utf8'));
+  t.is(rec.schema, 'meshbench/run/v1');
+  t.is(rec.status, 'complete');
+  t.is(rec.cases.length, 1);
+  const c = rec.cases[0];
+  t.is(c.dataplane, 'baseline');
+  t.is(c.status, 'ok');
+  t.is(c.load.actual.errors, 0);
+  t.true(c.load.actual.requests >= 300, `${c.load.actual.requests} requests at 200 qps for 2 s`);
+  t.true(c.latencyUs!.p50 > 0 && c.latencyUs!.p50 <= c.latencyUs!.p99 && c.latencyUs!.p99 <= c.latencyUs!.max);
+  t.is(c.latencyUs!.count, c.load.actual.requests);
+  t.deepEqual(Object.keys(c.resources!.byRole).sort(), ['app', 'load']);
+  t.true(c.resources!.byRole.app.rssBytes > 1e6);
+  t.true(c.resources!.byRole.load.cpuSeconds > 0);
+  t.true(c.startup!.firstRequestMs > 0);
+  t.truthy(rec.environment.tools.fortio);
+  t.truthy(summary.report && existsSync(summary.report), 'report written');
+  t.regex(readFileSync(summary.report, 'utf8'), /baseline/);
+  t.deepEqual(await labNetns(), []);
+  t.deepEqual(labCgroups(), []);
+  t.deepEqual(stateFiles().filter((f) => f.startsWith(rec.prefix)), []);
+  t.is(await rootNetState(), before, "the root namespace's links, routes, rules and ip_forward are as found");
+});
+
+rootTest('Ctrl-C during a run tears everything down and leaves a record marked incomplete', async (t) => {
+  const dir = tmp();
+  let pids: number[] = [];
+  let sent = false;
+  const r = await cli(['run', 'scenarios/quick.yaml', '--duration', '30', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports')], {
+    onStderr: (chunk, child) => {
+      if (sent || !/measuring/.test(chunk)) return;
+      sent = true;
+      // Remember what the run started, then interrupt it as a terminal would.
+      for (const f of stateFiles()) {
+        const st = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8'));
+        pids.push(...st.pids.map((p: { pid: number }) => p.pid));
+      }
+      setTimeout(() => child.kill('SIGINT'), 500);
+    },
+  });
+  t.true(sent, 'the run reached its measured window');
+  t.is(r.code, 130, r.stderr);
+  t.regex(r.stderr, /SIGINT received/);
+  const file = r.stdout.match(/run record: (\S+)/)?.[1];
+  t.truthy(file, r.stdout);
+  const rec: RunRecord = JSON.parse(readFileSync(file!, 'utf8'));
+  t.is(rec.status, 'incomplete');
+  t.regex(rec.error ?? '', /SIGINT/);
+  t.is(rec.cases[0]?.status, 'interrupted');
+  t.truthy(rec.finishedAt);
+  t.true(pids.length >= 2, `lab processes seen: ${pids}`);
+  for (const pid of pids) t.false(pidAlive(pid), `process ${pid} still alive`);
+  t.deepEqual(await labNetns(), []);
+  t.deepEqual(labCgroups(), []);
+});
+
+rootTest('a broken scenario: file:line errors, exit 2, and nothing is built', async (t) => {
+  const before = await rootNetState();
+  const r = await cli(['run', 'test/fixtures/scenarios/broken.yaml']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /test\/fixtures\/scenarios\/broken\.yaml:6: client\.node: unknown node "node9"/);
+  t.regex(r.stderr, /broken\.yaml:19: dataplanes\.1: unknown dataplane "warp-drive"/);
+  t.is(r.stderr.split('\n').filter((l) => /broken\.yaml:\d+: /.test(l)).length, 8);
+  const v = await cli(['validate', 'test/fixtures/scenarios/broken.yaml']);
+  t.is(v.code, 2);
+  t.deepEqual(await labNetns(), []);
+  t.deepEqual(labCgroups(), []);
+  t.is(await rootNetState(), before);
+});
+
+rootTest('without root: a clear message, exit 3, nothing changed', async (t) => {
+  const before = await rootNetState();
+  const states = stateFiles();
+  const r = await cli(['run', 'scenarios/quick.yaml'], { wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] });
+  t.is(r.code, 3, r.stderr);
+  t.regex(r.stderr, /needs root/);
+  const d = await cli(['down'], { wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] });
+  t.is(d.code, 3);
+  t.deepEqual(await labNetns(), []);
+  t.deepEqual(stateFiles(), states);
+  t.is(await rootNetState(), before);
+});
