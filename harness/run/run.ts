@@ -10,7 +10,7 @@ import { MeshbenchError, envError, runError } from '../errors.js';
 import { loadScenario } from '../scenario/load.js';
 import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
 import type { Scenario } from '../scenario/schema.js';
-import { buildCluster } from '../topology/graph.js';
+import { buildCluster, type Cluster } from '../topology/graph.js';
 import { clusterUp } from '../topology/netns.js';
 import { sweep } from '../topology/cleanup.js';
 import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
@@ -32,6 +32,8 @@ export interface RunOptions extends RunOverrides {
   progress?: Progress;
   /** Stop the run from outside (tests); SIGINT/SIGTERM do the same. */
   signal?: AbortSignal;
+  /** Called after a case's measured window, while its topology still stands (bench scripts). */
+  beforeTeardown?: (cluster: Cluster, result: CaseResult) => Promise<void>;
 }
 
 export interface RunOutcome {
@@ -115,7 +117,7 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
     for (const c of cases) {
       if (abort.signal.aborted) break;
       const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);
-      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left });
+      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left, beforeTeardown: opts.beforeTeardown });
       record.cases.push(result);
       if (result.status === 'failed') failed = true;
       writeJsonAtomic(out, record);
@@ -142,6 +144,7 @@ interface CaseEnv {
   env: Environment;
   signal: AbortSignal;
   secondsLeft: number;
+  beforeTeardown?: RunOptions['beforeTeardown'];
 }
 
 async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise<CaseResult> {
@@ -211,6 +214,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     result.load.actual = { qps: Math.round(sum.actualQps * 100) / 100, requests: sum.count, errors: sum.errors, durationS: Math.round(sum.actualDurationS * 1000) / 1000, retCodes: sum.retCodes };
     result.latencyUs = measured.latency;
     if (sum.errors > 0) e.progress.warn(`case ${c.index + 1}: ${sum.errors} of ${sum.count} requests failed (${JSON.stringify(sum.retCodes)})`);
+    if (e.beforeTeardown) await e.beforeTeardown(cluster, result);
     e.progress.log(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`);
   } catch (err) {
     const interrupted = e.signal.aborted;

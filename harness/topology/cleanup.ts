@@ -27,15 +27,14 @@ export async function sweep(prefix?: string): Promise<DownReport> {
   }
   const namespaces = await listNetns(objRe);
   // Anything still running inside a lab namespace was started into it by the lab.
-  for (const ns of namespaces)
-    for (const pid of await netnsPids(ns)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed.push(pid);
-      } catch {
-        /* gone */
-      }
+  for (const pid of netnsPids(namespaces)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      /* gone */
     }
+  }
   for (let i = 0; i < 50 && killed.some(pidAlive); i++) await sleep(20);
   report.processes = new Set(killed).size;
 

@@ -8,6 +8,7 @@ import { mkdirSync, openSync, closeSync, rmdirSync, rmSync, writeFileSync, renam
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../errors.js';
+import { nsCommand } from './exec.js';
 import { STATE_DIR, cgroup2Root, pidAlive, pidStartTime, readText } from './host.js';
 
 export interface StartSpec {
@@ -91,8 +92,7 @@ export class ProcessGroup {
 
   start(spec: StartSpec): LabProcess {
     if (this.procs.some((p) => p.name === spec.name)) throw runError(`process name ${spec.name} used twice in one run`);
-    let argv: string[] = [spec.cmd, ...spec.args];
-    if (spec.netns) argv = ['ip', 'netns', 'exec', spec.netns, ...argv];
+    let argv: string[] = nsCommand(spec.netns, spec.cmd, spec.args).flat();
     if (spec.cpus) argv = ['taskset', '-c', spec.cpus, ...argv];
     let cgroup: string | undefined;
     if (this.cgroupBase) {
