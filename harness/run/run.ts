@@ -174,7 +174,8 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   };
   const procs = new ProcessGroup(e.prefix, e.dir);
   const ctx = { cluster, procs, caseDir, log: (m: string) => e.progress.log(m) };
-  const phase = (p: string, left = e.secondsLeft) => e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, left);
+  const caseStart = performance.now();
+  const phase = (p: string) => e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, Math.max(0, e.secondsLeft - (performance.now() - caseStart) / 1000));
   const check = () => {
     if (e.signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
   };
@@ -202,7 +203,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     await warm.done;
     check();
 
-    phase(`measuring ${w.durationS}s`, e.secondsLeft - w.warmupS);
+    phase(`measuring ${w.durationS}s`);
     probe = new ResourceProbe();
     probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });

@@ -6,6 +6,8 @@ export type Mode = 'tty' | 'plain' | 'quiet';
 export class Progress {
   private status = '';
   private readonly t0 = Date.now();
+  private timer?: NodeJS.Timeout;
+  private current?: { caseNo: number; cases: number; phase: string; deadline?: number };
   constructor(readonly mode: Mode = process.stderr.isTTY ? 'tty' : 'plain') {}
 
   private clear(): void {
@@ -23,16 +25,31 @@ export class Progress {
 
   /** Where a long run stands; replaces itself on a terminal, logs otherwise. */
   phase(caseNo: number, cases: number, phase: string, secondsLeft?: number): void {
-    const left = secondsLeft !== undefined ? `, about ${fmtSeconds(secondsLeft)} left` : '';
-    const line = `case ${caseNo}/${cases}: ${phase}${left}`;
+    this.current = { caseNo, cases, phase, deadline: secondsLeft !== undefined ? Date.now() + secondsLeft * 1000 : undefined };
     if (this.mode === 'tty') {
-      this.clear();
-      this.status = line.slice(0, (process.stderr.columns ?? 100) - 1);
-      process.stderr.write(this.status);
-    } else this.log(line);
+      this.render();
+      // On a terminal the time left counts down between phases.
+      this.timer ??= setInterval(() => this.render(), 1000).unref();
+    } else if (this.mode === 'plain') this.log(this.line());
+  }
+
+  private line(): string {
+    const c = this.current!;
+    const left = c.deadline !== undefined ? `, about ${fmtSeconds((c.deadline - Date.now()) / 1000)} left` : '';
+    return `case ${c.caseNo}/${c.cases}: ${c.phase}${left}`;
+  }
+
+  private render(): void {
+    if (!this.current) return;
+    this.clear();
+    this.status = this.line().slice(0, (process.stderr.columns ?? 100) - 1);
+    process.stderr.write(this.status);
   }
 
   done(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.current = undefined;
     this.clear();
     this.status = '';
   }

@@ -46,6 +46,28 @@ rootTest('meshbench run quick: a complete record with latency, resources by role
   t.is(await rootNetState(), before, "the root namespace's links, routes, rules and ip_forward are as found");
 });
 
+rootTest('HTTP/2, gRPC (closed loop) and a 3-service HTTP chain each produce latency figures without errors', async (t) => {
+  const dir = tmp();
+  const r = await cli(['run', 'test/fixtures/scenarios/protocols.yaml', '--results', join(dir, 'results'), '--no-report', '--json']);
+  t.is(r.code, 0, r.stderr);
+  const rec: RunRecord = JSON.parse(readFileSync(JSON.parse(r.stdout).runJson, 'utf8'));
+  t.deepEqual(rec.cases.map((c) => [c.workload, c.status, c.load.actual.errors]), [
+    ['chain-http1', 'ok', 0],
+    ['direct-http2', 'ok', 0],
+    ['grpc-ping', 'ok', 0],
+  ]);
+  const [chain, h2, grpc] = rec.cases;
+  t.deepEqual(chain.load.requested.chain, ['frontend-api', 'order-service', 'inventory-service']);
+  t.is(chain.load.requested.payloadBytes, 1024);
+  t.deepEqual(Object.keys(grpc.load.actual.retCodes), ['SERVING']);
+  t.regex(grpc.load.model, /closed loop/);
+  // Three app servers in the chain case work for every request: each hop's CPU shows up under app.
+  t.is(chain.resources!.byRole.app.processes, 5);
+  for (const c of [chain, h2, grpc]) t.true(c.latencyUs!.p50 > 0 && c.latencyUs!.count > 0);
+  t.true(chain.latencyUs!.p50 > h2.latencyUs!.p50, 'three hops take longer than one');
+  t.deepEqual(await labNetns(), []);
+});
+
 rootTest('Ctrl-C during a run tears everything down and leaves a record marked incomplete', async (t) => {
   const dir = tmp();
   let pids: number[] = [];

@@ -70,3 +70,26 @@ rootTest('a pod on node1 reaches a pod on node2 through the Service VIP (baselin
   }
   t.deepEqual(await labNetns(), []);
 });
+
+rootTest('a call chain goes client → frontend-api → order-service → inventory-service, one request per hop', async (t) => {
+  const fortio = await requireTool('fortio');
+  const s = loadScenario('scenarios/chain.yaml');
+  const c = buildCluster(s, 'mbtop3');
+  const dir = mkdtempSync(join(tmpdir(), 'mb-chain-'));
+  const procs = new ProcessGroup('mbtop3', dir);
+  try {
+    await clusterUp(c);
+    await baseline.deploy({ cluster: c, procs, caseDir: dir, log: () => {} });
+    await startApps({ cluster: c, workload: expandCases(s)[0].workload, procs, fortio, logDir: dir });
+    const [front, order, inventory] = c.services;
+    // /debug is mirrored down the chain; only the last link answers it, naming the peer it saw.
+    const r = await exec(fortio, ['curl', '-loglevel', 'error', `http://${front.vip}:${front.port}/debug`], { netns: c.client.netns });
+    t.is(r.code, 0);
+    t.regex(r.stdout, new RegExp(`request from ${order.backends[0].ip.replace(/\./g, '\\.')}:\\d+`), 'the last hop is called by order-service');
+    t.regex(r.stdout, new RegExp(`Host: ${inventory.vip.replace(/\./g, '\\.')}:80`), 'through inventory-service\'s VIP');
+  } finally {
+    await procs.stopAll();
+    procs.close();
+    await sweep('mbtop3');
+  }
+});
