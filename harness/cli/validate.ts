@@ -5,6 +5,8 @@ import { loadScenario, loadTopology, nodeNames, shownPath } from '../scenario/lo
 import { expandCases } from '../scenario/expand.js';
 import { buildCluster, describeCluster } from '../topology/graph.js';
 import { dataplaneNames } from '../dataplanes/registry.js';
+import { readCiliumPolicies } from '../dataplanes/policy/cnp.js';
+import { checkScenarioPolicies } from '../run/checks.js';
 
 export function validateFile(file: string): string {
   if (!existsSync(file)) throw inputError(`${shownPath(file)}:1: file not found`);
@@ -13,11 +15,15 @@ export function validateFile(file: string): string {
     const t = loadTopology(file);
     return `${shownPath(file)}: valid topology "${t.name}": ${nodeNames(t).length} node(s), ${t.podsPerNode} idle pod(s) per node`;
   }
-  const s = loadScenario(file, { knownDataplanes: dataplaneNames() });
+  const s = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+  const warnings: string[] = [];
+  checkScenarioPolicies(s, (w) => warnings.push(`warning: ${w}`));
   const cases = expandCases(s);
   const cluster = buildCluster(s, 'mbxxxx');
   return [
     `${shownPath(file)}: valid scenario "${s.name}": ${cases.length} case(s) = ${s.dataplanes.length} dataplane(s) × ${s.workloads.length} workload(s) × ${s.repeats} repeat(s)`,
     describeCluster(cluster),
+    ...(s.policies.length || s.routes.length ? [`  ${s.policies.length} polic${s.policies.length === 1 ? 'y' : 'ies'}, ${s.routes.length} route(s)`] : []),
+    ...warnings,
   ].join('\n');
 }

@@ -2,6 +2,8 @@
 // is a folder under harness/dataplanes/ exporting a Dataplane, plus one line here.
 import { inputError } from '../errors.js';
 import { baseline } from './baseline/index.js';
+import { istioSidecar } from './istio-sidecar/index.js';
+import { linkerdSidecar } from './linkerd-sidecar/index.js';
 import type { Dataplane } from './types.js';
 
 const registry = new Map<string, Dataplane>();
@@ -12,6 +14,8 @@ export function register(d: Dataplane): void {
 }
 
 register(baseline);
+register(istioSidecar);
+register(linkerdSidecar);
 
 export function dataplaneNames(): string[] {
   return [...registry.keys()];

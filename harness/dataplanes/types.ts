@@ -1,18 +1,32 @@
 // What every dataplane provides. Lifecycle per kind (containerlab nodes/node.go):
 // check → deploy → teardown; essential steps throw, teardown is safe to run twice.
 import type { Cluster } from '../topology/graph.js';
+import type { Scenario } from '../scenario/schema.js';
 import type { ProcessGroup } from '../util/procs.js';
 import type { DataplanePath, KernelResources, Provenance } from '../results/types.js';
 
 export interface DataplaneContext {
   cluster: Cluster;
+  /** The scenario being run (policies, routes, workloads). */
+  scenario: Scenario;
   procs: ProcessGroup;
   /** Directory for this case's configs and logs. */
   caseDir: string;
   log: (msg: string) => void;
 }
 
+/** Start-up phases a dataplane adds to one pod, each measured (ms). */
+export interface PodStartup {
+  certificateMs?: number;
+  captureMs?: number;
+  proxyMs?: number;
+}
+
 export interface Deployed {
+  /** Per pod, what the dataplane added to its start-up. */
+  startup?: Record<string, PodStartup>;
+  /** Per pod, the proxy's admin socket (counters), for tests and probes. */
+  adminSockets?: Record<string, string>;
   provenance: Record<string, Provenance>;
   path: DataplanePath;
   /** Kernel-side cost the dataplane can read at the end of the window (BPF run time, map memory). */

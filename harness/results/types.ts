@@ -70,6 +70,8 @@ export interface Provenance {
   mechanism?: string;
   /** Set when the engine plays another component's role (HAProxy in an Envoy role). */
   standInFor?: string;
+  /** Engine-specific facts (instances, threads, config scope …). */
+  [extra: string]: unknown;
 }
 
 export interface DataplanePath {
@@ -96,7 +98,14 @@ export interface CaseResult {
   };
   latencyUs?: LatencyUs;
   resources?: Resources;
-  startup?: { podReadyMs: Record<string, number>; topologyUpMs: number; dataplaneDeployMs: number; firstRequestMs: number };
+  startup?: {
+    podReadyMs: Record<string, number>;
+    /** Per pod, each measured start-up phase in ms (namespaceMs, certificateMs, captureMs, proxyMs, appMs). */
+    phases?: Record<string, Record<string, number>>;
+    topologyUpMs: number;
+    dataplaneDeployMs: number;
+    firstRequestMs: number;
+  };
   provenance: Record<string, Provenance>;
   path?: DataplanePath;
   topology?: { nodes: number; pods: number; services: number };

@@ -7,6 +7,7 @@ import { LineCounter, parseDocument, isMap, isSeq, isNode, type Document, type N
 import type { z } from 'zod';
 import { inputError } from '../errors.js';
 import { ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
+import type { Policy } from './policy-schema.js';
 
 interface Parsed {
   file: string;
@@ -97,6 +98,13 @@ function loadTopologyInto(file: string, errors: string[]): Topology | undefined 
   return r.data;
 }
 
+/** `file:line` of a path in a YAML file, for problems found after loading (policies vs cluster). */
+export function locate(file: string, path: PropertyKey[]): string {
+  const errors: string[] = [];
+  const p = parseYaml(resolve(file), errors);
+  return `${shownPath(file)}:${p ? lineOf(p, path) : 1}`;
+}
+
 /** Order messages by file, then line (stable), so they read top to bottom. */
 function sortByLine(errors: string[]): string[] {
   const key = (e: string) => {
@@ -123,6 +131,11 @@ export function nodeNames(t: Topology): string[] {
 export interface LoadOptions {
   /** Dataplane names the registry knows; unknown names are reported with the scenario's other errors. */
   knownDataplanes?: string[];
+  /**
+   * Reads one policy file (CiliumNetworkPolicy) into the lab's policies, returning `file:line`
+   * errors. Passed in by the caller, because the reader lives with the policy model (a later stage).
+   */
+  readPolicyFile?: (file: string) => { policies: Policy[]; errors: string[] };
 }
 
 /** Load and check a scenario file; throws one E_INPUT error listing every problem. */
@@ -143,10 +156,24 @@ export function loadScenario(file: string, opts: LoadOptions = {}): Scenario {
     topology = loadTopologyInto(topologyFile, errors);
   } else if (raw && typeof raw.topology === 'object') topology = raw.topology;
 
+  // Policy files: read with the caller's reader, their errors reported with everything else.
+  const filePolicies: Policy[] = [];
+  arr(js?.policyFiles).forEach((f, i) => {
+    if (typeof f !== 'string') return;
+    const abs = resolve(dirname(p.file), f);
+    if (!opts.readPolicyFile) errors.push(`${shownPath(p.file)}:${lineOf(p, ['policyFiles', i])}: policyFiles.${i}: policy files cannot be read here`);
+    else if (!existsSync(abs)) errors.push(`${shownPath(p.file)}:${lineOf(p, ['policyFiles', i])}: policyFiles.${i}: file not found: ${shownPath(abs)}`);
+    else {
+      const r = opts.readPolicyFile(abs);
+      errors.push(...r.errors);
+      filePolicies.push(...r.policies);
+    }
+  });
+
   // Checks across fields run on whatever parsed, so one pass reports every problem.
   if (js && typeof js === 'object') crossCheck(p, js, topology, opts, errors);
   if (errors.length || !raw || !topology) throw inputError(`${shownPath(abs)} is not a valid scenario`, sortByLine(errors));
-  return { ...raw, topology, file: abs, topologyFile };
+  return { ...raw, policies: [...raw.policies, ...filePolicies], inlinePolicies: raw.policies.length, topology, file: abs, topologyFile };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -190,6 +217,20 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
   const wnames = workloads.map((w) => w?.name ?? 'default');
   wnames.forEach((n, i) => {
     if (wnames.indexOf(n) !== i) err(['workloads', i, 'name'], `workload name "${n}" is used twice`);
+  });
+
+  const svcNames = new Set(services.map((x) => x?.name));
+  arr(s.routes).forEach((r, i) => {
+    if (typeof r?.service === 'string' && !svcNames.has(r.service)) err(['routes', i, 'service'], `unknown service "${r.service}"`);
+    arr(r?.rules).forEach((rule, j) =>
+      arr(rule?.to).forEach((d, k) => {
+        if (typeof d?.service === 'string' && !svcNames.has(d.service)) err(['routes', i, 'rules', j, 'to', k, 'service'], `unknown service "${d.service}"`);
+      }),
+    );
+  });
+  const pnames = arr(s.policies).map((x) => `${x?.namespace ?? 'default'}/${x?.name}`);
+  pnames.forEach((n, i) => {
+    if (pnames.indexOf(n) !== i) err(['policies', i, 'name'], `policy "${n}" is declared twice`);
   });
 
   const dn = arr(s.dataplanes);

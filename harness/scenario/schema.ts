@@ -2,6 +2,7 @@
 // (services, client, workloads, dataplanes, repeats). Plain data; nothing here touches the host.
 // `npm run build` turns these into JSON Schemas under schemas/ for editors.
 import { z } from 'zod';
+import { PolicySchema, RouteSchema } from './policy-schema.js';
 
 const dnsLabel = z
   .string()
@@ -44,7 +45,8 @@ export const ServiceSchema = z
     targetPort: port,
     /** What the backends speak on targetPort. */
     protocol: z.enum(['http', 'grpc']).default('http'),
-    replicas: z.number().int().min(1).max(64).default(1),
+    /** 0 = a Service only, selecting pods declared by other services (canary v1/v2 behind one name). */
+    replicas: z.number().int().min(0).max(64).default(1),
     /** Labels of the backend pods; defaults to {app: <name>}. */
     selector: labelMap.optional(),
     /** Extra labels on the backend pods (version: v2 …). */
@@ -85,6 +87,12 @@ export const ScenarioSchema = z
       .strict(),
     workloads: z.array(WorkloadSchema).min(1),
     dataplanes: z.array(z.string()).min(1),
+    /** Who may talk to whom (the lab's own format, shared by every dataplane). */
+    policies: z.array(PolicySchema).default([]),
+    /** CiliumNetworkPolicy files (the subset the source documents use), relative to this file. */
+    policyFiles: z.array(z.string().min(1)).default([]),
+    /** L7 traffic routing (canary): header matches and weighted splits, done by the client-side proxy. */
+    routes: z.array(RouteSchema).default([]),
     repeats: z.number().int().min(1).max(100).default(1),
     /** What `--quick` changes. */
     quick: z
@@ -108,5 +116,7 @@ export interface Scenario extends Omit<ScenarioInput, 'topology'> {
   topology: Topology;
   /** Where it came from, for messages and the run record. */
   file: string;
+  /** policies[0 … inlinePolicies-1] are written in the scenario; the rest come from policyFiles. */
+  inlinePolicies: number;
   topologyFile?: string;
 }

@@ -51,8 +51,9 @@ export async function sweep(prefix?: string): Promise<DownReport> {
   }
   try {
     for (const f of readdirSync(STATE_DIR)) {
+      // <prefix>.json state files and <prefix>/ directories (proxy admin sockets).
       const p = f.replace(/\.json(\.tmp)?$/, '');
-      if (PREFIX_RE.test(p) && (!prefix || p === prefix)) rmSync(join(STATE_DIR, f), { force: true });
+      if (PREFIX_RE.test(p) && (!prefix || p === prefix)) rmSync(join(STATE_DIR, f), { force: true, recursive: true });
     }
   } catch {
     /* no state dir */

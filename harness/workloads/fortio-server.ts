@@ -2,11 +2,9 @@
 // workload's call chain runs fortio's multi-target proxy (-M) instead, forwarding every request
 // (path mirrored) to the next service's VIP, so client → A → B → C is one request per hop.
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { runError } from '../errors.js';
 import type { Cluster, PodSpec, ServiceSpec } from '../topology/graph.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
-import { exec } from '../util/exec.js';
+import { waitListening } from '../util/net.js';
 import type { LabProcess, ProcessGroup } from '../util/procs.js';
 
 const DISABLED = ['-redirect-port', 'disabled', '-tcp-port', 'disabled', '-udp-port', 'disabled'];
@@ -23,18 +21,6 @@ export interface StartedApps {
   procs: LabProcess[];
   /** ms from spawn to listening, per pod name. */
   readyMs: Record<string, number>;
-}
-
-/** Wait until something listens on `port` inside `netns`. */
-export async function waitListening(netns: string, port: number, timeoutMs = 15000, proc?: LabProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (proc?.exitCode !== undefined) throw runError(`process ${proc.name} exited (code ${proc.exitCode}) before listening on ${port}; see ${proc.logFile}`);
-    const r = await exec('ss', ['-Hltn', `sport = :${port}`], { netns, allowFail: true });
-    if (r.stdout.trim()) return;
-    await sleep(10);
-  }
-  throw runError(`nothing listens on port ${port} in ${netns} after ${timeoutMs} ms${proc ? `; see ${proc.logFile}` : ''}`);
 }
 
 export async function startApps(opts: {

@@ -1,0 +1,205 @@
+// Sidecar traffic capture inside a pod's network namespace: the nat rules a meshed pod gets from
+// its init container, reproduced rule for rule, so the lab's sidecar models pay the same
+// netfilter cost and take the same loopback legs as the real meshes.
+//
+// Two models (sources and what is left out are in each file's header):
+// - istio.ts — istio-init (`istio-iptables … -m REDIRECT`, injector defaults). Inbound TCP:
+//   PREROUTING → ISTIO_INBOUND: RETURN 15008, 15090, 15021, 15020, else ISTIO_IN_REDIRECT
+//   (REDIRECT 15006). Outbound: OUTPUT → ISTIO_OUTPUT: RETURN from 127.0.0.6 on lo; the proxy's
+//   (uid/gid 1337) loopback calls to a non-127.0.0.1 address → ISTIO_IN_REDIRECT; other lo traffic
+//   RETURN; proxy uid/gid RETURN; 127.0.0.1 RETURN; else ISTIO_REDIRECT (REDIRECT 15001).
+// - linkerd.ts — linkerd2-proxy-init (chart defaults). PREROUTING → PROXY_INIT_REDIRECT: RETURN
+//   4190,4191,4567,4568, else REDIRECT 4143. OUTPUT → PROXY_INIT_OUTPUT: RETURN uid 2102, RETURN
+//   `-o lo`, RETURN 4567,4568, else REDIRECT 4140.
+// Both: nat table only, IPv4 only, REDIRECT (the kernel rewrites the destination to the primary
+// address of the incoming interface, or 127.0.0.1 for local output; the proxy reads the original
+// one with SO_ORIGINAL_DST). The payloads go in with `iptables-restore --noflush` inside the pod's
+// netns, never in the root namespace.
+import { runError } from '../../errors.js';
+import { exec } from '../../util/exec.js';
+import { ISTIO_DEFAULTS, ISTIO_SIDECAR_INVOCATION, istioSidecarRules, type IstioSidecarOptions } from './istio.js';
+import { LINKERD_DEFAULTS, LINKERD_PROXY_INIT_INVOCATION, linkerdProxyInitRules, multiportDestinations, type LinkerdProxyInitOptions } from './linkerd.js';
+import { diffAgainstSave, parseTable, rulesByChain } from './rules.js';
+
+export { istioSidecarRules, ISTIO_DEFAULTS, ISTIO_CHAINS, ISTIO_SIDECAR_INVOCATION, type IstioSidecarOptions } from './istio.js';
+export { linkerdProxyInitRules, LINKERD_DEFAULTS, LINKERD_CHAINS, LINKERD_PROXY_INIT_INVOCATION, multiportDestinations, type LinkerdProxyInitOptions, type PortSpec } from './linkerd.js';
+export { canonicalRule, diffAgainstSave, parseTable, parseCounters, rulesByChain, tokenize, ruleChain, BUILTIN_CHAINS, type TableRules } from './rules.js';
+
+/** The user chains a payload creates, in declaration order. */
+export function captureChains(payload: string): string[] {
+  return parseTable(payload).chains;
+}
+
+/** The `-A` rules of a payload, in the order it appends them. */
+export function captureRules(payload: string): string[] {
+  return parseTable(payload).rules;
+}
+
+export interface ApplyResult {
+  /** False when the namespace already held exactly these rules (nothing was changed). */
+  applied: boolean;
+  rules: number;
+  bytes: number;
+}
+
+/**
+ * Install a capture payload in a pod's network namespace (iptables-restore -w 5 --noflush, via
+ * nsenter). Like istio-iptables' state check, it first reads the nat table: the same rules already
+ * in place → nothing to do; some of the chains present with other rules → error (the pod holds
+ * another capture; remove the namespace rather than stack rule sets).
+ */
+export async function applyCapture(netns: string, payload: string): Promise<ApplyResult> {
+  if (!netns) throw runError('applyCapture needs a network namespace; refusing to touch the root namespace');
+  const want = parseTable(payload);
+  const res: ApplyResult = { applied: false, rules: want.rules.length, bytes: Buffer.byteLength(payload) };
+  const save = await exec('iptables-save', ['-t', 'nat'], { netns });
+  const have = parseTable(save.stdout);
+  const present = want.chains.filter((c) => have.chains.includes(c));
+  if (present.length > 0) {
+    const diff = diffAgainstSave(payload, save.stdout);
+    if (diff.length === 0 && present.length === want.chains.length) return res;
+    throw runError(`netns ${netns} already has capture chains ${present.join(', ')} with other rules:\n${diff.join('\n')}`);
+  }
+  await exec('iptables-restore', ['-w', '5', '--noflush'], { netns, input: payload });
+  res.applied = true;
+  return res;
+}
+
+/** Read the nat table of a namespace and report how it differs from a payload (empty = identical). */
+export async function verifyCapture(netns: string, payload: string): Promise<string[]> {
+  const save = await exec('iptables-save', ['-t', 'nat'], { netns });
+  return diffAgainstSave(payload, save.stdout);
+}
+
+/** 'istio' is accepted as another name for 'istio-sidecar'. */
+export type CaptureKind = 'istio-sidecar' | 'istio' | 'linkerd';
+export type CaptureProfile =
+  | CaptureKind
+  | { kind: 'istio-sidecar' | 'istio'; opts?: IstioSidecarOptions }
+  | { kind: 'linkerd'; opts?: LinkerdProxyInitOptions };
+
+export type IptablesBackend = 'nf_tables' | 'legacy';
+
+/** "iptables v1.8.9 (nf_tables)" → nf_tables; "(legacy)" or no suffix (before 1.8) → legacy. */
+export function iptablesBackend(versionLine: string): IptablesBackend {
+  return /\(nf_tables\)/.test(versionLine) ? 'nf_tables' : 'legacy';
+}
+
+export interface CaptureDescription {
+  model: string;
+  /** What the real mesh runs to install the same rules. */
+  upstreamInvocation: string;
+  /** e.g. "iptables REDIRECT (nf_tables backend)"; the run record's redirect mechanism. */
+  mechanism: string;
+  iptables: { version: string; backend: IptablesBackend };
+  table: 'nat';
+  family: 'IPv4';
+  chains: string[];
+  /** The jumps from the built-in chains into the capture chains. */
+  hooks: string[];
+  ports: { outbound: number; inbound: number; [name: string]: number };
+  excluded: { uid: number; gid?: number; inboundPorts: string[]; outboundPorts: string[]; notes: string[] };
+  rules: number;
+  /** What the real tool can also install that this model does not, and why. */
+  leftOut: string[];
+}
+
+/**
+ * What the run record should say about a capture model. Reads `iptables --version` (the host's
+ * binary; the pod namespaces use the same one) unless a version line is given.
+ */
+export async function describeCapture(profile: CaptureProfile, opts: { iptablesVersion?: string } = {}): Promise<CaptureDescription> {
+  const p = typeof profile === 'string' ? { kind: profile } : profile;
+  let version = opts.iptablesVersion;
+  if (version === undefined) {
+    const r = await exec('iptables', ['--version'], { allowFail: true });
+    if (r.code !== 0) throw runError(`iptables --version failed: ${(r.stderr || r.stdout).trim()}`);
+    version = r.stdout.trim().split('\n')[0];
+  }
+  const backend = iptablesBackend(version);
+  const mechanism = `iptables REDIRECT (${backend} backend)`;
+
+  if (p.kind === 'istio-sidecar' || p.kind === 'istio') {
+    const o: IstioSidecarOptions = ('opts' in p ? p.opts : undefined) ?? {};
+    const payload = istioSidecarRules(o);
+    const uid = o.proxyUid ?? ISTIO_DEFAULTS.proxyUid;
+    const captureInbound = o.captureInbound ?? true;
+    const captureOutbound = o.captureOutbound ?? true;
+    const tunnel = o.inboundTunnelPort ?? ISTIO_DEFAULTS.inboundTunnelPort;
+    return {
+      model: 'Istio sidecar capture (istio-init, istio-iptables REDIRECT mode)',
+      upstreamInvocation: ISTIO_SIDECAR_INVOCATION.map((a) => (a === '' ? "''" : a === '*' ? "'*'" : a)).join(' '),
+      mechanism,
+      iptables: { version, backend },
+      table: 'nat',
+      family: 'IPv4',
+      chains: captureChains(payload),
+      hooks: hooks(payload),
+      ports: {
+        outbound: o.outboundPort ?? ISTIO_DEFAULTS.outboundPort,
+        inbound: o.inboundPort ?? ISTIO_DEFAULTS.inboundPort,
+        tunnel,
+      },
+      excluded: {
+        uid,
+        gid: o.proxyGid ?? uid,
+        inboundPorts: captureInbound ? [tunnel, ...(o.excludeInboundPorts ?? ISTIO_DEFAULTS.excludeInboundPorts)].map(String) : ['all (inbound capture off)'],
+        outboundPorts: captureOutbound ? [] : ['all (outbound capture off)'],
+        notes: [
+          'loopback traffic not from the proxy uid/gid',
+          `destination ${ISTIO_DEFAULTS.hostLoopbackCidr}`,
+          `source ${ISTIO_DEFAULTS.inboundPassthroughSource} on lo (Envoy inbound passthrough)`,
+          `proxy uid/gid loopback calls to a non-127.0.0.1 address go to the inbound port (not port ${tunnel})`,
+        ],
+      },
+      rules: captureRules(payload).length,
+      leftOut: [
+        'IPv6 (ip6tables): only for pods with an IPv6 address or DUAL_STACK; lab pods are IPv4-only',
+        'mangle table: TPROXY interception mode and INVALID_DROP only',
+        'raw table and ISTIO_OUTPUT_DNS: DNS capture (ISTIO_META_DNS_CAPTURE) only, off by default',
+        'filter table: temporary guardrails while reconciling drifted rules only',
+        'annotation-driven options (-o, -q, -x CIDRs, -k, -c, owner groups), native nftables, istio-cni',
+      ],
+    };
+  }
+
+  const o: LinkerdProxyInitOptions = ('opts' in p ? p.opts : undefined) ?? {};
+  const payload = linkerdProxyInitRules(o);
+  const inIgnore = multiportDestinations(o.inboundPortsToIgnore ?? [...LINKERD_DEFAULTS.inboundPortsToIgnore]).flat();
+  const outIgnore = multiportDestinations(o.outboundPortsToIgnore ?? [...LINKERD_DEFAULTS.outboundPortsToIgnore]).flat();
+  return {
+    model: 'Linkerd proxy-init capture (linkerd2-proxy-init)',
+    upstreamInvocation: LINKERD_PROXY_INIT_INVOCATION.join(' '),
+    mechanism,
+    iptables: { version, backend },
+    table: 'nat',
+    family: 'IPv4',
+    chains: captureChains(payload),
+    hooks: hooks(payload),
+    ports: {
+      outbound: o.outboundPort ?? LINKERD_DEFAULTS.outboundPort,
+      inbound: o.inboundPort ?? LINKERD_DEFAULTS.inboundPort,
+      admin: LINKERD_DEFAULTS.adminPort,
+      control: LINKERD_DEFAULTS.controlPort,
+    },
+    excluded: {
+      uid: o.proxyUid ?? LINKERD_DEFAULTS.proxyUid,
+      ...(o.proxyGid !== undefined && o.proxyGid > 0 ? { gid: o.proxyGid } : {}),
+      inboundPorts: inIgnore,
+      outboundPorts: outIgnore,
+      notes: ['all loopback output (-o lo)', ...(o.subnetsToIgnore ?? []).map((s) => `inbound from ${s}`)],
+    },
+    rules: captureRules(payload).length,
+    leftOut: [
+      'IPv6 (ip6tables): the chart passes --ipv6=false by default; lab pods are IPv4-only',
+      '--timeout-close-wait-secs (a conntrack sysctl): unset by default',
+      'linkerd-cni: the same rules installed by the CNI plugin',
+    ],
+  };
+}
+
+/** The payload's rules in PREROUTING and OUTPUT (the jumps into its chains). */
+function hooks(payload: string): string[] {
+  const by = rulesByChain(captureRules(payload));
+  return ['PREROUTING', 'OUTPUT'].flatMap((c) => by.get(c) ?? []);
+}

@@ -1,0 +1,210 @@
+// The lab's own network-policy and traffic-routing format: one model that every dataplane
+// (iptables + HAProxy sidecars, node proxies, eBPF) is configured from, so all of them enforce
+// the same rules. CiliumNetworkPolicy files are converted into it (dataplanes/policy/cnp.ts);
+// evaluation and compilation against a cluster live in dataplanes/policy/model.ts.
+// Plain data and zod; nothing here touches the host.
+//
+// Semantics (Cilium's where Cilium has an answer):
+// - A policy applies to the pods of its namespace whose labels include `selector`
+//   (`selector: {}` = every pod of the namespace).
+// - Direction enforcement: a pod is default-deny for ingress as soon as one policy that
+//   selects it has an `ingress` key, even `ingress: []` (which therefore denies everything);
+//   a policy without the key leaves that direction alone. Same for egress.
+// - Within a rule, an omitted field does not restrict:
+//     from/to omitted and namespaces omitted → any peer at all, including peers outside the
+//                                             cluster and unidentified ones (Cilium: a rule with
+//                                             toPorts but no fromEndpoints)
+//     from/to omitted, namespaces given      → any pod of those namespaces
+//     from/to given, namespaces omitted      → pods of the policy's own namespace matching one
+//                                             of the selectors ({} = every pod there)
+//     ports omitted                          → every TCP port (no L7 rules allowed then)
+//   So `ingress: [{}]` allows everything (unlike CiliumNetworkPolicy, where an empty rule
+//   selects nothing; the converter maps that idiom to `ingress: []`).
+// - Rules are a union: traffic is allowed when any rule of any selecting policy allows it.
+// - L7 (http/grpc) rules restrict the listed ports: on a port where any applicable rule has L7
+//   rules, every allowed flow goes through the L7 proxy and each request must match one L7 rule
+//   of a rule that allowed its peer; a rule without L7 rules that also allows the peer on that
+//   port lets every request through (Cilium adds a wildcard L7 rule for it). `http: [{}]`
+//   therefore means "through the proxy, every request allowed".
+// - `auth: required` (Cilium `authentication.mode: required`): when any rule allowing the peer
+//   on the port requires it, the peer must be mutually authenticated.
+// - HTTP matching: method exact (case-sensitive); path a JavaScript regular expression that must
+//   match the whole request target (it is anchored as ^(?:…)$, like Cilium/Envoy full-match
+//   regexes; the target includes any query string, as Envoy's :path does); headers "Name: value",
+//   name case-insensitive, value exact. gRPC rules are HTTP POST /<package.Service>/<Method>.
+import { z } from 'zod';
+
+export const DNS_LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const DNS_LABEL_MSG = 'must be a lowercase DNS label (a-z, 0-9, "-", at most 63 characters)';
+const dnsLabel = z.string().regex(DNS_LABEL_RE, DNS_LABEL_MSG);
+const port = z.number().int().min(1).max(65535);
+
+export const LABEL_KEY_RE = /^[A-Za-z0-9./_-]{1,63}$/;
+const labelKey = z.string().regex(LABEL_KEY_RE, 'bad label key');
+/** matchLabels: a pod is selected when it carries every one of these labels. {} selects all. */
+export const LabelSelectorSchema = z.record(labelKey, z.string().max(63));
+
+/** An HTTP method name. Stricter than RFC 9110's token (no "|", "*" …) so it stays a plain name in every engine's config. */
+export const HTTP_METHOD_RE = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
+/** RFC 9110 token: what an HTTP header name may be made of. */
+export const HTTP_TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HEADER_RE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:[ \t]*(.*?)[ \t]*$/;
+
+/** Split "Name: value" into [name, value]; undefined when it is not of that form or has no value. */
+export function parseHeader(s: string): [name: string, value: string] | undefined {
+  const m = HEADER_RE.exec(s);
+  return m && m[2] !== '' ? [m[1], m[2]] : undefined;
+}
+
+/** Why a JavaScript regular expression does not compile, or undefined when it does. */
+export function regexError(source: string): string | undefined {
+  try {
+    new RegExp(`^(?:${source})$`);
+  } catch (e) {
+    return (e as Error).message.replace(/^Invalid regular expression: /, '');
+  }
+  // Engines hand the pattern to RE2 (Envoy) or PCRE (HAProxy): keep to what all of them read.
+  if (/\(\?<?[=!]|\\[1-9]|\\k</.test(source)) return 'lookaround and backreferences are not supported (Envoy matches with RE2)';
+  return undefined;
+}
+
+/** A path rule as the full-match regex engines use: ^(?:path)$. */
+export const anchorPath = (path: string) => `^(?:${path})$`;
+
+export const GRPC_SERVICE_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+export const GRPC_METHOD_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const regexString = z.string().superRefine((s, ctx) => {
+  const e = regexError(s);
+  if (e) ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${e}` });
+});
+
+export const HttpRuleSchema = z
+  .object({
+    /** Exact method (GET, POST …); omitted = any. */
+    method: z.string().regex(HTTP_METHOD_RE, 'must be an HTTP method name such as GET or POST').optional(),
+    /** Regular expression the whole request path must match; omitted = any. */
+    path: regexString.optional(),
+    /** "Name: value" headers the request must carry (name case-insensitive, value exact). */
+    headers: z
+      .array(z.string().refine((s) => parseHeader(s) !== undefined, 'must be "Name: value" (a header name, a colon, a value)'))
+      .optional(),
+  })
+  .strict();
+
+export const GrpcRuleSchema = z
+  .object({
+    /** Fully qualified service: inventory.v1.InventoryService. */
+    service: z.string().regex(GRPC_SERVICE_RE, 'must be a fully qualified gRPC service such as pkg.v1.Service'),
+    /** Method name; omitted = every method of the service. */
+    method: z.string().regex(GRPC_METHOD_RE, 'must be a gRPC method name such as CheckStock').optional(),
+  })
+  .strict();
+
+const ruleFields = {
+  /** Peer namespaces; default: the policy's namespace when a selector list is given, else any. */
+  namespaces: z.array(dnsLabel).min(1).optional(),
+  /** TCP ports (the destination port: the pod's port on ingress, the peer's on egress); omitted = every port. */
+  ports: z.array(port).min(1).optional(),
+  /** Mutual authentication required of the peer. */
+  auth: z.literal('required').optional(),
+  http: z.array(HttpRuleSchema).min(1).optional(),
+  grpc: z.array(GrpcRuleSchema).min(1).optional(),
+};
+
+type RuleLike = { ports?: number[]; http?: unknown[]; grpc?: unknown[] };
+const needsPortsForL7 = (r: RuleLike, ctx: z.core.$RefinementCtx<RuleLike>) => {
+  if ((r.http || r.grpc) && !r.ports)
+    ctx.addIssue({ code: 'custom', path: [r.http ? 'http' : 'grpc'], message: 'L7 rules need the ports they apply to: add "ports"' });
+};
+
+export const IngressRuleSchema = z
+  .object({ from: z.array(LabelSelectorSchema).min(1).optional(), ...ruleFields })
+  .strict()
+  .superRefine(needsPortsForL7);
+
+export const EgressRuleSchema = z
+  .object({ to: z.array(LabelSelectorSchema).min(1).optional(), ...ruleFields })
+  .strict()
+  .superRefine(needsPortsForL7);
+
+export const PolicySchema = z
+  .object({
+    name: dnsLabel,
+    namespace: dnsLabel.default('default'),
+    /** The pods of `namespace` this policy applies to. */
+    selector: LabelSelectorSchema,
+    /** Present (even empty) = the selected pods are default-deny for ingress. */
+    ingress: z.array(IngressRuleSchema).optional(),
+    /** Present (even empty) = the selected pods are default-deny for egress. */
+    egress: z.array(EgressRuleSchema).optional(),
+  })
+  .strict();
+
+// Routing done by the client-side proxy (canary, header routing): Envoy's route table or an
+// HAProxy use_backend chain. First matching rule wins; a request no rule matches is answered
+// 404 by the proxy (Envoy "NR"), so routes normally end with a rule without `match`.
+export const RouteDestinationSchema = z
+  .object({
+    service: dnsLabel,
+    /** Default: the route's namespace. */
+    namespace: dnsLabel.optional(),
+    /** Relative weight; give it on every destination of the rule or on none (= equal shares). */
+    weight: z.number().int().positive().max(1_000_000).optional(),
+  })
+  .strict();
+
+export const RouteMatchSchema = z
+  .object({
+    /** Request headers with exact values (names case-insensitive). */
+    headers: z.record(z.string().regex(HTTP_TOKEN_RE, 'bad header name'), z.string()).optional(),
+    /** Path prefix, e.g. /api/. */
+    pathPrefix: z.string().startsWith('/', 'must start with "/"').optional(),
+  })
+  .strict();
+
+export const RouteRuleSchema = z
+  .object({
+    /** Omitted = every request. */
+    match: RouteMatchSchema.optional(),
+    to: z.array(RouteDestinationSchema).min(1),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    const weighted = r.to.filter((d) => d.weight !== undefined).length;
+    if (weighted && weighted !== r.to.length)
+      ctx.addIssue({ code: 'custom', path: ['to'], message: 'give every destination a weight, or none (equal shares)' });
+    const seen = new Set<string>();
+    r.to.forEach((d, i) => {
+      const k = `${d.namespace ?? ''}/${d.service}`;
+      if (seen.has(k)) ctx.addIssue({ code: 'custom', path: ['to', i, 'service'], message: `destination "${d.service}" is listed twice` });
+      seen.add(k);
+    });
+  });
+
+export const RouteSchema = z
+  .object({
+    /** The Service whose traffic is routed (clients address it; the proxy picks the destinations). */
+    service: dnsLabel,
+    namespace: dnsLabel.default('default'),
+    rules: z.array(RouteRuleSchema).min(1),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    const catchAll = r.rules.findIndex((x) => !x.match || (!x.match.headers && !x.match.pathPrefix));
+    if (catchAll >= 0 && catchAll < r.rules.length - 1)
+      ctx.addIssue({ code: 'custom', path: ['rules', catchAll + 1], message: `never used: rule ${catchAll} before it matches every request` });
+  });
+
+export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
+export type HttpRule = z.infer<typeof HttpRuleSchema>;
+export type GrpcRule = z.infer<typeof GrpcRuleSchema>;
+export type IngressRule = z.infer<typeof IngressRuleSchema>;
+export type EgressRule = z.infer<typeof EgressRuleSchema>;
+export type Policy = z.infer<typeof PolicySchema>;
+export type PolicyInput = z.input<typeof PolicySchema>;
+export type RouteDestination = z.infer<typeof RouteDestinationSchema>;
+export type RouteMatch = z.infer<typeof RouteMatchSchema>;
+export type RouteRule = z.infer<typeof RouteRuleSchema>;
+export type Route = z.infer<typeof RouteSchema>;
+export type RouteInput = z.input<typeof RouteSchema>;
