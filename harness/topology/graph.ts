@@ -145,8 +145,11 @@ export function buildCluster(s: Scenario, prefix: string): Cluster {
     const selector = svc.selector ?? { app: svc.name };
     const placement = (svc.nodes ?? nodes.map((n) => n.name)).map((n) => byName.get(n)!);
     const backends: PodSpec[] = [];
+    // Without explicit nodes, services start their round-robin one node further each, so many
+    // one-replica services spread over the cluster instead of piling onto the first node.
+    const offset = svc.nodes ? 0 : k;
     for (let r = 0; r < svc.replicas; r++) {
-      const node = placement[r % placement.length];
+      const node = placement[(r + offset) % placement.length];
       backends.push(
         addPod(node, {
           name: `${svc.name}-${r}`,

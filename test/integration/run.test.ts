@@ -68,6 +68,34 @@ rootTest('HTTP/2, gRPC (closed loop) and a 3-service HTTP chain each produce lat
   t.deepEqual(await labNetns(), []);
 });
 
+rootTest('baseline, istio-sidecar and linkerd-sidecar in one run: overhead over baseline and proxy memory per pod, HAProxy named as the stand-in', async (t) => {
+  const dir = tmp();
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline,istio-sidecar,linkerd-sidecar', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout);
+  const rec: RunRecord = JSON.parse(readFileSync(summary.runJson, 'utf8'));
+  t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
+    ['baseline', 'ok', 0],
+    ['istio-sidecar', 'ok', 0],
+    ['linkerd-sidecar', 'ok', 0],
+  ]);
+  for (const c of rec.cases.slice(1)) {
+    t.is(c.resources!.byRole.proxy.processes, 2, `${c.dataplane}: one proxy per pod (client and server)`);
+    t.true(c.resources!.byRole.proxy.rssBytes > 1e6);
+    t.is(c.provenance.proxy.engine, 'haproxy');
+    t.regex(String(c.provenance.proxy.standInFor), c.dataplane === 'istio-sidecar' ? /Envoy/ : /linkerd2-proxy/);
+    t.is(c.path!.userSpaceHops, 2);
+    t.true(c.startup!.phases!.client.certificateMs! > 0 && c.startup!.phases!.client.proxyMs! > 0);
+  }
+  t.is(rec.cases[0].resources!.byRole.proxy, undefined, 'baseline runs no proxy');
+  const html = readFileSync(summary.report, 'utf8');
+  t.regex(html, /added over baseline/);
+  t.regex(html, /haproxy standing in for Envoy/i);
+  t.regex(html, /haproxy standing in for linkerd2-proxy/i);
+  t.regex(html, /RSS MiB per process/);
+  t.deepEqual(await labNetns(), []);
+});
+
 rootTest('Ctrl-C during a run tears everything down and leaves a record marked incomplete', async (t) => {
   const dir = tmp();
   let pids: number[] = [];

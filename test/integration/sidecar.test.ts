@@ -160,8 +160,8 @@ rootTest('baseline (control): the same capture does see the marker in clear', as
   });
 });
 
-rootTest('istio-sidecar: canary — x-canary: true always reaches v2; otherwise 90/10 within ±3 points over 2000 requests', async (t) => {
-  await withLab('istio-sidecar', 'mbsci4', async ({ c, d, fortio }) => {
+for (const [dp, prefix] of [['istio-sidecar', 'mbsci4'], ['linkerd-sidecar', 'mbscl4']]) rootTest(`${dp}: canary — x-canary: true always reaches v2; otherwise 90/10 within ±3 points over 2000 requests`, async (t) => {
+  await withLab(dp, prefix, async ({ c, d, fortio }) => {
     const sock = d.adminSockets![c.client.name];
     const key = (svc: string) => `out_default_${svc}_80`;
     const before = await haproxy.counters(sock);

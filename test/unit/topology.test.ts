@@ -80,3 +80,11 @@ test('kube-proxy rules: prefixed chains, random choice with 1/n probabilities, D
   t.is(new Set(declared).size, declared.length);
   for (const ch of declared) t.true(ch.length <= 28 && ch.startsWith('MBTEST-'), ch);
 });
+
+test('one-replica services without placement spread over the nodes', (t) => {
+  const s = loadScenario('scenarios/quick.yaml');
+  s.topology = { ...s.topology, nodes: 5 };
+  s.services = Array.from({ length: 500 }, (_, i) => ({ name: `svc-${i}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: 1 }));
+  const c = buildCluster(s, 'mbtest');
+  for (const n of c.nodes) t.true(n.pods.length >= 100 && n.pods.length <= 101, `${n.name}: ${n.pods.length}`);
+});

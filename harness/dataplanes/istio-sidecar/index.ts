@@ -3,9 +3,9 @@
 // concurrency in a sidecar), every Service of the mesh in every sidecar's configuration, HTTP/1.1
 // upstream for HTTP/1.1 apps, inbound forwarded to the app from 127.0.0.6. HAProxy plays Envoy.
 import { istioSidecarRules } from '../capture/istio.js';
-import { sidecarDataplane } from '../proxy/sidecar.js';
+import { sidecarDataplane, type SidecarProfile } from '../proxy/sidecar.js';
 
-export const istioSidecar = sidecarDataplane({
+export const istioProfile: SidecarProfile = {
   name: 'istio-sidecar',
   summary: 'Istio classic sidecar: iptables REDIRECT to a per-pod proxy (HAProxy standing in for Envoy), mTLS between proxies, whole-mesh config per pod',
   standInFor: 'Envoy (istio-proxy sidecar)',
@@ -21,4 +21,6 @@ export const istioSidecar = sidecarDataplane({
   appSource: '127.0.0.6',
   scope: 'whole-mesh',
   loopbackLegs: 4,
-});
+};
+
+export const istioSidecar = sidecarDataplane(istioProfile);

@@ -3,9 +3,9 @@
 // and every proxy-to-proxy request carried over multiplexed HTTP/2 (HTTP/1.1 upgraded, marked
 // with l5d-orig-proto). HAProxy plays linkerd2-proxy.
 import { linkerdProxyInitRules } from '../capture/linkerd.js';
-import { sidecarDataplane } from '../proxy/sidecar.js';
+import { sidecarDataplane, type SidecarProfile } from '../proxy/sidecar.js';
 
-export const linkerdSidecar = sidecarDataplane({
+export const linkerdProfile: SidecarProfile = {
   name: 'linkerd-sidecar',
   summary: 'Linkerd: proxy-init REDIRECT to a per-pod proxy (HAProxy standing in for linkerd2-proxy), mTLS over multiplexed HTTP/2, only used destinations',
   standInFor: 'linkerd2-proxy',
@@ -21,4 +21,6 @@ export const linkerdSidecar = sidecarDataplane({
   origProtoHeader: true,
   scope: 'used',
   loopbackLegs: 4,
-});
+};
+
+export const linkerdSidecar = sidecarDataplane(linkerdProfile);
