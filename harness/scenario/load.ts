@@ -3,7 +3,8 @@
 // from a file that has any.
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, relative } from 'node:path';
-import { LineCounter, parseDocument, isMap, isSeq, isNode, type Document, type Node } from 'yaml';
+import { LineCounter, parseDocument, type Document } from 'yaml';
+import { yamlLine } from '../util/yaml.js';
 import type { z } from 'zod';
 import { inputError } from '../errors.js';
 import { ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
@@ -36,27 +37,8 @@ function parseYaml(file: string, errors: string[]): Parsed | undefined {
   return doc.errors.length ? undefined : { file, doc, lines };
 }
 
-/** The line of the deepest node along `path` that exists (a missing key points at its parent). */
 function lineOf(p: Parsed, path: PropertyKey[]): number {
-  let node: unknown = p.doc.contents;
-  let line = 1;
-  const at = (n: unknown) => {
-    if (isNode(n) && (n as Node).range) line = p.lines.linePos((n as Node).range![0]).line;
-  };
-  at(node);
-  for (const key of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((it) => (isNode(it.key) ? (it.key as { value?: unknown }).value : it.key) === key);
-      if (!pair) break;
-      at(pair.key);
-      node = pair.value;
-      if (!isMap(node) && !isSeq(node)) at(node);
-    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
-      node = node.items[key];
-      at(node);
-    } else break;
-  }
-  return line;
+  return yamlLine(p.doc, p.lines, path);
 }
 
 function zodErrors(p: Parsed, err: z.ZodError, errors: string[]): void {

@@ -22,8 +22,9 @@
 //   a fromEndpoints list naming several namespaces becomes one native rule per namespace.
 import { readFileSync, existsSync } from 'node:fs';
 import { relative } from 'node:path';
-import { LineCounter, parseAllDocuments, isMap, isSeq, isNode, type Document, type Node } from 'yaml';
+import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { inputError } from '../../errors.js';
+import { yamlLine } from '../../util/yaml.js';
 import {
   PolicySchema,
   HTTP_METHOD_RE,
@@ -105,27 +106,7 @@ export function parseCiliumPolicies(text: string, file: string): CiliumLoadResul
   return { policies, errors, origins };
 }
 
-/** The line of the deepest node along `path` that exists (a missing key points at its parent). */
-function lineOf(doc: Document.Parsed, lines: LineCounter, path: Path): number {
-  let node: unknown = doc.contents;
-  let line = 1;
-  const at = (n: unknown) => {
-    if (isNode(n) && (n as Node).range) line = lines.linePos((n as Node).range![0]).line;
-  };
-  at(node);
-  for (const key of path) {
-    if (isMap(node)) {
-      const pair = node.items.find((it) => (isNode(it.key) ? (it.key as { value?: unknown }).value : it.key) === key);
-      if (!pair) break;
-      at(pair.key);
-      node = pair.value;
-    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
-      node = node.items[key];
-      at(node);
-    } else break;
-  }
-  return line;
-}
+const lineOf = (doc: Document.Parsed, lines: LineCounter, path: Path): number => yamlLine(doc, lines, path);
 
 const isObj = (x: unknown): x is Record<string, Loose> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const NS_KEY = 'io.kubernetes.pod.namespace';
