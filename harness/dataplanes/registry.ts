@@ -4,6 +4,8 @@ import { inputError } from '../errors.js';
 import { baseline } from './baseline/index.js';
 import { istioSidecar } from './istio-sidecar/index.js';
 import { linkerdSidecar } from './linkerd-sidecar/index.js';
+import { ambient } from './ambient/index.js';
+import { ambientWaypoint } from './ambient-waypoint/index.js';
 import type { Dataplane } from './types.js';
 
 const registry = new Map<string, Dataplane>();
@@ -16,6 +18,8 @@ export function register(d: Dataplane): void {
 register(baseline);
 register(istioSidecar);
 register(linkerdSidecar);
+register(ambient);
+register(ambientWaypoint);
 
 export function dataplaneNames(): string[] {
   return [...registry.keys()];

@@ -542,8 +542,22 @@ function resourcesSection(ctx: Ctx, charts: Map<string, RenderedChart>): string 
       ].join('')}</tr>`,
     );
   }
+  // Proxies per pod and per node side by side: a sidecar's cost is per pod, a node proxy's per node.
+  const proxyRoles = ['proxy', 'node-proxy', 'waypoint', 'agent'];
+  const normRows = withRes.flatMap((v) => {
+    const n = v.c.resources!.normalized;
+    if (!n) return [];
+    return Object.keys(n.perPod)
+      .filter((role) => proxyRoles.includes(role))
+      .sort(byString)
+      .map((role) => `<tr>${[...caseCells(ctx, v), td(esc(role)), td(int(n.pods), true), td(int(n.nodes), true), td(mibOf(n.perPod[role].rssBytes), true), td(mibOf(n.perNode[role].rssBytes), true), td(mibOf(n.perPod[role].pssBytes), true), td(mibOf(n.perNode[role].pssBytes), true)].join('')}</tr>`);
+  });
+  const normTable = normRows.length
+    ? `<h3>Mesh proxies per pod and per node</h3>\n${table([...caseHead(ctx), th('role'), th('pods', true), th('nodes', true), th('RSS MiB per pod', true), th('RSS MiB per node', true), th('PSS MiB per pod', true), th('PSS MiB per node', true)], normRows)}\n<p class="note">Each role's total divided by the meshed pods and by the nodes of the case's cluster.</p>`
+    : '';
   return `<section id="resources">
 <h2>Resources by role</h2>
+${normTable}
 ${withRes.length ? table(head, rows, 'resources') : '<p class="note">No case recorded resource figures.</p>'}
 <p class="note">Memory in MiB (1 MiB = 1,048,576 bytes), 1 decimal: RSS and PSS from the last sample in the window, peak RSS the highest per-role sum seen while sampling (so peaks of different roles need not add up, and no total is given). PSS splits shared pages among the processes that map them; RSS counts them in each. CPU is user + system time of the role's processes over the window; kernel time no process owns is under “Kernel”.</p>
 ${figure(charts.get('memory-pss-by-role'), 'No memory chart: no case recorded memory by role.')}

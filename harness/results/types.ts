@@ -55,8 +55,16 @@ export interface KernelResources {
   softirqSeconds: number;
 }
 
+export interface Normalized {
+  rssBytes: number;
+  pssBytes: number;
+  cpuSeconds: number;
+}
+
 export interface Resources {
   windowS: number;
+  /** Each role's totals divided by the meshed pods and by the nodes of the case's cluster. */
+  normalized?: { pods: number; nodes: number; perPod: Record<string, Normalized>; perNode: Record<string, Normalized> };
   byRole: Record<string, RoleResources>;
   processes: ProcessResources[];
   kernel: KernelResources;

@@ -21,7 +21,7 @@ import { startApps } from '../workloads/fortio-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
-import { RUN_SCHEMA, type CaseResult, type Environment, type RunRecord } from '../results/types.js';
+import { RUN_SCHEMA, type CaseResult, type Environment, type Resources, type RunRecord } from '../results/types.js';
 import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { exec } from '../util/exec.js';
 import { cgroup2Root, isRoot } from '../util/host.js';
@@ -214,6 +214,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     const measured = await run.done;
     const kernel = deployed.kernelResources ? await deployed.kernelResources() : {};
     result.resources = probe.end(kernel);
+    result.resources.normalized = normalize(result.resources, cluster.pods.filter((p) => p.role !== 'idle').length, cluster.nodes.length);
     const sum = measured.summary!;
     result.load.actual = { qps: Math.round(sum.actualQps * 100) / 100, requests: sum.count, errors: sum.errors, durationS: Math.round(sum.actualDurationS * 1000) / 1000, retCodes: sum.retCodes };
     result.latencyUs = measured.latency;
@@ -253,6 +254,15 @@ async function firstRequest(fortio: string, netns: string, protocol: string, url
 }
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
+
+/** Per pod and per node, so a per-pod sidecar and a per-node proxy compare on the same scale. */
+function normalize(r: Resources, pods: number, nodes: number): NonNullable<Resources['normalized']> {
+  const per = (n: number) =>
+    Object.fromEntries(
+      Object.entries(r.byRole).map(([role, x]) => [role, { rssBytes: Math.round(x.rssBytes / n), pssBytes: Math.round(x.pssBytes / n), cpuSeconds: Math.round((x.cpuSeconds / n) * 1e6) / 1e6 }]),
+    );
+  return { pods, nodes, perPod: per(pods), perNode: per(nodes) };
+}
 
 /**
  * Per pod, the phases it goes through in order — namespace (the bulk topology build), what the

@@ -6,10 +6,12 @@
 //   netns   P-fab          underlay fabric: one bridge joining every node
 //           P-n<i>         node i (1-based)
 //           P-n<i>p<j>     pod j on node i (0-based)
+//           P-n<i>w<k>     infrastructure pod k on node i (a dataplane's own, e.g. a waypoint)
 //   links   P-br           bridge in P-fab
 //           P-u<i>         P-fab side of node i's underlay veth
 //           P-ul           node side of the underlay veth (in P-n<i>)
 //           P-p<j>         node side of pod j's veth (in P-n<i>)
+//           P-w<k>         node side of infrastructure pod k's veth (in P-n<i>)
 //           P-eth0         pod side of the pod veth (in P-n<i>p<j>)
 //   cgroups <cgroup2>/P/<process name>; state file /run/meshbench/P.json
 // Every name starts with "P-", at most 15 characters for links; `meshbench down` removes all
@@ -19,7 +21,8 @@
 //   198.18.0.<i>/24         node i on the underlay (i ≤ 250)
 //   198.18.64.0/18          Service VIPs, one per service in declaration order
 //   198.19.<i>.0/24         pod CIDR of node i; 198.19.<i>.1 is the node side of every pod veth
-//                           (a /32 on each, Calico-style), pod j is 198.19.<i>.<j+2>/32
+//                           (a /32 on each, Calico-style), pod j is 198.19.<i>.<j+2>/32,
+//                           infrastructure pod k is 198.19.<i>.<254-k>/32 (k < 2)
 // Pods reach other nodes' pods through their node: pod → node (default route) → underlay →
 // peer node (route 198.19.<k>.0/24 via 198.18.0.<k>) → pod veth.
 import type { Scenario, Service } from '../scenario/schema.js';
@@ -93,7 +96,27 @@ export const addr = {
   gateway: (i: number) => `198.19.${i}.1`,
   pod: (i: number, j: number) => `198.19.${i}.${j + 2}`,
   vip: (k: number) => `198.18.${64 + (k >> 8)}.${k & 255}`,
+  infraPod: (i: number, k: number) => `198.19.${i}.${254 - k}`,
 };
+
+/** A pod a dataplane adds for itself (a waypoint): declared like any pod, outside the scenario's. */
+export function infraPod(c: Cluster, node: NodeSpec, k: number, name: string, namespace: string, serviceAccount: string): PodSpec {
+  if (k < 0 || k > 1) throw new Error('at most two infrastructure pods per node');
+  return {
+    name,
+    namespace,
+    node: node.name,
+    nodeIndex: node.index,
+    slot: -1 - k,
+    netns: `${c.prefix}-n${node.index}w${k}`,
+    ip: addr.infraPod(node.index, k),
+    hostIf: `${c.prefix}-w${k}`,
+    podIf: names.podIf(c.prefix),
+    role: 'app',
+    labels: { 'gateway.istio.io/managed': 'meshbench', app: name },
+    serviceAccount,
+  };
+}
 
 function matches(labels: Record<string, string>, selector: Record<string, string>): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);

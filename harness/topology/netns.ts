@@ -4,7 +4,7 @@
 // addresses and routes. Nothing here touches the root namespace's links, routes or sysctls.
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { exec, ipBatch } from '../util/exec.js';
-import { names, type Cluster } from './graph.js';
+import { names, type Cluster, type PodSpec } from './graph.js';
 
 const SHELLS = 4;
 
@@ -72,6 +72,16 @@ export async function clusterUp(c: Cluster): Promise<UpTimings> {
   await Promise.all(scripts.map((sh) => exec('sh', ['-s'], { input: sh.join('\n') + '\n' })));
   const t3 = performance.now();
   return { namespacesMs: t1 - t0, linksMs: t2 - t1, configMs: t3 - t2, totalMs: t3 - t0 };
+}
+
+/** Add one pod to a running cluster (same wiring as clusterUp's pods): namespace, veth, address, routes. */
+export async function podUp(c: Cluster, pod: PodSpec): Promise<void> {
+  const node = c.nodes.find((n) => n.name === pod.node)!;
+  await ipBatch([`netns add ${pod.netns}`, `link add ${pod.hostIf} netns ${node.netns} type veth peer name ${pod.podIf} netns ${pod.netns}`]);
+  await exec('ip', ['-n', node.netns, '-batch', '-'], { input: [`addr add ${node.gatewayIp}/32 dev ${pod.hostIf}`, `link set ${pod.hostIf} up`, `route add ${pod.ip}/32 dev ${pod.hostIf} scope link`].join('\n') + '\n' });
+  await exec('ip', ['-n', pod.netns, '-batch', '-'], {
+    input: ['link set lo up', `addr add ${pod.ip}/32 dev ${pod.podIf}`, `link set ${pod.podIf} up`, `route add 198.18.0.0/15 via ${node.gatewayIp} dev ${pod.podIf} onlink`].join('\n') + '\n',
+  });
 }
 
 /** Names of network namespaces on the host matching `re`. */

@@ -20,9 +20,27 @@ import { exec } from '../../util/exec.js';
 import { ISTIO_DEFAULTS, ISTIO_SIDECAR_INVOCATION, istioSidecarRules, type IstioSidecarOptions } from './istio.js';
 import { LINKERD_DEFAULTS, LINKERD_PROXY_INIT_INVOCATION, linkerdProxyInitRules, multiportDestinations, type LinkerdProxyInitOptions } from './linkerd.js';
 import { diffAgainstSave, parseTable, rulesByChain } from './rules.js';
+import { describeAmbientCapture, type AmbientInpodOptions } from './ambient.js';
 
 export { istioSidecarRules, ISTIO_DEFAULTS, ISTIO_CHAINS, ISTIO_SIDECAR_INVOCATION, type IstioSidecarOptions } from './istio.js';
 export { linkerdProxyInitRules, LINKERD_DEFAULTS, LINKERD_CHAINS, LINKERD_PROXY_INIT_INVOCATION, multiportDestinations, type LinkerdProxyInitOptions, type PortSpec } from './linkerd.js';
+export {
+  ambientInpodRules,
+  applyAmbientCapture,
+  verifyAmbientCapture,
+  diffAmbientAgainstSave,
+  ambientTables,
+  AMBIENT_MARKS,
+  AMBIENT_MARK,
+  AMBIENT_CONNMARK,
+  AMBIENT_PORTS,
+  AMBIENT_ROUTING,
+  AMBIENT_CHAINS,
+  type AmbientInpodOptions,
+  type AmbientInpodRules,
+  type AmbientExclude,
+  type AmbientCaptureDescription,
+} from './ambient.js';
 export { canonicalRule, diffAgainstSave, parseTable, parseCounters, rulesByChain, tokenize, ruleChain, BUILTIN_CHAINS, type TableRules } from './rules.js';
 
 /** The user chains a payload creates, in declaration order. */
@@ -71,12 +89,13 @@ export async function verifyCapture(netns: string, payload: string): Promise<str
   return diffAgainstSave(payload, save.stdout);
 }
 
-/** 'istio' is accepted as another name for 'istio-sidecar'. */
-export type CaptureKind = 'istio-sidecar' | 'istio' | 'linkerd';
+/** 'istio' is accepted as another name for 'istio-sidecar'. 'ambient': istio-cni in-pod rules (ambient.ts). */
+export type CaptureKind = 'istio-sidecar' | 'istio' | 'linkerd' | 'ambient';
 export type CaptureProfile =
   | CaptureKind
   | { kind: 'istio-sidecar' | 'istio'; opts?: IstioSidecarOptions }
-  | { kind: 'linkerd'; opts?: LinkerdProxyInitOptions };
+  | { kind: 'linkerd'; opts?: LinkerdProxyInitOptions }
+  | { kind: 'ambient'; opts?: AmbientInpodOptions };
 
 export type IptablesBackend = 'nf_tables' | 'legacy';
 
@@ -98,7 +117,8 @@ export interface CaptureDescription {
   /** The jumps from the built-in chains into the capture chains. */
   hooks: string[];
   ports: { outbound: number; inbound: number; [name: string]: number };
-  excluded: { uid: number; gid?: number; inboundPorts: string[]; outboundPorts: string[]; notes: string[] };
+  /** uid (and gid) of the proxy whose traffic is left alone; ambient's upstream form names a socket mark instead. */
+  excluded: { uid?: number; gid?: number; mark?: string; inboundPorts: string[]; outboundPorts: string[]; notes: string[] };
   rules: number;
   /** What the real tool can also install that this model does not, and why. */
   leftOut: string[];
@@ -118,6 +138,8 @@ export async function describeCapture(profile: CaptureProfile, opts: { iptablesV
   }
   const backend = iptablesBackend(version);
   const mechanism = `iptables REDIRECT (${backend} backend)`;
+
+  if (p.kind === 'ambient') return describeAmbientCapture(('opts' in p ? p.opts : undefined) ?? {}, { version, backend }, mechanism);
 
   if (p.kind === 'istio-sidecar' || p.kind === 'istio') {
     const o: IstioSidecarOptions = ('opts' in p ? p.opts : undefined) ?? {};

@@ -15,7 +15,7 @@ import { uriSanDerHex } from '../mesh-ca/index.js';
 import { exec } from '../../util/exec.js';
 import type { LabProcess, ProcessGroup } from '../../util/procs.js';
 import { findTool } from '../../util/tools.js';
-import type { ProxyCounters, ProxyEngine, SidecarSpec } from './types.js';
+import type { NodeProxySpec, OutboundService, ProxyCounters, ProxyEngine, SidecarSpec, WaypointSpec } from './types.js';
 
 /** Same TLS for every mesh in the lab (DATAPLANES.md): TLS 1.3, AES-128-GCM, OpenSSL via HAProxy. */
 export const TLS_SETTINGS = { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' };
@@ -36,16 +36,7 @@ export function renderSidecar(s: SidecarSpec): string {
   const push = (...x: string[]) => L.push(...x);
   push(
     `# meshbench sidecar for pod ${s.pod}: HAProxy in the role of a per-pod mesh proxy`,
-    'global',
-    `  uid ${s.uid}`,
-    `  gid ${s.gid}`,
-    `  nbthread ${s.threads}`,
-    `  stats socket ${s.adminSocket} mode 600 level admin`,
-    `  ssl-default-bind-options ssl-min-ver ${TLS_SETTINGS.version}`,
-    `  ssl-default-bind-ciphersuites ${TLS_SETTINGS.cipher}`,
-    `  ssl-default-server-options ssl-min-ver ${TLS_SETTINGS.version}`,
-    `  ssl-default-server-ciphersuites ${TLS_SETTINGS.cipher}`,
-    '',
+    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`]),
     'defaults',
     '  mode http',
     '  timeout connect 5s',
@@ -97,39 +88,171 @@ export function renderSidecar(s: SidecarSpec): string {
   }
 
   push('frontend inbound', `  bind 0.0.0.0:${s.inboundPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`);
-  if (s.authz.enforced) {
-    // L4: the verified peer identity must be allowed on the destination port, else the session
-    // is closed before any request is read.
-    s.authz.ports.forEach((p, i) => {
-      const port = p.port === 'any' ? '' : ` { dst_port ${p.port} }`;
-      if (p.identities === 'any') push(`  tcp-request session accept if${port || ' TRUE'}`);
-      else if (p.identities.length) {
-        push(identityAcl(`peer_${i}`, p.identities));
-        push(`  tcp-request session accept if${port} peer_${i}`);
-      }
-    });
-    push('  tcp-request session reject');
-    // L7: on ports with HTTP rules a request must match one rule, else 403.
-    s.authz.ports.forEach((p, i) => {
-      if (!p.l7?.length) return;
-      const port = p.port === 'any' ? '' : ` { dst_port ${p.port} }`;
-      const peer = p.identities === 'any' ? '' : ` peer_${i}`;
-      for (const r of p.l7) {
-        const conds = [
-          r.method ? `{ method ${q(r.method)} }` : '',
-          r.pathRegex ? `{ pathq -m reg ${q(r.pathRegex)} }` : '',
-          ...(r.headers ?? []).map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`),
-        ].filter(Boolean);
-        push(`  http-request allow if${port}${peer} ${conds.join(' ')}`.trimEnd());
-      }
-      push(`  http-request deny deny_status 403 if${port || ' TRUE'}${peer}`);
-    });
-  }
+  // The verified peer identity must be allowed on the destination port, else the session is
+  // closed before any request is read; on ports with HTTP rules a request must match one, else 403.
+  authzLines(s.authz, L, true);
   for (const p of s.inbound) push(`  use_backend app_${p.port} if { dst_port ${p.port} }`);
   push('  default_backend app_original', '');
   const src = s.appSource ? `  source ${s.appSource}` : '';
   for (const p of s.inbound) push(`backend app_${p.port}`, ...(src ? [src] : []), `  server app 127.0.0.1:${p.port}${p.protocol === 'grpc' ? ' proto h2' : ''}`, '');
   push('backend app_original', ...(src ? [src] : []), '  server app 127.0.0.1', '');
+  return L.join('\n');
+}
+
+const globalSection = (threads: number, socket: string, extra: string[] = []) => [
+  'global',
+  ...extra,
+  `  nbthread ${threads}`,
+  `  stats socket ${socket} mode 600 level admin`,
+  `  ssl-default-bind-options ssl-min-ver ${TLS_SETTINGS.version}`,
+  `  ssl-default-bind-ciphersuites ${TLS_SETTINGS.cipher}`,
+  `  ssl-default-server-options ssl-min-ver ${TLS_SETTINGS.version}`,
+  `  ssl-default-server-ciphersuites ${TLS_SETTINGS.cipher}`,
+  '',
+];
+
+/**
+ * A node proxy in the ztunnel role: one process in the node's namespace serving every local pod,
+ * with each pod's listeners bound inside that pod's namespace (`bind … namespace`) and its
+ * outgoing connections made from there (`server … namespace`), so they leave with the pod's
+ * address. L4 only (mode tcp, no HTTP parsing). Outbound: original destination → Service →
+ * endpoint → mTLS to the endpoint's tunnel port presenting the *source* pod's identity, the
+ * original destination carried in a PROXY protocol v2 header. Tunnel inbound: terminate mTLS,
+ * authorize the peer identity, map the original destination to the app port, deliver.
+ */
+export function renderNodeProxy(s: NodeProxySpec): string {
+  const L: string[] = [`# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`, ...globalSection(s.threads, s.adminSocket)];
+  L.push('defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
+  s.pods.forEach((p) => {
+    // Named after the pod's namespace: unique, and what a reader or a test looks up.
+    const id = p.netns;
+    const ns = `namespace ${p.netns}`;
+    L.push(`# pod ${p.pod} (${p.ip}) as ${p.identity.spiffeId}`, `frontend out_${id}`, `  bind 0.0.0.0:${s.outboundPort} ${ns}`);
+    if (p.egress.enforced) {
+      for (const a of p.egress.allow) L.push(`  tcp-request connection accept if { dst ${a.ip} }${a.port === 'any' ? '' : ` { dst_port ${a.port} }`}`);
+      L.push('  tcp-request connection reject');
+    }
+    const waypointOf = (key: string) => s.waypoints?.find((w) => w.services.includes(key));
+    for (const svc of p.services) {
+      const via = waypointOf(svc.key) ? 'w' : 'o';
+      L.push(`  use_backend ${via}_${id}_${svc.key} if { dst ${svc.vip} } { dst_port ${svc.port} }`);
+    }
+    L.push(`  default_backend pass_${id}`, '');
+    const tls = `ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required`;
+    for (const svc of p.services) {
+      const wp = waypointOf(svc.key);
+      if (wp) {
+        L.push(`backend w_${id}_${svc.key}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, '');
+        continue;
+      }
+      L.push(`backend o_${id}_${svc.key}`, '  balance roundrobin');
+      for (const ep of svc.endpoints) L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ${ns} ${tls} verifyhost ${ep.spiffeId} send-proxy-v2`);
+      L.push('');
+    }
+    L.push(`backend pass_${id}`, `  server original 0.0.0.0:0 ${ns}`, '');
+
+    L.push(`frontend tun_${id}`, `  bind 0.0.0.0:${s.tunnelPort} ${ns} accept-proxy ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required`);
+    // A tunnel's destination is the original one from the PROXY header: the pod's own address
+    // and app port, or a Service VIP that maps to it. Policies name app ports, so each app port
+    // gets an ACL matching both (ACLs declared twice are OR-ed).
+    for (const port of [...new Set(p.inbound.map((x) => x.targetPort))]) {
+      L.push(`  acl to_${port} dst_port ${port}`);
+      for (const x of p.inbound.filter((y) => y.targetPort === port && y.vip)) L.push(`  acl to_${port} dst ${x.vip}`);
+    }
+    const ports = new Set(p.inbound.map((x) => x.targetPort));
+    authzLines(p.authz, L, false, (port) => (port === 'any' ? '' : ports.has(port) ? ` to_${port}` : ` { dst_port ${port} }`));
+    for (const x of p.inbound) {
+      if (x.vip) L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${x.vip} } { dst_port ${x.port} }`);
+      L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${p.ip} } { dst_port ${x.targetPort} }`);
+    }
+    L.push(`  default_backend app_${id}_original`, '');
+    // Plaintext arriving from outside the mesh (REDIRECTed to 15006): no identity, so a pod
+    // under an enforced policy refuses it; otherwise it goes to the app unchanged.
+    L.push(`frontend in_${id}`, `  bind 0.0.0.0:${s.inboundPlainPort} ${ns}`);
+    if (p.authz.enforced && !p.authz.ports.some((x) => x.identities === 'any')) L.push('  tcp-request connection reject');
+    L.push(`  default_backend app_${id}_original`, '');
+    const src = s.keepSourceIp ? ' source 0.0.0.0 usesrc clientip' : '';
+    for (const port of [...new Set(p.inbound.map((x) => x.targetPort))]) L.push(`backend app_${id}_${port}`, `  server app ${p.ip}:${port} ${ns}${src}`, '');
+    L.push(`backend app_${id}_original`, `  server app 0.0.0.0:0 ${ns}${src}`, '');
+  });
+  return L.join('\n');
+}
+
+const byPort = (port: number | 'any') => (port === 'any' ? '' : ` { dst_port ${port} }`);
+
+/**
+ * Identity (session) rules and, in HTTP mode, request rules for one inbound listener. `where`
+ * turns a policy port into the condition that selects its traffic (the destination port for a
+ * proxy in front of one pod; the Service VIP and port for a waypoint); '' means all traffic.
+ * Session accept ends the session rules, so one listener can hold several services' rules and
+ * end with a single reject.
+ */
+function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean, where: (port: number | 'any') => string | undefined = byPort, tag = '', finalReject = true): void {
+  if (!a.enforced) return;
+  a.ports.forEach((p, i) => {
+    const w = where(p.port);
+    if (w === undefined) return;
+    if (p.identities === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
+    else if (p.identities.length) L.push(identityAcl(`peer${tag}_${i}`, p.identities), `  tcp-request session accept if${w} peer${tag}_${i}`);
+  });
+  if (finalReject) L.push('  tcp-request session reject');
+  if (!http) return;
+  a.ports.forEach((p, i) => {
+    const w = where(p.port);
+    if (!p.l7?.length || w === undefined) return;
+    const peer = p.identities === 'any' ? '' : ` peer${tag}_${i}`;
+    for (const r of p.l7) {
+      const conds = [
+        r.method ? `{ method ${q(r.method)} }` : '',
+        r.pathRegex ? `{ pathq -m reg ${q(r.pathRegex)} }` : '',
+        ...(r.headers ?? []).map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`),
+      ].filter(Boolean);
+      L.push(`  http-request allow if${w}${peer} ${conds.join(' ')}`.trimEnd());
+    }
+    L.push(`  http-request deny deny_status 403 if${w || ' TRUE'}${peer}`);
+  });
+}
+
+/**
+ * A waypoint (Envoy in Istio Ambient) for one namespace: receives tunnels from source node proxies
+ * (mTLS + PROXY v2 with the original destination), applies each Service's L7 policy against the
+ * source identity and its routes, then tunnels on to the chosen endpoint's node proxy presenting
+ * the waypoint's own identity.
+ */
+export function renderWaypoint(s: WaypointSpec): string {
+  const L: string[] = [`# meshbench waypoint for namespace ${s.namespace}: HAProxy in the role of a waypoint (Envoy)`, ...globalSection(s.threads, s.adminSocket)];
+  L.push('defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
+  L.push('frontend waypoint', `  bind 0.0.0.0:${s.port} accept-proxy ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`);
+  const at = (svc: OutboundService) => ` { dst ${svc.vip} } { dst_port ${svc.port} }`;
+  s.services.forEach((x, i) => {
+    const w = at(x.service);
+    if (!x.authz.enforced) L.push(`  tcp-request session accept if${w}`);
+    else authzLines(x.authz, L, false, (port) => (port === 'any' || port === x.targetPort ? w : undefined), `_s${i}`, false);
+  });
+  L.push('  tcp-request session reject');
+  s.services.forEach((x, i) => authzLines({ ...x.authz, ports: x.authz.ports.filter((p) => p.l7?.length) }, L, true, (port) => (port === 'any' || port === x.targetPort ? at(x.service) : undefined), `_s${i}`, false));
+  const byKey = new Map(s.services.map((x) => [x.service.key, x.service]));
+  const use: string[] = [];
+  for (const r of s.routes) {
+    const svc = byKey.get(r.service);
+    if (!svc) continue;
+    for (const h of r.headerRules) use.push(`  use_backend wo_${h.to} if${at(svc)} ${h.headers.map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`).join(' ')}`);
+    L.push(`  http-request set-var(txn.split) rand(100) if${at(svc)}`);
+    let acc = 0;
+    r.split.forEach((d, i) => {
+      acc += d.weight;
+      use.push(`  use_backend wo_${d.to} if${at(svc)}${i === r.split.length - 1 ? '' : ` { var(txn.split) -m int lt ${acc} }`}`);
+    });
+  }
+  L.push(...use);
+  for (const x of s.services) L.push(`  use_backend wo_${x.service.key} if${at(x.service)}`);
+  L.push('');
+  for (const svc of s.targets) {
+    L.push(`backend wo_${svc.key}`, '  balance roundrobin');
+    for (const ep of svc.endpoints)
+      L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${svc.protocol === 'grpc' ? 'h2 proto h2' : 'http/1.1'} send-proxy-v2`);
+    L.push('');
+  }
   return L.join('\n');
 }
 
@@ -151,13 +274,19 @@ export function parseShowStat(csv: string): ProxyCounters {
   const lines = csv.split('\n').filter(Boolean);
   const head = lines[0].replace(/^# /, '').split(',');
   const col = (n: string) => head.indexOf(n);
-  const out: ProxyCounters = { frontends: {}, backends: {} };
+  const out: ProxyCounters = { frontends: {}, backends: {}, frontendSessions: {}, backendSessions: {} };
   for (const l of lines.slice(1)) {
     const f = l.split(',');
     const name = f[col('pxname')];
     const req = Number(f[col('req_tot')] || 0);
-    if (f[col('svname')] === 'FRONTEND') out.frontends[name] = req;
-    else if (f[col('svname')] === 'BACKEND') out.backends[name] = req;
+    const sess = Number(f[col('stot')] || 0);
+    if (f[col('svname')] === 'FRONTEND') {
+      out.frontends[name] = req;
+      out.frontendSessions[name] = sess;
+    } else if (f[col('svname')] === 'BACKEND') {
+      out.backends[name] = req;
+      out.backendSessions[name] = sess;
+    }
   }
   return out;
 }

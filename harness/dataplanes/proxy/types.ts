@@ -76,9 +76,12 @@ export interface SidecarSpec {
 }
 
 export interface ProxyCounters {
-  /** Requests seen per frontend (outbound/inbound) and per backend (by OutboundService.key or app). */
+  /** HTTP requests seen per frontend (outbound/inbound) and per backend (by OutboundService.key or app). */
   frontends: Record<string, number>;
   backends: Record<string, number>;
+  /** Connections (sessions) per frontend and backend: what an L4 proxy counts. */
+  frontendSessions: Record<string, number>;
+  backendSessions: Record<string, number>;
 }
 
 export interface ProxyEngine {
@@ -88,4 +91,58 @@ export interface ProxyEngine {
   renderSidecar(spec: SidecarSpec): string;
   start(procs: ProcessGroup, spec: SidecarSpec, configFile: string, logFile: string, role: string): LabProcess;
   counters(adminSocket: string): Promise<ProxyCounters>;
+}
+
+export interface Waypoint {
+  ip: string;
+  port: number;
+  spiffeId: string;
+  /** OutboundService keys it fronts. */
+  services: string[];
+}
+
+/** One local pod as a node proxy (ztunnel-like) serves it: its listeners live in the pod's netns. */
+export interface NodeProxyPod {
+  pod: string;
+  netns: string;
+  ip: string;
+  identity: { spiffeId: string; bundleFile: string };
+  /** Services this pod may call (every Service of the mesh). */
+  services: OutboundService[];
+  /** Where tunnelled traffic for this pod goes: original destination (VIP:port or pod IP:port) → app port. */
+  inbound: { vip?: string; port: number; targetPort: number; protocol: 'http' | 'grpc' }[];
+  authz: InboundAuthz;
+  egress: OutboundAuthz;
+}
+
+export interface NodeProxySpec {
+  node: string;
+  netns: string;
+  threads: number;
+  outboundPort: number;
+  inboundPlainPort: number;
+  tunnelPort: number;
+  rootCaFile: string;
+  adminSocket: string;
+  pods: NodeProxyPod[];
+  /** Deliver to the app from the client's own address (IP_TRANSPARENT), not the proxy's. */
+  keepSourceIp: boolean;
+  /** Services with L7 policy or routes go through their namespace's waypoint instead of straight to an endpoint. */
+  waypoints?: Waypoint[];
+}
+
+/** A waypoint for one namespace: the Services it fronts, each with its policy and routes. */
+export interface WaypointSpec {
+  namespace: string;
+  threads: number;
+  port: number; // where tunnels arrive (15008)
+  tunnelPort: number; // the destination node proxies' tunnel port
+  identity: { spiffeId: string; bundleFile: string };
+  rootCaFile: string;
+  adminSocket: string;
+  /** Services sent through this waypoint, with the ingress policy of their backends (port = targetPort). */
+  services: { service: OutboundService; targetPort: number; authz: InboundAuthz }[];
+  routes: OutboundRoute[];
+  /** Every Service a route or a fronted Service may lead to. */
+  targets: OutboundService[];
 }

@@ -1,0 +1,268 @@
+// The per-node proxy family (Istio Ambient): one node proxy per node serving all of its pods,
+// listeners inside each pod's namespace, mTLS tunnels between pods, identities held by the node
+// proxy on behalf of its pods; optionally a waypoint per namespace for L7. Shared by `ambient`
+// and `ambient-waypoint`.
+import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { STATE_DIR } from '../../util/host.js';
+import { waitListening } from '../../util/net.js';
+import { pMap } from '../../util/pmap.js';
+import { requireTool, toolVersion } from '../../util/tools.js';
+import type { Cluster, PodSpec } from '../../topology/graph.js';
+import type { Scenario } from '../../scenario/schema.js';
+import { applyKubeProxy } from '../kube-proxy/rules.js';
+import { ambientInpodRules, applyAmbientCapture } from '../capture/ambient.js';
+import { describeCapture } from '../capture/index.js';
+import { createMeshCA, spiffeId, type MeshCA } from '../mesh-ca/index.js';
+import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
+import { haproxy, renderNodeProxy, renderWaypoint } from './haproxy.js';
+import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, serviceKey } from './sidecar.js';
+import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundRoute, OutboundService, Waypoint, WaypointSpec } from './types.js';
+import { infraPod } from '../../topology/graph.js';
+import { podUp } from '../../topology/netns.js';
+
+/** Node proxy sockets are excluded from capture by this uid (HAProxy 2.6 cannot set SO_MARK). */
+export const NODE_PROXY_UID = 1337;
+/** What the node proxy keeps of its root privileges: setns into pod namespaces, IP_TRANSPARENT, reading keys. */
+export const NODE_PROXY_CAPS = ['sys_admin', 'net_admin', 'dac_read_search'];
+
+export interface CaptureModel {
+  /** Install the in-pod redirect rules; returns a one-line description for the record. */
+  apply(pod: PodSpec): Promise<void>;
+  mechanism: string;
+}
+
+/** istio-cni's in-pod rules, with the node proxy's sockets excluded by uid (see NODE_PROXY_UID). */
+export async function istioCniCapture(): Promise<CaptureModel> {
+  const opts = { exclude: { uid: NODE_PROXY_UID } };
+  const rules = ambientInpodRules(opts);
+  const d = await describeCapture({ kind: 'ambient', opts });
+  return {
+    mechanism: `${d.mechanism} (istio-cni in-pod rules, DNS capture on as upstream's default; the node proxy's own sockets excluded by uid ${NODE_PROXY_UID} instead of mark 0x539)`,
+    apply: (pod) => applyAmbientCapture(pod.netns, rules).then(() => undefined),
+  };
+}
+
+export interface NodeProxyOptions {
+  name: string;
+  summary: string;
+  capture: () => Promise<CaptureModel>;
+  threads: number;
+  keepSourceIp: boolean;
+  /** A waypoint per namespace for Services with L7 policy or routes. */
+  waypoint: boolean;
+}
+
+/** Services that need L7 (an L7 rule on a backend, or a route): the ones a waypoint fronts. */
+export function l7Services(s: Scenario, c: Cluster, all: OutboundService[], routes: OutboundRoute[]): OutboundService[] {
+  const routed = new Set(routes.map((r) => r.service));
+  return all.filter((svc) => {
+    if (routed.has(svc.key)) return true;
+    const spec = c.services.find((x) => x.namespace === svc.namespace && x.name === svc.name)!;
+    return spec.backends.some((b) => inboundAuthz(s, c, b).ports.some((p) => p.l7?.length && (p.port === 'any' || p.port === spec.targetPort)));
+  });
+}
+
+export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities: Map<string, string>, all: OutboundService[], waypoints: Waypoint[] = []): NodeProxyPod[] {
+  return c.pods
+    .filter((p) => p.node === node && p.role !== 'idle')
+    .map((p) => ({
+      pod: p.name,
+      netns: p.netns,
+      ip: p.ip,
+      identity: { spiffeId: spiffeId(TRUST_DOMAIN, p.namespace, p.serviceAccount), bundleFile: identities.get(p.name)! },
+      services: all,
+      inbound: c.services.filter((x) => x.backends.includes(p)).map((x) => ({ vip: x.vip, port: x.port, targetPort: x.targetPort, protocol: x.protocol })),
+      authz: withWaypoints(inboundAuthz(s, c, p), p, c, waypoints),
+      egress: outboundAuthz(s, c, p),
+    }));
+}
+
+/** A pod behind a waypoint also accepts the waypoint's identity: the waypoint has already applied its policy. */
+function withWaypoints(a: InboundAuthz, pod: PodSpec, c: Cluster, waypoints: Waypoint[]): InboundAuthz {
+  const fronting = waypoints.filter((w) => c.services.some((x) => x.backends.includes(pod) && w.services.includes(serviceKey(x.namespace, x.name, x.port))));
+  if (!a.enforced || !fronting.length) return a;
+  return { ...a, ports: a.ports.map((p) => (p.identities === 'any' ? p : { ...p, identities: [...p.identities, ...fronting.map((w) => w.spiffeId)] })) };
+}
+
+export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
+  return {
+    name: o.name,
+    summary: o.summary,
+
+    async check() {
+      const missing: string[] = [];
+      for (const t of ['haproxy', 'iptables-restore', 'setpriv'])
+        await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
+      return missing;
+    },
+
+    async deploy(ctx: DataplaneContext) {
+      const { cluster: c, scenario: s } = ctx;
+      const ca: MeshCA = await createMeshCA({ dir: join(ctx.caseDir, 'mesh-ca'), trustDomain: TRUST_DOMAIN, keyType: 'rsa-2048' });
+      await applyKubeProxy(c);
+      const capture = await o.capture();
+      const all = outboundServices(c);
+      const dir = join(ctx.caseDir, 'node-proxies');
+      mkdirSync(dir, { recursive: true });
+      // The node proxy never runs as root: its admin sockets go in a directory it owns.
+      const sockDir = join(STATE_DIR, c.prefix, 'node-proxy');
+      mkdirSync(sockDir, { recursive: true });
+      chownSync(sockDir, NODE_PROXY_UID, NODE_PROXY_UID);
+
+      // Adding a pod to the mesh: its identity (held by the node proxy) and its capture rules.
+      // No proxy starts for it.
+      const startup: Record<string, PodStartup> = {};
+      const identities = new Map<string, string>();
+      await pMap(
+        c.pods.filter((p) => p.role !== 'idle'),
+        8,
+        async (pod) => {
+          const a = performance.now();
+          const id = await ca.issue(pod.namespace, pod.serviceAccount);
+          identities.set(pod.name, id.bundleFile);
+          const b = performance.now();
+          await capture.apply(pod);
+          startup[pod.name] = { certificateMs: b - a, captureMs: performance.now() - b };
+        },
+      );
+
+      const waypoints = o.waypoint ? await startWaypoints(ctx, ca, all, dir) : [];
+
+      const nodeStartMs: Record<string, number> = {};
+      const configBytes: number[] = [];
+      const adminSockets: Record<string, string> = {};
+      await Promise.all(
+        c.nodes.map(async (n) => {
+          const pods = nodeProxyPods(s, c, n.name, identities, all, waypoints.map((w) => w.waypoint));
+          if (!pods.length) return;
+          const spec: NodeProxySpec = {
+            node: n.name,
+            netns: n.netns,
+            threads: o.threads,
+            outboundPort: 15001,
+            inboundPlainPort: 15006,
+            tunnelPort: 15008,
+            rootCaFile: ca.rootCertFile,
+            adminSocket: join(sockDir, `${n.netns}.sock`),
+            pods,
+            keepSourceIp: o.keepSourceIp,
+            waypoints: waypoints.map((w) => w.waypoint),
+          };
+          const cfg = renderNodeProxy(spec);
+          const file = join(dir, `${n.name}.cfg`);
+          writeFileSync(file, cfg);
+          configBytes.push(Buffer.byteLength(cfg));
+          const t0 = performance.now();
+          const caps = NODE_PROXY_CAPS.map((x) => `+${x}`).join(',');
+          const proc = ctx.procs.start({
+            name: `node-proxy-${n.name}`,
+            role: 'node-proxy',
+            cmd: 'setpriv',
+            args: [`--reuid=${NODE_PROXY_UID}`, `--regid=${NODE_PROXY_UID}`, '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, 'haproxy', '-db', '-f', file],
+            netns: n.netns,
+            logFile: join(dir, `${n.name}.log`),
+          });
+          await Promise.all(pods.map((p) => waitListening(p.netns, [15001, 15006, 15008], 15000, proc)));
+          nodeStartMs[n.name] = Math.round(performance.now() - t0);
+          adminSockets[n.name] = spec.adminSocket;
+          for (const p of pods) adminSockets[p.pod] = spec.adminSocket;
+        }),
+      );
+      for (const w of waypoints) adminSockets[`waypoint-${w.namespace}`] = w.adminSocket;
+      const tls = ca.describe();
+      return {
+        provenance: {
+          'node-proxy': {
+            engine: 'haproxy',
+            version: await haproxy.version(),
+            standInFor: 'ztunnel',
+            configBytes: Math.round(configBytes.reduce((a, b) => a + b, 0) / Math.max(1, configBytes.length)),
+            instances: configBytes.length,
+            threads: o.threads,
+            startMs: nodeStartMs,
+            mechanism:
+              `one HAProxy per node, listeners 15001/15006/15008 bound inside each local pod's namespace (bind … namespace), connections made from the pod's namespace; ` +
+              `runs as uid ${NODE_PROXY_UID} with ambient capabilities ${NODE_PROXY_CAPS.join(', ')}; its own sockets are excluded from capture by uid (HAProxy 2.6 cannot set SO_MARK, ztunnel marks 0x539); ` +
+              'tunnel: mTLS to the endpoint pod :15008 presenting the source workload identity, original destination in a PROXY v2 header sent before the TLS handshake (HBONE sends it inside TLS as the CONNECT authority), ' +
+              'one TLS connection per client connection (HBONE multiplexes streams over pooled HTTP/2 connections); ' +
+              `the destination maps the original VIP:port to the app port from its Service table; delivery ${o.keepSourceIp ? "keeps the client's source address (IP_TRANSPARENT)" : "from the pod's own address"}`,
+          },
+          ...(o.waypoint
+            ? {
+                waypoint: {
+                  engine: 'haproxy',
+                  version: await haproxy.version(),
+                  standInFor: 'Envoy (waypoint proxy)',
+                  instances: waypoints.length,
+                  configBytes: Math.round(waypoints.reduce((a, w) => a + w.configBytes, 0) / Math.max(1, waypoints.length)),
+                  placement: Object.fromEntries(waypoints.map((w) => [w.namespace, w.node])),
+                  mechanism: "one HAProxy per namespace in its own pod (HTTP mode): tunnels from source node proxies arrive with the source identity, the waypoint applies the Services' L7 policy and routes, then tunnels to the endpoint's node proxy with its own identity",
+                },
+              }
+            : {}),
+          capture: { engine: 'iptables', version: await toolVersion('iptables'), mechanism: capture.mechanism },
+          'mesh-ca': { engine: tls.library, mechanism: `per-run root CA, ${tls.keyType} workload certificates held by the node proxies for their local service accounts` },
+        },
+        path: {
+          userSpaceHops: o.waypoint ? 3 : 2,
+          // app → in-pod listener and listener → app are local deliveries inside each pod's
+          // namespace, as with a sidecar; the proxy process just lives outside the pod.
+          loopbackLegs: 4,
+          redirect: capture.mechanism,
+          encryption: o.waypoint
+            ? 'two mTLS legs for Services with L7 (source node proxy → waypoint → destination node proxy), one for the rest (TLS 1.3, rsa-2048)'
+            : 'mTLS tunnel between the two node proxies (TLS 1.3, rsa-2048), one per client connection',
+          serviceRouting: 'in the source node proxy, by original destination (kube-proxy rules present but bypassed)',
+        },
+        startup,
+        adminSockets,
+      };
+    },
+
+    async teardown() {},
+  };
+}
+
+/** One waypoint pod per namespace that has Services needing L7, placed on the node of their first backend. */
+async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundService[], dir: string) {
+  const { cluster: c, scenario: s } = ctx;
+  const routes = outboundRoutes(s, c);
+  const l7 = l7Services(s, c, all, routes);
+  const out: { namespace: string; node: string; configBytes: number; adminSocket: string; waypoint: Waypoint }[] = [];
+  const perNode = new Map<string, number>();
+  for (const ns of [...new Set(l7.map((x) => x.namespace))]) {
+    const fronted = l7.filter((x) => x.namespace === ns);
+    const first = c.services.find((x) => x.namespace === ns && x.name === fronted[0].name)!.backends[0];
+    const node = c.nodes.find((n) => n.name === first.node)!;
+    const k = perNode.get(node.name) ?? 0;
+    perNode.set(node.name, k + 1);
+    const pod = infraPod(c, node, k, `waypoint-${ns}`, ns, 'waypoint');
+    await podUp(c, pod);
+    const id = await ca.issue(ns, 'waypoint');
+    const nsRoutes = routes.filter((r) => fronted.some((x) => x.key === r.service));
+    const targetKeys = new Set([...fronted.map((x) => x.key), ...nsRoutes.flatMap((r) => [...r.headerRules.map((h) => h.to), ...r.split.map((d) => d.to)])]);
+    const spec: WaypointSpec = {
+      namespace: ns,
+      threads: 2,
+      port: 15008,
+      tunnelPort: 15008,
+      identity: { spiffeId: id.spiffeId, bundleFile: id.bundleFile },
+      rootCaFile: ca.rootCertFile,
+      adminSocket: join(STATE_DIR, c.prefix, `${pod.netns}.sock`),
+      services: fronted.map((svc) => {
+        const spec = c.services.find((x) => x.namespace === svc.namespace && x.name === svc.name)!;
+        return { service: svc, targetPort: spec.targetPort, authz: spec.backends.length ? inboundAuthz(s, c, spec.backends[0]) : { enforced: false, ports: [] } };
+      }),
+      routes: nsRoutes,
+      targets: all.filter((x) => targetKeys.has(x.key)),
+    };
+    const cfg = renderWaypoint(spec);
+    const file = join(dir, `waypoint-${ns}.cfg`);
+    writeFileSync(file, cfg);
+    const proc = ctx.procs.start({ name: `waypoint-${ns}`, role: 'waypoint', cmd: 'haproxy', args: ['-db', '-f', file], netns: pod.netns, logFile: join(dir, `waypoint-${ns}.log`) });
+    await waitListening(pod.netns, 15008, 15000, proc);
+    out.push({ namespace: ns, node: node.name, configBytes: Buffer.byteLength(cfg), adminSocket: spec.adminSocket, waypoint: { ip: pod.ip, port: 15008, spiffeId: id.spiffeId, services: fronted.map((x) => x.key) } });
+  }
+  return out;
+}
