@@ -96,6 +96,38 @@ rootTest('baseline, istio-sidecar and linkerd-sidecar in one run: overhead over 
   t.deepEqual(await labNetns(), []);
 });
 
+rootTest('baseline, istio-sidecar, ambient and ambient-waypoint side by side: node-proxy memory per node and per pod', async (t) => {
+  const dir = tmp();
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline,istio-sidecar,ambient,ambient-waypoint', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout);
+  const rec: RunRecord = JSON.parse(readFileSync(summary.runJson, 'utf8'));
+  t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
+    ['baseline', 'ok', 0],
+    ['istio-sidecar', 'ok', 0],
+    ['ambient', 'ok', 0],
+    ['ambient-waypoint', 'ok', 0],
+  ]);
+  const [, , amb, wp] = rec.cases;
+  for (const c of [amb, wp]) {
+    t.is(c.resources!.byRole['node-proxy'].processes, 2, `${c.dataplane}: one node proxy per node`);
+    t.false('proxy' in c.resources!.byRole, 'no per-pod proxy');
+    const n = c.resources!.normalized!;
+    t.is(n.pods, 2);
+    t.is(n.nodes, 2);
+    t.is(n.perNode['node-proxy'].rssBytes, Math.round(c.resources!.byRole['node-proxy'].rssBytes / 2));
+    t.is(c.provenance['node-proxy'].standInFor, 'ztunnel');
+  }
+  t.is(amb.path!.userSpaceHops, 2);
+  t.is(wp.path!.userSpaceHops, 3);
+  t.is(wp.resources!.byRole.waypoint.processes, 1, 'one waypoint for the namespace');
+  const html = readFileSync(summary.report, 'utf8');
+  t.regex(html, /Mesh proxies per pod and per node/);
+  t.regex(html, /haproxy standing in for ztunnel/i);
+  t.regex(html, /haproxy standing in for Envoy \(waypoint proxy\)/i);
+  t.deepEqual(await labNetns(), []);
+});
+
 rootTest('Ctrl-C during a run tears everything down and leaves a record marked incomplete', async (t) => {
   const dir = tmp();
   let pids: number[] = [];

@@ -151,17 +151,24 @@ export function renderNodeProxy(s: NodeProxySpec): string {
     }
     L.push(`backend pass_${id}`, `  server original 0.0.0.0:0 ${ns}`, '');
 
-    L.push(`frontend tun_${id}`, `  bind 0.0.0.0:${s.tunnelPort} ${ns} accept-proxy ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required`);
+    // Node proxies send the original destination in a PROXY v2 header (no reuse: one tunnel per
+    // client connection). Waypoints keep pooled connections instead and name the app port in ALPN.
+    const wpIps = (s.waypoints ?? []).map((w) => w.ip);
+    const appPorts = [...new Set(p.inbound.map((x) => x.targetPort))];
+    const alpn = appPorts.length ? ` alpn ${appPorts.map(alpnFor).join(',')}` : '';
+    L.push(`frontend tun_${id}`, `  bind 0.0.0.0:${s.tunnelPort} ${ns} ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required${alpn}`);
+    L.push(`  tcp-request connection expect-proxy layer4${wpIps.length ? ` unless { src ${wpIps.join(' ')} }` : ''}`);
     // A tunnel's destination is the original one from the PROXY header: the pod's own address
     // and app port, or a Service VIP that maps to it. Policies name app ports, so each app port
     // gets an ACL matching both (ACLs declared twice are OR-ed).
     for (const port of [...new Set(p.inbound.map((x) => x.targetPort))]) {
-      L.push(`  acl to_${port} dst_port ${port}`);
+      L.push(`  acl to_${port} dst_port ${port}`, `  acl to_${port} ssl_fc_alpn ${alpnFor(port)}`);
       for (const x of p.inbound.filter((y) => y.targetPort === port && y.vip)) L.push(`  acl to_${port} dst ${x.vip}`);
     }
     const ports = new Set(p.inbound.map((x) => x.targetPort));
     authzLines(p.authz, L, false, (port) => (port === 'any' ? '' : ports.has(port) ? ` to_${port}` : ` { dst_port ${port} }`));
     for (const x of p.inbound) {
+      L.push(`  use_backend app_${id}_${x.targetPort} if { ssl_fc_alpn ${alpnFor(x.targetPort)} }`);
       if (x.vip) L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${x.vip} } { dst_port ${x.port} }`);
       L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${p.ip} } { dst_port ${x.targetPort} }`);
     }
@@ -178,6 +185,13 @@ export function renderNodeProxy(s: NodeProxySpec): string {
   return L.join('\n');
 }
 
+/**
+ * The ALPN token a waypoint offers to name the app port at the destination (HBONE puts it in the
+ * CONNECT authority). Not SNI: HAProxy 2.6 verifies the server certificate against the SNI
+ * whenever one is sent, which would replace the SPIFFE check of `verifyhost`.
+ */
+const alpnFor = (port: number) => `port-${port}`;
+
 const byPort = (port: number | 'any') => (port === 'any' ? '' : ` { dst_port ${port} }`);
 
 /**
@@ -187,15 +201,15 @@ const byPort = (port: number | 'any') => (port === 'any' ? '' : ` { dst_port ${p
  * Session accept ends the session rules, so one listener can hold several services' rules and
  * end with a single reject.
  */
-function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean, where: (port: number | 'any') => string | undefined = byPort, tag = '', finalReject = true): void {
+function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean | 'only', where: (port: number | 'any') => string | undefined = byPort, tag = '', finalReject = true): void {
   if (!a.enforced) return;
-  a.ports.forEach((p, i) => {
+  if (http !== 'only') a.ports.forEach((p, i) => {
     const w = where(p.port);
     if (w === undefined) return;
     if (p.identities === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
     else if (p.identities.length) L.push(identityAcl(`peer${tag}_${i}`, p.identities), `  tcp-request session accept if${w} peer${tag}_${i}`);
   });
-  if (finalReject) L.push('  tcp-request session reject');
+  if (finalReject && http !== 'only') L.push('  tcp-request session reject');
   if (!http) return;
   a.ports.forEach((p, i) => {
     const w = where(p.port);
@@ -221,7 +235,7 @@ function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean, where: 
  */
 export function renderWaypoint(s: WaypointSpec): string {
   const L: string[] = [`# meshbench waypoint for namespace ${s.namespace}: HAProxy in the role of a waypoint (Envoy)`, ...globalSection(s.threads, s.adminSocket)];
-  L.push('defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
+  L.push('defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  http-reuse always', '');
   L.push('frontend waypoint', `  bind 0.0.0.0:${s.port} accept-proxy ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`);
   const at = (svc: OutboundService) => ` { dst ${svc.vip} } { dst_port ${svc.port} }`;
   s.services.forEach((x, i) => {
@@ -230,7 +244,8 @@ export function renderWaypoint(s: WaypointSpec): string {
     else authzLines(x.authz, L, false, (port) => (port === 'any' || port === x.targetPort ? w : undefined), `_s${i}`, false);
   });
   L.push('  tcp-request session reject');
-  s.services.forEach((x, i) => authzLines({ ...x.authz, ports: x.authz.ports.filter((p) => p.l7?.length) }, L, true, (port) => (port === 'any' || port === x.targetPort ? at(x.service) : undefined), `_s${i}`, false));
+  // Request rules use the identity ACLs declared with the session rules above.
+  s.services.forEach((x, i) => authzLines(x.authz, L, 'only', (port) => (port === 'any' || port === x.targetPort ? at(x.service) : undefined), `_s${i}`, false));
   const byKey = new Map(s.services.map((x) => [x.service.key, x.service]));
   const use: string[] = [];
   for (const r of s.routes) {
@@ -250,7 +265,7 @@ export function renderWaypoint(s: WaypointSpec): string {
   for (const svc of s.targets) {
     L.push(`backend wo_${svc.key}`, '  balance roundrobin');
     for (const ep of svc.endpoints)
-      L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${svc.protocol === 'grpc' ? 'h2 proto h2' : 'http/1.1'} send-proxy-v2`);
+      L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${alpnFor(ep.port)}${svc.protocol === 'grpc' ? ' proto h2' : ''}`);
     L.push('');
   }
   return L.join('\n');

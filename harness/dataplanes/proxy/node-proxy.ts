@@ -17,7 +17,7 @@ import { createMeshCA, spiffeId, type MeshCA } from '../mesh-ca/index.js';
 import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
 import { haproxy, renderNodeProxy, renderWaypoint } from './haproxy.js';
 import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, serviceKey } from './sidecar.js';
-import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundRoute, OutboundService, Waypoint, WaypointSpec } from './types.js';
+import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundService, Waypoint, WaypointSpec } from './types.js';
 import { infraPod } from '../../topology/graph.js';
 import { podUp } from '../../topology/netns.js';
 
@@ -51,16 +51,6 @@ export interface NodeProxyOptions {
   keepSourceIp: boolean;
   /** A waypoint per namespace for Services with L7 policy or routes. */
   waypoint: boolean;
-}
-
-/** Services that need L7 (an L7 rule on a backend, or a route): the ones a waypoint fronts. */
-export function l7Services(s: Scenario, c: Cluster, all: OutboundService[], routes: OutboundRoute[]): OutboundService[] {
-  const routed = new Set(routes.map((r) => r.service));
-  return all.filter((svc) => {
-    if (routed.has(svc.key)) return true;
-    const spec = c.services.find((x) => x.namespace === svc.namespace && x.name === svc.name)!;
-    return spec.backends.some((b) => inboundAuthz(s, c, b).ports.some((p) => p.l7?.length && (p.port === 'any' || p.port === spec.targetPort)));
-  });
 }
 
 export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities: Map<string, string>, all: OutboundService[], waypoints: Waypoint[] = []): NodeProxyPod[] {
@@ -197,7 +187,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
                   instances: waypoints.length,
                   configBytes: Math.round(waypoints.reduce((a, w) => a + w.configBytes, 0) / Math.max(1, waypoints.length)),
                   placement: Object.fromEntries(waypoints.map((w) => [w.namespace, w.node])),
-                  mechanism: "one HAProxy per namespace in its own pod (HTTP mode): tunnels from source node proxies arrive with the source identity, the waypoint applies the Services' L7 policy and routes, then tunnels to the endpoint's node proxy with its own identity",
+                  mechanism: "one HAProxy per namespace in its own pod (HTTP mode), the namespace enrolled as a whole (istio.io/use-waypoint): tunnels from source node proxies arrive with the source identity, the waypoint applies the Services' L7 policy and routes, then tunnels to the endpoint's node proxy with its own identity",
                 },
               }
             : {}),
@@ -211,7 +201,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
           loopbackLegs: 4,
           redirect: capture.mechanism,
           encryption: o.waypoint
-            ? 'two mTLS legs for Services with L7 (source node proxy → waypoint → destination node proxy), one for the rest (TLS 1.3, rsa-2048)'
+            ? 'two mTLS legs: source node proxy → waypoint → destination node proxy (TLS 1.3, rsa-2048)'
             : 'mTLS tunnel between the two node proxies (TLS 1.3, rsa-2048), one per client connection',
           serviceRouting: 'in the source node proxy, by original destination (kube-proxy rules present but bypassed)',
         },
@@ -224,11 +214,15 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
   };
 }
 
-/** One waypoint pod per namespace that has Services needing L7, placed on the node of their first backend. */
+/**
+ * One waypoint pod per namespace, placed on the node of its first Service's first backend. The
+ * namespace is enrolled as a whole (Istio's `istio.io/use-waypoint` on the namespace): every
+ * Service in it goes through the waypoint, and the waypoint applies their L7 policy and routes.
+ */
 async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundService[], dir: string) {
   const { cluster: c, scenario: s } = ctx;
   const routes = outboundRoutes(s, c);
-  const l7 = l7Services(s, c, all, routes);
+  const l7 = all.filter((svc) => c.services.some((x) => x.namespace === svc.namespace && x.name === svc.name && x.backends.length));
   const out: { namespace: string; node: string; configBytes: number; adminSocket: string; waypoint: Waypoint }[] = [];
   const perNode = new Map<string, number>();
   for (const ns of [...new Set(l7.map((x) => x.namespace))]) {
