@@ -12,6 +12,15 @@ const labCgroups = () => {
   const root = cgroup2Root();
   return root ? readdirSync(root).filter((d) => /^mb[0-9a-z]{4}$/.test(d)) : [];
 };
+/** The quick scenario with these dataplanes, 2 s per case, as the CLI runs it. */
+async function quickRun(t: import('ava').ExecutionContext, dataplanes: string): Promise<{ rec: RunRecord; summary: { runJson: string; report: string } }> {
+  const dir = tmp();
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', dataplanes, '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  t.is(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout);
+  return { rec: JSON.parse(readFileSync(summary.runJson, 'utf8')), summary };
+}
+
 const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR) : []);
 
 rootTest('meshbench run quick: a complete record with latency, resources by role, and a report; nothing left behind', async (t) => {
@@ -69,11 +78,7 @@ rootTest('HTTP/2, gRPC (closed loop) and a 3-service HTTP chain each produce lat
 });
 
 rootTest('baseline, istio-sidecar and linkerd-sidecar in one run: overhead over baseline and proxy memory per pod, HAProxy named as the stand-in', async (t) => {
-  const dir = tmp();
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline,istio-sidecar,linkerd-sidecar', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
-  t.is(r.code, 0, r.stderr);
-  const summary = JSON.parse(r.stdout);
-  const rec: RunRecord = JSON.parse(readFileSync(summary.runJson, 'utf8'));
+  const { rec, summary } = await quickRun(t, 'baseline,istio-sidecar,linkerd-sidecar');
   t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
     ['baseline', 'ok', 0],
     ['istio-sidecar', 'ok', 0],
@@ -97,11 +102,7 @@ rootTest('baseline, istio-sidecar and linkerd-sidecar in one run: overhead over 
 });
 
 rootTest('baseline, istio-sidecar, ambient and ambient-waypoint side by side: node-proxy memory per node and per pod', async (t) => {
-  const dir = tmp();
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline,istio-sidecar,ambient,ambient-waypoint', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
-  t.is(r.code, 0, r.stderr);
-  const summary = JSON.parse(r.stdout);
-  const rec: RunRecord = JSON.parse(readFileSync(summary.runJson, 'utf8'));
+  const { rec, summary } = await quickRun(t, 'baseline,istio-sidecar,ambient,ambient-waypoint');
   t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
     ['baseline', 'ok', 0],
     ['istio-sidecar', 'ok', 0],
