@@ -1,6 +1,7 @@
 // Shared test helpers. Integration tests need root and the real kernel; without root they are
 // skipped with the reason (so a rootless `npm test` still runs every unit test).
 import test from 'ava';
+import { readFileSync } from 'node:fs';
 import { isRoot } from '../harness/util/host.js';
 import { sweep } from '../harness/topology/cleanup.js';
 
@@ -65,4 +66,12 @@ export async function rootNetState(): Promise<string> {
   ]);
   // Link state flags and counters are not ours to freeze; names and routes are.
   return parts.map((p) => p.stdout.replace(/\s+(UP|DOWN|UNKNOWN|LOWERLAYERDOWN)\s+/g, ' ')).join('\n---\n');
+}
+
+/** A golden fixture under test/fixtures/capture/, without its comment lines. */
+export function golden(name: string): string {
+  return readFileSync(`test/fixtures/capture/${name}`, 'utf8')
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .join('\n');
 }

@@ -1,7 +1,9 @@
 // A scratch "pod" for capture-rule tests: one network namespace with an address in the lab range,
 // a veth pair whose both ends stay inside it (traffic that is not redirected leaves on eth0 and
 // goes nowhere), and a listener process reporting which local port each connection landed on.
+import test from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cleanAround } from './helpers.js';
 import { exec } from '../harness/util/exec.js';
 import { sweep } from '../harness/topology/cleanup.js';
 
@@ -25,7 +27,13 @@ export interface Listener {
   seen: { port: number; remote: string }[];
 }
 
+/** The scratch pod's helpers; also registers the suite's clean-up (every lab object before and after, this prefix after each file). */
 export function scratchPod(PREFIX: string, NS: string, POD_IP: string, VIP: string) {
+  cleanAround();
+  test.serial.after.always(async () => {
+    await sweep(PREFIX);
+  });
+
   async function podUp(): Promise<void> {
     await sweep(PREFIX);
     await exec('ip', ['netns', 'add', NS]);

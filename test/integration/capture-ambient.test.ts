@@ -13,9 +13,8 @@
 //
 // Marked and transparent sockets (SO_MARK 1337, IP_TRANSPARENT) need a language with setsockopt;
 // those cases run /usr/bin/python3 and are skipped, with a log line, when it is missing.
-import test from 'ava';
 import { existsSync } from 'node:fs';
-import { rootTest, cleanAround, labNetns } from '../helpers.js';
+import { rootTest, labNetns } from '../helpers.js';
 import { scratchPod, type Listener } from '../scratch-pod.js';
 import { exec } from '../../harness/util/exec.js';
 import { sweep } from '../../harness/topology/cleanup.js';
@@ -45,10 +44,6 @@ const PROXY_UID = 1337;
 
 const { podUp, listen, stop, eth0TxPackets } = scratchPod(PREFIX, NS, POD_IP, VIP);
 
-cleanAround();
-test.serial.after.always(async () => {
-  await sweep(PREFIX);
-});
 
 
 const NODE_CLIENT = `

@@ -9,8 +9,7 @@
 // namespace gets its NAT binding in nat OUTPUT; when its packets come back in through lo's
 // PREROUTING the binding exists and the nat table is not consulted again. The inbound chains are
 // checked in the listing (rule by rule, in order) and their counters must stay at zero.
-import test from 'ava';
-import { rootTest, cleanAround, labNetns } from '../helpers.js';
+import { rootTest, labNetns } from '../helpers.js';
 import { scratchPod, type Listener } from '../scratch-pod.js';
 import { exec } from '../../harness/util/exec.js';
 import { sweep } from '../../harness/topology/cleanup.js';
@@ -37,10 +36,6 @@ const CONNECT_TIMEOUT_MS = 1500;
 
 const { podUp, listen, stop, eth0TxPackets } = scratchPod(PREFIX, NS, POD_IP, VIP);
 
-cleanAround();
-test.serial.after.always(async () => {
-  await sweep(PREFIX);
-});
 
 
 const CLIENT = `

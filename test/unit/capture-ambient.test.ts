@@ -4,7 +4,7 @@
 // chain, in order, and (3) the lab's uid variant: the proxy exclusion on locally generated traffic
 // is `-m owner --uid-owner`, everything else is upstream's.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { golden } from '../helpers.js';
 import {
   AMBIENT_CONNMARK,
   AMBIENT_MARK,
@@ -19,11 +19,6 @@ import {
 } from '../../harness/dataplanes/capture/index.js';
 import { describeAmbientCapture, payloadTables } from '../../harness/dataplanes/capture/ambient.js';
 
-const golden = (name: string) =>
-  readFileSync(`test/fixtures/capture/${name}`, 'utf8')
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .join('\n');
 
 /** table → chain → rules, in order. */
 type Expected = Record<string, Record<string, string[]>>;

@@ -3,7 +3,7 @@
 // taken or derived from the upstream tools' own goldens and tests. Every comparison is ordered, and
 // a mutation test proves that dropping or reordering any single rule is caught.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { golden } from '../helpers.js';
 import {
   BUILTIN_CHAINS,
   canonicalRule,
@@ -21,11 +21,6 @@ import {
   tokenize,
 } from '../../harness/dataplanes/capture/index.js';
 
-const golden = (name: string) =>
-  readFileSync(`test/fixtures/capture/${name}`, 'utf8')
-    .split('\n')
-    .filter((l) => !l.startsWith('#'))
-    .join('\n');
 
 // ---- DATAPLANES.md, "Istio sidecar (classic)", as data -------------------------------------------
 // nat: PREROUTING -p tcp -j ISTIO_INBOUND; ISTIO_INBOUND RETURNs 15008, 15090, 15021, 15020, else

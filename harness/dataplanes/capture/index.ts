@@ -139,6 +139,16 @@ export async function describeCapture(profile: CaptureProfile, opts: { iptablesV
   const backend = iptablesBackend(version);
   const mechanism = `iptables REDIRECT (${backend} backend)`;
 
+  // What every nat-table model states the same way.
+  const natFacts = (payload: string) => ({
+    mechanism,
+    iptables: { version: version!, backend },
+    table: 'nat' as const,
+    family: 'IPv4' as const,
+    chains: captureChains(payload),
+    hooks: hooks(payload),
+  });
+
   if (p.kind === 'ambient') return describeAmbientCapture(('opts' in p ? p.opts : undefined) ?? {}, { version, backend }, mechanism);
 
   if (p.kind === 'istio-sidecar' || p.kind === 'istio') {
@@ -151,12 +161,7 @@ export async function describeCapture(profile: CaptureProfile, opts: { iptablesV
     return {
       model: 'Istio sidecar capture (istio-init, istio-iptables REDIRECT mode)',
       upstreamInvocation: ISTIO_SIDECAR_INVOCATION.map((a) => (a === '' ? "''" : a === '*' ? "'*'" : a)).join(' '),
-      mechanism,
-      iptables: { version, backend },
-      table: 'nat',
-      family: 'IPv4',
-      chains: captureChains(payload),
-      hooks: hooks(payload),
+      ...natFacts(payload),
       ports: {
         outbound: o.outboundPort ?? ISTIO_DEFAULTS.outboundPort,
         inbound: o.inboundPort ?? ISTIO_DEFAULTS.inboundPort,
@@ -192,12 +197,7 @@ export async function describeCapture(profile: CaptureProfile, opts: { iptablesV
   return {
     model: 'Linkerd proxy-init capture (linkerd2-proxy-init)',
     upstreamInvocation: LINKERD_PROXY_INIT_INVOCATION.join(' '),
-    mechanism,
-    iptables: { version, backend },
-    table: 'nat',
-    family: 'IPv4',
-    chains: captureChains(payload),
-    hooks: hooks(payload),
+    ...natFacts(payload),
     ports: {
       outbound: o.outboundPort ?? LINKERD_DEFAULTS.outboundPort,
       inbound: o.inboundPort ?? LINKERD_DEFAULTS.inboundPort,
