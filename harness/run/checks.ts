@@ -7,7 +7,14 @@ import { buildCluster } from '../topology/graph.js';
 import { checkPolicies } from '../dataplanes/policy/model.js';
 
 export function checkScenarioPolicies(s: Scenario, warn: (msg: string) => void): void {
-  const problems = checkPolicies(s.policies, s.routes, buildCluster(s, 'mbxxxx'));
+  let cluster;
+  try {
+    cluster = buildCluster(s, 'mbxxxx');
+  } catch (e) {
+    // Sizes the schema allows one by one but the address plan cannot hold together.
+    throw inputError(`${locate(s.file, ['topology'])}: ${(e as Error).message}`, [], 'use fewer nodes or fewer pods per node');
+  }
+  const problems = checkPolicies(s.policies, s.routes, cluster);
   const fmt = (p: { path: (string | number)[]; message: string }) => {
     // A policy read from a policy file is pointed at by the scenario's policyFiles line.
     const fromFile = p.path[0] === 'policies' && typeof p.path[1] === 'number' && p.path[1] >= s.inlinePolicies;

@@ -20,16 +20,21 @@
 // Addresses (all inside 198.18.0.0/15, the benchmarking range):
 //   198.18.0.<i>/24         node i on the underlay (i ≤ 250)
 //   198.18.64.0/18          Service VIPs, one per service in declaration order
-//   198.19.<i>.0/24         pod CIDR of node i; 198.19.<i>.1 is the node side of every pod veth
-//                           (a /32 on each, Calico-style), pod j is 198.19.<i>.<j+2>/32,
-//                           infrastructure pod k is 198.19.<i>.<254-k>/32 (k < 2)
+//   198.19.0.0/16           pods: one block per node, /24 unless a node holds more than 250 pods
+//                           (then the smallest block that fits, the same size on every node).
+//                           With /24: node i's pod CIDR is 198.19.<i>.0/24, 198.19.<i>.1 is the node
+//                           side of every pod veth (a /32 on each, Calico-style), pod j is
+//                           198.19.<i>.<j+2>/32, infrastructure pod k is 198.19.<i>.<254-k>/32 (k < 2).
+//                           Larger blocks keep the same offsets: block i, gateway +1, pod j +j+2,
+//                           infrastructure pod k at the block's end − 2 − k.
 // Pods reach other nodes' pods through their node: pod → node (default route) → underlay →
-// peer node (route 198.19.<k>.0/24 via 198.18.0.<k>) → pod veth.
+// peer node (route to the peer's pod CIDR via 198.18.0.<k>) → pod veth.
 import type { Scenario, Service } from '../scenario/schema.js';
 import { nodeNames } from '../scenario/load.js';
 
 export const LAB_RANGE = '198.18.0.0/15';
-export const MAX_PODS_PER_NODE = 250;
+/** Pods per node in a /24 block: all but the network, gateway, two infrastructure pods and broadcast (and one spare). */
+const podsPerBlock = (bits: number) => 2 ** (32 - bits) - 6;
 
 export type PodRole = 'client' | 'app' | 'idle';
 
@@ -77,6 +82,8 @@ export interface Cluster {
   pods: PodSpec[];
   services: ServiceSpec[];
   client: PodSpec;
+  /** Prefix length of every node's pod CIDR (24 unless a node holds more than 250 pods). */
+  podBlockBits: number;
 }
 
 export const names = {
@@ -90,14 +97,31 @@ export const names = {
   podIf: (p: string) => `${p}-eth0`,
 };
 
+const POD_RANGE = (198 << 24) | (19 << 16);
+const ipv4 = (n: number) => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+const block = (bits: number, i: number) => POD_RANGE + i * 2 ** (32 - bits);
+
 export const addr = {
   node: (i: number) => `198.18.0.${i}`,
-  podCidr: (i: number) => `198.19.${i}.0/24`,
-  gateway: (i: number) => `198.19.${i}.1`,
-  pod: (i: number, j: number) => `198.19.${i}.${j + 2}`,
   vip: (k: number) => `198.18.${64 + (k >> 8)}.${k & 255}`,
-  infraPod: (i: number, k: number) => `198.19.${i}.${254 - k}`,
+  podCidr: (bits: number, i: number) => `${ipv4(block(bits, i))}/${bits}`,
+  gateway: (bits: number, i: number) => ipv4(block(bits, i) + 1),
+  pod: (bits: number, i: number, j: number) => ipv4(block(bits, i) + j + 2),
+  infraPod: (bits: number, i: number, k: number) => ipv4(block(bits, i + 1) - 2 - k),
 };
+
+/**
+ * The pod block every node gets: /24 when each node's pods fit in one (the common case, and the
+ * addresses a reader expects), else the smallest block that fits, as long as the cluster's
+ * nodes still fit 198.19.0.0/16 (block 0 is unused: node indices start at 1).
+ */
+export function podBlockBits(maxPodsPerNode: number, nodes: number): number {
+  let bits = 24;
+  while (bits > 16 && podsPerBlock(bits) < maxPodsPerNode) bits--;
+  if (podsPerBlock(bits) < maxPodsPerNode || 2 ** (bits - 16) - 1 < nodes)
+    throw new Error(`${nodes} node(s) with up to ${maxPodsPerNode} pods each do not fit the pod range 198.19.0.0/16 (a /${bits} per node leaves room for ${2 ** (bits - 16) - 1} nodes)`);
+  return bits;
+}
 
 /** A pod a dataplane adds for itself (a waypoint): declared like any pod, outside the scenario's. */
 export function infraPod(c: Cluster, node: NodeSpec, k: number, name: string, namespace: string, serviceAccount: string): PodSpec {
@@ -109,7 +133,7 @@ export function infraPod(c: Cluster, node: NodeSpec, k: number, name: string, na
     nodeIndex: node.index,
     slot: -1 - k,
     netns: `${c.prefix}-n${node.index}w${k}`,
-    ip: addr.infraPod(node.index, k),
+    ip: addr.infraPod(c.podBlockBits, node.index, k),
     hostIf: `${c.prefix}-w${k}`,
     podIf: names.podIf(c.prefix),
     role: 'app',
@@ -132,8 +156,8 @@ export function buildCluster(s: Scenario, prefix: string): Cluster {
       index,
       netns: names.node(prefix, index),
       underlayIp: addr.node(index),
-      podCidr: addr.podCidr(index),
-      gatewayIp: addr.gateway(index),
+      podCidr: '', // set once every pod is placed: the block size depends on the busiest node
+      gatewayIp: '',
       pods: [],
     };
   });
@@ -141,14 +165,13 @@ export function buildCluster(s: Scenario, prefix: string): Cluster {
 
   const addPod = (node: NodeSpec, p: Omit<PodSpec, 'node' | 'nodeIndex' | 'slot' | 'netns' | 'ip' | 'hostIf' | 'podIf'>) => {
     const slot = node.pods.length;
-    if (slot >= MAX_PODS_PER_NODE) throw new Error(`node ${node.name} would hold more than ${MAX_PODS_PER_NODE} pods`);
     const pod: PodSpec = {
       ...p,
       node: node.name,
       nodeIndex: node.index,
       slot,
       netns: names.pod(prefix, node.index, slot),
-      ip: addr.pod(node.index, slot),
+      ip: '', // set with the node's block
       hostIf: names.podHostIf(prefix, slot),
       podIf: names.podIf(prefix),
     };
@@ -191,13 +214,19 @@ export function buildCluster(s: Scenario, prefix: string): Cluster {
     for (let n = 0; n < s.topology.podsPerNode; n++)
       addPod(node, { name: `idle-${node.index}-${n}`, namespace: 'idle', role: 'idle', labels: { app: 'idle' }, serviceAccount: 'idle' });
 
+  const bits = podBlockBits(Math.max(...nodes.map((n) => n.pods.length)), nodes.length);
+  for (const n of nodes) {
+    n.podCidr = addr.podCidr(bits, n.index);
+    n.gatewayIp = addr.gateway(bits, n.index);
+    for (const p of n.pods) p.ip = addr.pod(bits, n.index, p.slot);
+  }
   const pods = nodes.flatMap((n) => n.pods);
   // A selector may also match pods declared for another service (canary v1/v2 under one Service).
   for (const svc of services) {
     const extra = pods.filter((p) => p.role === 'app' && p.namespace === svc.namespace && !svc.backends.includes(p) && matches(p.labels, svc.selector));
     svc.backends.push(...extra);
   }
-  return { prefix, fabricNetns: names.fabric(prefix), bridge: names.bridge(prefix), mtu, nodes, pods, services, client };
+  return { prefix, fabricNetns: names.fabric(prefix), bridge: names.bridge(prefix), mtu, nodes, pods, services, client, podBlockBits: bits };
 }
 
 /** A one-screen summary for `validate` and logs. */

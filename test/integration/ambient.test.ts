@@ -2,7 +2,8 @@
 // wire, identities from the node proxies, no proxy start when a pod joins.
 import { rootTest, cleanAround } from '../helpers.js';
 import { withLab, vip, captureUnderlay, MARKER } from '../lab.js';
-import { haproxy } from '../../harness/dataplanes/proxy/haproxy.js';
+import { join } from 'node:path';
+import { haproxy, statsCommand } from '../../harness/dataplanes/proxy/haproxy.js';
 import { exec } from '../../harness/util/exec.js';
 
 cleanAround();
@@ -41,6 +42,23 @@ rootTest('ambient: a pod whose identity no L4 rule allows is refused; the allowe
     t.is(r.code, 0, r.out);
     r = await curl(pod('other-0'), `${vip(c, 'public-api')}/api/v1/products/1`);
     t.not(r.code, 0, r.out);
+  });
+});
+
+rootTest("ambient: the source node proxy refuses an endpoint that does not present the identity its node's table names", async (t) => {
+  await withLab('ambient', 'mbamb4', async ({ c, d, dir, pod, curl }) => {
+    const server = pod('public-api-0');
+    const url = `${vip(c, 'public-api')}/api/v1/products/1`;
+    t.is((await curl(c.client, url)).code, 0);
+    // Rewrite the client node's workload table at run time (HAProxy's runtime API): the
+    // endpoint's real certificate no longer matches the SPIFFE ID sent as SNI.
+    const table = join(dir, 'node-proxies', c.client.node, 'identities.map');
+    const sock = d.adminSockets![c.client.name];
+    t.regex(await statsCommand(sock, `show map ${table}`), new RegExp(`${server.ip.replaceAll('.', '\\.')} spiffe://`));
+    await statsCommand(sock, `set map ${table} ${server.ip} spiffe://cluster.local/ns/default/sa/impostor`);
+    t.not((await curl(c.client, url)).code, 0, 'refused after the identity changed');
+    await statsCommand(sock, `set map ${table} ${server.ip} spiffe://cluster.local/ns/default/sa/${server.serviceAccount}`);
+    t.is((await curl(c.client, url)).code, 0, 'accepted again with the right identity');
   });
 });
 

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { loadScenario } from '../../harness/scenario/load.js';
-import { buildCluster, describeCluster, addr } from '../../harness/topology/graph.js';
+import { buildCluster, describeCluster, addr, podBlockBits } from '../../harness/topology/graph.js';
 import { kubeProxyRules, chainNames } from '../../harness/dataplanes/kube-proxy/rules.js';
 import { LAB_OBJECT_RE } from '../../harness/util/host.js';
 
@@ -87,4 +87,24 @@ test('one-replica services without placement spread over the nodes', (t) => {
   s.services = Array.from({ length: 500 }, (_, i) => ({ name: `svc-${i}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: 1 }));
   const c = buildCluster(s, 'mbtest');
   for (const n of c.nodes) t.true(n.pods.length >= 100 && n.pods.length <= 101, `${n.name}: ${n.pods.length}`);
+});
+
+test('pod blocks: /24 per node up to 250 pods, a larger block when one node holds more, an error when the range runs out', (t) => {
+  t.is(podBlockBits(250, 250), 24);
+  t.is(podBlockBits(251, 2), 23);
+  t.is(podBlockBits(1000, 2), 22);
+  t.throws(() => podBlockBits(500, 200), { message: /200 node\(s\) with up to 500 pods each do not fit the pod range 198\.19\.0\.0\/16 \(a \/23 per node leaves room for 127 nodes\)/ });
+  const s = loadScenario('scenarios/quick.yaml');
+  s.topology = { ...s.topology, nodes: ['node1', 'node2'], podsPerNode: 240 }; // node2: 240 idle + 64 backends
+  s.services = [{ name: 'many', namespace: 'default', port: 80, targetPort: 8080, protocol: 'http', replicas: 64, nodes: ['node2'] }];
+  s.workloads = [{ ...s.workloads[0], chain: ['many'] }];
+  const c = buildCluster(s, 'mbtst1');
+  t.is(c.podBlockBits, 23);
+  t.deepEqual(c.nodes.map((n) => [n.podCidr, n.gatewayIp]), [['198.19.2.0/23', '198.19.2.1'], ['198.19.4.0/23', '198.19.4.1']]);
+  const ips = c.pods.map((p) => p.ip);
+  t.is(new Set(ips).size, ips.length);
+  const n2 = c.nodes[1].pods;
+  t.is(n2.at(-1)!.ip, `198.19.${4 + ((n2.length + 1) >> 8)}.${(n2.length + 1) & 255}`);
+  t.is(addr.infraPod(23, 2, 0), '198.19.5.254', 'infrastructure pods at the block end');
+  t.is(addr.infraPod(24, 2, 1), '198.19.2.253');
 });

@@ -11,6 +11,7 @@
 // certificates carry the SPIFFE ID there too, and no DNS SAN); the server authorizes a client by
 // finding the exact DER encoding of the allowed URI SAN in the verified certificate (`ssl_c_der`).
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { uriSanDerHex } from '../mesh-ca/index.js';
 import { exec } from '../../util/exec.js';
 import type { LabProcess, ProcessGroup } from '../../util/procs.js';
@@ -120,9 +121,11 @@ const globalSection = (threads: number, socket: string, extra: string[] = []) =>
  * original destination carried in a PROXY protocol v2 header. Tunnel inbound: terminate mTLS,
  * authorize the peer identity, map the original destination to the app port, deliver.
  */
-export function renderNodeProxy(s: NodeProxySpec): string {
+export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
   const L: string[] = [`# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`, ...globalSection(s.threads, s.adminSocket)];
   L.push('defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
+  const maps = nodeProxyMaps(s);
+  const map = (name: keyof typeof maps) => join(s.mapDir, `${name}.map`);
   s.pods.forEach((p) => {
     // Named after the pod's namespace: unique, and what a reader or a test looks up.
     const id = p.netns;
@@ -132,23 +135,31 @@ export function renderNodeProxy(s: NodeProxySpec): string {
       for (const a of p.egress.allow) L.push(`  tcp-request connection accept if { dst ${a.ip} }${a.port === 'any' ? '' : ` { dst_port ${a.port} }`}`);
       L.push('  tcp-request connection reject');
     }
-    const waypointOf = (key: string) => s.waypoints?.find((w) => w.services.includes(key));
-    for (const svc of p.services) {
-      const via = waypointOf(svc.key) ? 'w' : 'o';
-      L.push(`  use_backend ${via}_${id}_${svc.key} if { dst ${svc.vip} } { dst_port ${svc.port} }`);
-    }
-    L.push(`  default_backend pass_${id}`, '');
+    // Service → endpoint from the node's tables (map files), not per-pod config: a waypoint if the
+    // Service has one, else a random endpoint; a mesh workload addressed by its own IP is
+    // tunnelled to as it is. The chosen endpoint becomes the connection's destination, so the
+    // PROXY v2 header names the endpoint and its app port.
+    const found = (v: string) => `{ var(txn.${v}) -m found }`;
+    L.push(
+      '  tcp-request content set-var-fmt(txn.svc) "%[dst]:%[dst_port]"',
+      `  tcp-request content set-var(txn.wp) var(txn.svc),map_str(${map('waypoints')})`,
+      `  tcp-request content set-var(txn.n) var(txn.svc),map_str_int(${map('services')}) unless ${found('wp')}`,
+      `  tcp-request content set-var-fmt(txn.key) "%[var(txn.svc)]/%[rand,mod(txn.n)]" if ${found('n')}`,
+      `  tcp-request content set-var(txn.ep) var(txn.key),map_str_ip(${map('endpoints')}) if ${found('n')}`,
+      `  tcp-request content set-var(txn.port) var(txn.key),map_str_int(${map('endpoint-ports')}) if ${found('n')}`,
+      `  tcp-request content set-var(txn.ep) dst if !${found('wp')} !${found('ep')} { dst,map_ip(${map('identities')}) -m found }`,
+      `  tcp-request content set-var(txn.id) var(txn.ep),map_ip(${map('identities')}) if ${found('ep')}`,
+      `  tcp-request content set-dst var(txn.ep) if ${found('ep')}`,
+      `  tcp-request content set-dst-port var(txn.port) if ${found('port')}`,
+    );
+    if (s.waypoints?.length) L.push(`  use_backend w_${id}_%[var(txn.wp)] if ${found('wp')}`);
+    L.push(`  use_backend t_${id} if ${found('id')}`, `  default_backend pass_${id}`, '');
     const tls = `ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required`;
-    for (const svc of p.services) {
-      const wp = waypointOf(svc.key);
-      if (wp) {
-        L.push(`backend w_${id}_${svc.key}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, '');
-        continue;
-      }
-      L.push(`backend o_${id}_${svc.key}`, '  balance roundrobin');
-      for (const ep of svc.endpoints) L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ${ns} ${tls} verifyhost ${ep.spiffeId} send-proxy-v2`);
-      L.push('');
-    }
+    // Presenting this pod's identity, from this pod's namespace, to whichever endpoint was chosen;
+    // the peer certificate is checked against its SPIFFE ID sent as SNI (HAProxy verifies the
+    // server name it sends).
+    L.push(`backend t_${id}`, `  server endpoint 0.0.0.0:${s.tunnelPort} ${ns} ${tls} sni var(txn.id) send-proxy-v2`, '');
+    (s.waypoints ?? []).forEach((wp, k) => L.push(`backend w_${id}_${k}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, ''));
     L.push(`backend pass_${id}`, `  server original 0.0.0.0:0 ${ns}`, '');
 
     // Node proxies send the original destination in a PROXY v2 header (no reuse: one tunnel per
@@ -182,7 +193,33 @@ export function renderNodeProxy(s: NodeProxySpec): string {
     for (const port of [...new Set(p.inbound.map((x) => x.targetPort))]) L.push(`backend app_${id}_${port}`, `  server app ${p.ip}:${port} ${ns}${src}`, '');
     L.push(`backend app_${id}_original`, `  server app 0.0.0.0:0 ${ns}${src}`, '');
   });
-  return L.join('\n');
+  return { config: L.join('\n'), maps: Object.fromEntries(Object.entries(maps).map(([k, v]) => [map(k as keyof typeof maps), v])) };
+}
+
+export interface NodeProxyConfig {
+  config: string;
+  /** Map files the config reads, by path. */
+  maps: Record<string, string>;
+}
+
+/**
+ * The node's tables, shared by all its pods (ztunnel keeps one copy of the mesh's Services and
+ * workloads too): Service VIP:port → waypoint index or endpoint count; VIP:port/i → the i-th
+ * endpoint's address and app port; workload address → SPIFFE ID.
+ */
+function nodeProxyMaps(s: NodeProxySpec) {
+  const text = (rows: [string, string | number][]) => rows.map(([k, v]) => `${k} ${v}\n`).join('');
+  const at = (x: OutboundService) => `${x.vip}:${x.port}`;
+  const wp = (x: OutboundService) => (s.waypoints ?? []).findIndex((w) => w.services.includes(x.key));
+  const direct = s.services.filter((x) => wp(x) < 0 && x.endpoints.length);
+  const eps = direct.flatMap((x) => x.endpoints.map((e, i) => [`${at(x)}/${i}`, e] as const));
+  return {
+    waypoints: text(s.services.filter((x) => wp(x) >= 0).map((x) => [at(x), wp(x)])),
+    services: text(direct.map((x) => [at(x), x.endpoints.length])),
+    endpoints: text(eps.map(([k, e]) => [k, e.ip])),
+    'endpoint-ports': text(eps.map(([k, e]) => [k, e.port])),
+    identities: text(s.workloads.map((w) => [w.ip, w.spiffeId])),
+  };
 }
 
 /**

@@ -53,20 +53,21 @@ export interface NodeProxyOptions {
   waypoint: boolean;
 }
 
-export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities: Map<string, string>, all: OutboundService[], waypoints: Waypoint[] = []): NodeProxyPod[] {
+export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities: Map<string, string>, waypoints: Waypoint[] = []): NodeProxyPod[] {
   return c.pods
     .filter((p) => p.node === node && p.role !== 'idle')
     .map((p) => ({
       pod: p.name,
       netns: p.netns,
       ip: p.ip,
-      identity: { spiffeId: spiffeId(TRUST_DOMAIN, p.namespace, p.serviceAccount), bundleFile: identities.get(p.name)! },
-      services: all,
+      identity: { spiffeId: podSpiffeId(p), bundleFile: identities.get(p.name)! },
       inbound: c.services.filter((x) => x.backends.includes(p)).map((x) => ({ vip: x.vip, port: x.port, targetPort: x.targetPort, protocol: x.protocol })),
       authz: withWaypoints(inboundAuthz(s, c, p), p, c, waypoints),
       egress: outboundAuthz(s, c, p),
     }));
 }
+
+const podSpiffeId = (p: PodSpec) => spiffeId(TRUST_DOMAIN, p.namespace, p.serviceAccount);
 
 /** A pod behind a waypoint also accepts the waypoint's identity: the waypoint has already applied its policy. */
 function withWaypoints(a: InboundAuthz, pod: PodSpec, c: Cluster, waypoints: Waypoint[]): InboundAuthz {
@@ -104,8 +105,9 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       // No proxy starts for it.
       const startup: Record<string, PodStartup> = {};
       const identities = new Map<string, string>();
+      const meshPods = c.pods.filter((p) => p.role !== 'idle');
       await pMap(
-        c.pods.filter((p) => p.role !== 'idle'),
+        meshPods,
         8,
         async (pod) => {
           const a = performance.now();
@@ -124,7 +126,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       const adminSockets: Record<string, string> = {};
       await Promise.all(
         c.nodes.map(async (n) => {
-          const pods = nodeProxyPods(s, c, n.name, identities, all, waypoints.map((w) => w.waypoint));
+          const pods = nodeProxyPods(s, c, n.name, identities, waypoints.map((w) => w.waypoint));
           if (!pods.length) return;
           const spec: NodeProxySpec = {
             node: n.name,
@@ -136,13 +138,18 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
             rootCaFile: ca.rootCertFile,
             adminSocket: join(sockDir, `${n.netns}.sock`),
             pods,
+            services: all,
+            workloads: meshPods.map((p) => ({ ip: p.ip, spiffeId: podSpiffeId(p) })),
+            mapDir: join(dir, n.name),
             keepSourceIp: o.keepSourceIp,
             waypoints: waypoints.map((w) => w.waypoint),
           };
-          const cfg = renderNodeProxy(spec);
+          const { config, maps } = renderNodeProxy(spec);
           const file = join(dir, `${n.name}.cfg`);
-          writeFileSync(file, cfg);
-          configBytes.push(Buffer.byteLength(cfg));
+          writeFileSync(file, config);
+          mkdirSync(spec.mapDir, { recursive: true });
+          for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
+          configBytes.push(Buffer.byteLength(config) + Object.values(maps).reduce((a, m) => a + Buffer.byteLength(m), 0));
           const t0 = performance.now();
           const caps = NODE_PROXY_CAPS.map((x) => `+${x}`).join(',');
           const proc = ctx.procs.start({
@@ -174,9 +181,10 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
             mechanism:
               `one HAProxy per node, listeners 15001/15006/15008 bound inside each local pod's namespace (bind … namespace), connections made from the pod's namespace; ` +
               `runs as uid ${NODE_PROXY_UID} with ambient capabilities ${NODE_PROXY_CAPS.join(', ')}; its own sockets are excluded from capture by uid (HAProxy 2.6 cannot set SO_MARK, ztunnel marks 0x539); ` +
-              'tunnel: mTLS to the endpoint pod :15008 presenting the source workload identity, original destination in a PROXY v2 header sent before the TLS handshake (HBONE sends it inside TLS as the CONNECT authority), ' +
+              "Service → endpoint from the node's tables (HAProxy map files shared by its pods: a uniformly random endpoint per connection), so the config grows with pods + Services, not pods × Services; " +
+              'tunnel: mTLS to the endpoint pod :15008 presenting the source workload identity and checking the peer against its SPIFFE ID sent as SNI, the endpoint pod IP and app port in a PROXY v2 header sent before the TLS handshake (HBONE sends the same address inside TLS as the CONNECT authority), ' +
               'one TLS connection per client connection (HBONE multiplexes streams over pooled HTTP/2 connections); ' +
-              `the destination maps the original VIP:port to the app port from its Service table; delivery ${o.keepSourceIp ? "keeps the client's source address (IP_TRANSPARENT)" : "from the pod's own address"}`,
+              `the destination delivers to that app port (from a waypoint: the port named in ALPN); delivery ${o.keepSourceIp ? "keeps the client's source address (IP_TRANSPARENT)" : "from the pod's own address"}`,
           },
           ...(o.waypoint
             ? {

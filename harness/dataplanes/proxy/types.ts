@@ -107,8 +107,6 @@ export interface NodeProxyPod {
   netns: string;
   ip: string;
   identity: { spiffeId: string; bundleFile: string };
-  /** Services this pod may call (every Service of the mesh). */
-  services: OutboundService[];
   /** Where tunnelled traffic for this pod goes: original destination (VIP:port or pod IP:port) → app port. */
   inbound: { vip?: string; port: number; targetPort: number; protocol: 'http' | 'grpc' }[];
   authz: InboundAuthz;
@@ -125,6 +123,12 @@ export interface NodeProxySpec {
   rootCaFile: string;
   adminSocket: string;
   pods: NodeProxyPod[];
+  /** Every Service of the mesh (the node's tables, shared by its pods). */
+  services: OutboundService[];
+  /** Every mesh workload by address, for traffic addressed to a pod rather than a Service. */
+  workloads: { ip: string; spiffeId: string }[];
+  /** Where the node's tables (map files) are written. */
+  mapDir: string;
   /** Deliver to the app from the client's own address (IP_TRANSPARENT), not the proxy's. */
   keepSourceIp: boolean;
   /** Services with L7 policy or routes go through their namespace's waypoint instead of straight to an endpoint. */

@@ -1,0 +1,70 @@
+import test from 'ava';
+import { loadScenario } from '../../harness/scenario/load.js';
+import type { Scenario } from '../../harness/scenario/schema.js';
+import { buildCluster } from '../../harness/topology/graph.js';
+import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { outboundServices } from '../../harness/dataplanes/proxy/sidecar.js';
+import { nodeProxyPods } from '../../harness/dataplanes/proxy/node-proxy.js';
+import { renderNodeProxy } from '../../harness/dataplanes/proxy/haproxy.js';
+import type { Waypoint } from '../../harness/dataplanes/proxy/types.js';
+
+/** One node, `services` one-replica Services on it, plus the client. */
+function oneNode(services: number): Scenario {
+  const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
+  s.topology = { ...s.topology, nodes: ['node1'], podsPerNode: 0 };
+  s.client = { ...s.client, node: 'node1' };
+  s.services = Array.from({ length: services }, (_, i) => ({ name: `svc-${i}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: i === 0 ? 3 : 1, nodes: ['node1'] }));
+  s.policies = [];
+  s.routes = [];
+  s.workloads = [{ ...s.workloads[0], chain: ['svc-0'] }];
+  return s;
+}
+
+function render(s: Scenario, waypoints: Waypoint[] = []) {
+  const c = buildCluster(s, 'mbcfg1');
+  const ids = new Map(c.pods.map((p) => [p.name, `/ca/${p.name}.pem`]));
+  const services = outboundServices(c);
+  const out = renderNodeProxy({
+    node: 'node1',
+    netns: c.nodes[0].netns,
+    threads: 1,
+    outboundPort: 15001,
+    inboundPlainPort: 15006,
+    tunnelPort: 15008,
+    rootCaFile: '/ca/root.pem',
+    adminSocket: '/run/x.sock',
+    pods: nodeProxyPods(s, c, 'node1', ids, waypoints),
+    services,
+    workloads: c.pods.map((p) => ({ ip: p.ip, spiffeId: `spiffe://cluster.local/ns/${p.namespace}/sa/${p.serviceAccount}` })),
+    mapDir: '/maps',
+    keepSourceIp: false,
+    waypoints,
+  });
+  return { c, services, ...out };
+}
+
+test("the node proxy's config grows with its pods, not with pods × Services: Services and workloads live in the node's tables", (t) => {
+  // Each Service adds a local pod here, so the config per local pod must stay flat from 10 to 40.
+  const small = render(oneNode(10));
+  const big = render(oneNode(40));
+  const perPod = (r: typeof small) => r.config.split('\n').length / r.c.pods.length;
+  t.true(Math.abs(perPod(small) - perPod(big)) < 1, `${perPod(small)} vs ${perPod(big)} lines per pod`);
+  t.is((small.config.match(/^\s+server .* ssl /gm) ?? []).length, small.c.pods.length, 'one TLS server line per local pod');
+  const svc0 = big.services[0];
+  t.is(big.maps['/maps/services.map'].split('\n').find((l) => l.startsWith(`${svc0.vip}:80 `)), `${svc0.vip}:80 3`);
+  const eps = big.maps['/maps/endpoints.map'].split('\n').filter((l) => l.startsWith(`${svc0.vip}:80/`));
+  t.deepEqual(eps, svc0.endpoints.map((e, i) => `${svc0.vip}:80/${i} ${e.ip}`));
+  t.true(big.maps['/maps/identities.map'].includes(`${svc0.endpoints[0].ip} spiffe://cluster.local/ns/default/sa/svc-0\n`));
+  t.true(big.config.includes(`server endpoint 0.0.0.0:15008 namespace ${big.c.client.netns} ssl crt /ca/client.pem ca-file /ca/root.pem verify required sni var(txn.id) send-proxy-v2`));
+});
+
+test('Services fronted by a waypoint go to it (by index), not to an endpoint', (t) => {
+  const s = oneNode(3);
+  const c = buildCluster(s, 'mbcfg1');
+  const svc1 = outboundServices(c)[1];
+  const r = render(s, [{ ip: '198.19.1.254', port: 15008, spiffeId: 'spiffe://cluster.local/ns/default/sa/waypoint', services: [svc1.key] }]);
+  t.is(r.maps['/maps/waypoints.map'], `${svc1.vip}:80 0\n`);
+  t.false(r.maps['/maps/services.map'].includes(`${svc1.vip}:80 `), 'no endpoint choice for it at the source');
+  t.true(r.config.includes(`use_backend w_${c.client.netns}_%[var(txn.wp)] if { var(txn.wp) -m found }`));
+  t.regex(r.config, /server waypoint 198\.19\.1\.254:15008 .* verifyhost spiffe:\/\/cluster\.local\/ns\/default\/sa\/waypoint send-proxy-v2/);
+});
