@@ -12,7 +12,7 @@ die() { printf 'setup: %s\n' "$1" >&2; exit "${2:-3}"; }
 [ "$(id -u)" = 0 ] || die "needs root (it installs Debian packages and the lab creates network namespaces): run it as root" 3
 
 # 1. Debian packages. Installed only when one is missing.
-PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates)
+PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -43,7 +43,16 @@ else
   GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "fortio.org/fortio@v$FORTIO_VERSION"
 fi
 
-# 4. npm packages, only when package-lock.json changed since the last install.
+# 4. The eBPF dataplane: its programs (clang -target bpf) and the flow reader (libbpf). make only
+#    rebuilds what changed.
+say "eBPF programs: make -C bpf"
+make -s -C bpf || die "building the eBPF programs failed (see above): the ebpf dataplanes need clang, llvm and libbpf-dev"
+mkdir -p .tools/bin
+if [ ! -x .tools/bin/mb-flowd ] || [ agent/flowd.c -nt .tools/bin/mb-flowd ] || [ bpf/meshbench.h -nt .tools/bin/mb-flowd ]; then
+  cc -O2 -Wall -o .tools/bin/mb-flowd agent/flowd.c -lbpf || die "building agent/flowd.c failed (needs gcc and libbpf-dev)"
+fi
+
+# 5. npm packages, only when package-lock.json changed since the last install.
 lockhash=$(sha256sum package-lock.json | cut -c1-16)
 if [ ! -d node_modules ] || [ "$(cat node_modules/.meshbench-lock 2>/dev/null)" != "$lockhash" ]; then
   say "npm ci"
@@ -53,7 +62,7 @@ else
   say "npm packages: up to date"
 fi
 
-# 5. Build (tsc is incremental enough; schemas are regenerated from the zod sources).
+# 6. Build (tsc is incremental enough; schemas are regenerated from the zod sources).
 say "building"
 npm run -s build >/dev/null
 say "ready: npx meshbench --help"

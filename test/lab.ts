@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { readCiliumPolicies } from '../harness/dataplanes/policy/cnp.js';
 import { loadScenario } from '../harness/scenario/load.js';
 import { expandCases } from '../harness/scenario/expand.js';
 import { buildCluster, type Cluster, type PodSpec } from '../harness/topology/graph.js';
@@ -32,7 +33,7 @@ export interface Lab {
 /** Build the fixture cluster with one dataplane, run `fn`, always tear down. */
 export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) => Promise<void>, scenario = 'test/fixtures/scenarios/sidecar-policy.yaml'): Promise<void> {
   const fortio = await requireTool('fortio');
-  const s = loadScenario(scenario, { knownDataplanes: dataplaneNames() });
+  const s = loadScenario(scenario, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   const c = buildCluster(s, prefix);
   const dir = mkdtempSync(join(tmpdir(), `mb-${dataplane}-`));
   const procs = new ProcessGroup(prefix, dir);
@@ -45,7 +46,7 @@ export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) 
     const pod = (name: string) => c.pods.find((p) => p.name === name)!;
     const curl = async (from: PodSpec, url: string, args: string[] = [], opts: { uid?: number } = {}) => {
       const wrap = opts.uid !== undefined ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'] : [];
-      const r = await exec(wrap[0] ?? fortio, [...wrap.slice(1), ...(wrap.length ? [fortio] : []), 'curl', '-loglevel', 'error', '-timeout', '3s', ...args, url], { netns: from.netns, allowFail: true });
+      const r = await exec(wrap[0] ?? fortio, [...wrap.slice(1), ...(wrap.length ? [fortio] : []), 'curl', '-loglevel', 'error', '-timeout', '3s', ...args, url], { netns: from.netns, cgroup: procs.cgroupFor('test'), allowFail: true });
       return { code: r.code, out: r.stdout + r.stderr };
     };
     await fn({ c, d, procs, dir, fortio, pod, curl });
@@ -63,8 +64,8 @@ export const vip = (c: Cluster, svc: string) => {
 };
 
 /** Capture on node1's underlay link while `fn` runs; returns what tcpdump printed in ASCII. */
-export async function captureUnderlay(c: Cluster, fn: () => Promise<void>): Promise<string> {
-  const child = spawn('nsenter', [`--net=/run/netns/${c.nodes[0].netns}`, 'tcpdump', '-l', '-n', '-A', '-s', '0', '-i', `${c.prefix}-ul`, 'tcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function captureUnderlay(c: Cluster, fn: () => Promise<void>, filter = 'tcp'): Promise<string> {
+  const child = spawn('nsenter', [`--net=/run/netns/${c.nodes[0].netns}`, 'tcpdump', '-l', '-n', '-A', '-s', '0', '-i', `${c.prefix}-ul`, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('latin1').on('data', (d) => (out += d));
   let ready = false;

@@ -516,13 +516,15 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
   out.push(
     fs
       ? mk(EBPF, CHECK.bpffs, 'ok', false, `mounted at ${fs}`)
-      : mk(EBPF, CHECK.bpffs, 'warn', false, 'bpffs is not mounted: bpftool cannot pin programs or maps (the eBPF dataplanes need it)', 'mount -t bpf bpf /sys/fs/bpf'),
+      : (readText('/proc/filesystems') ?? '').includes('\tbpf\n')
+        ? mk(EBPF, CHECK.bpffs, 'ok', false, 'not mounted on the host; the eBPF dataplanes mount a private one at /run/meshbench/<prefix>/bpffs and unmount it at teardown')
+        : mk(EBPF, CHECK.bpffs, 'warn', false, 'this kernel has no bpf filesystem: programs and maps cannot be pinned (the eBPF dataplanes need it)', 'use a kernel built with CONFIG_BPF_SYSCALL=y'),
   );
   const stats = readText('/proc/sys/kernel/bpf_stats_enabled')?.trim();
   out.push(
     stats === undefined
       ? mk(EBPF, 'bpf_stats_enabled', 'warn', false, 'no kernel.bpf_stats_enabled sysctl: per-program run time cannot be measured', 'use a kernel ≥ 5.1')
-      : mk(EBPF, 'bpf_stats_enabled', 'ok', false, `present (now ${stats}); per-program run time needs it at 1 — a global sysctl, so a run that sets it must restore it`),
+      : mk(EBPF, 'bpf_stats_enabled', 'ok', false, `present (now ${stats}); the eBPF dataplanes count per-program run time through a BPF_ENABLE_STATS handle held by their agents, which has the effect of 1 while they run and never writes the sysctl`),
   );
   if (!root) {
     for (const t of PROG_TYPES) out.push(mk(EBPF, `prog ${t}`, 'skipped', false, 'needs root'));

@@ -112,6 +112,19 @@ program
   });
 
 program
+  .command('observe')
+  .description('Print the flow log of an eBPF run (like hubble observe): every drop with its reason and every new connection, with pods, identities, direction and node, in time order.')
+  .argument('<run>', 'a run.json, a run directory or one case directory of it')
+  .option('--verdict <verdict>', 'only FORWARDED, DROPPED or REDIRECTED flows')
+  .option('--pod <[namespace/]pod>', 'only flows from or to this pod')
+  .option('--namespace <namespace>', 'only flows from or to this namespace')
+  .option('--json', 'one JSON object per line')
+  .action(async (path: string, o) => {
+    const { readFlows, filterFlows, formatFlow } = await import('./observe.js');
+    for (const f of filterFlows(readFlows(path), o)) process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
+  });
+
+program
   .command('dataplanes')
   .description('List the dataplanes this build knows.')
   .action(() => {

@@ -6,6 +6,7 @@ import { istioSidecar } from './istio-sidecar/index.js';
 import { linkerdSidecar } from './linkerd-sidecar/index.js';
 import { ambient } from './ambient/index.js';
 import { ambientWaypoint } from './ambient-waypoint/index.js';
+import { ebpf } from './ebpf/index.js';
 import type { Dataplane } from './types.js';
 
 const registry = new Map<string, Dataplane>();
@@ -20,6 +21,7 @@ register(istioSidecar);
 register(linkerdSidecar);
 register(ambient);
 register(ambientWaypoint);
+register(ebpf);
 
 export function dataplaneNames(): string[] {
   return [...registry.keys()];

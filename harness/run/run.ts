@@ -198,7 +198,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     phase('starting workloads');
     const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
     check();
-    const firstMs = await firstRequest(e.fortio, cluster.client.netns, w.protocol, targetUrl(w, target), e.signal);
+    const firstMs = await firstRequest(e.fortio, cluster.client.netns, procs.cgroupFor('probe'), w.protocol, targetUrl(w, target), e.signal);
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
 
     phase(`warm-up ${w.warmupS}s`);
@@ -239,12 +239,12 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
 }
 
 /** Time until one request through the Service succeeds, from the client pod. */
-async function firstRequest(fortio: string, netns: string, protocol: string, url: string, signal: AbortSignal): Promise<number> {
+async function firstRequest(fortio: string, netns: string, cgroup: string | undefined, protocol: string, url: string, signal: AbortSignal): Promise<number> {
   const t0 = performance.now();
   const args = protocol === 'grpc' ? ['grpcping', '-loglevel', 'error', '-n', '1', url] : ['curl', '-loglevel', 'error', ...(protocol === 'http2' ? ['-h2'] : []), url];
   let last = '';
   while (performance.now() - t0 < 15000 && !signal.aborted) {
-    const r = await exec(fortio, args, { netns, allowFail: true, timeoutMs: 5000 });
+    const r = await exec(fortio, args, { netns, cgroup, allowFail: true, timeoutMs: 5000 });
     if (r.code === 0) return performance.now() - t0;
     last = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0];
     await sleep(20);

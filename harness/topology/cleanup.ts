@@ -5,9 +5,13 @@
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LAB_OBJECT_RE, PREFIX_RE, STATE_DIR, cgroup2Root, pidAlive } from '../util/host.js';
+import { LAB_OBJECT_RE, PREFIX_RE, STATE_DIR, cgroup2Root, mounts, pidAlive } from '../util/host.js';
+import { exec } from '../util/exec.js';
 import { killRecorded, readStateFiles, removeCgroupTree } from '../util/procs.js';
 import { deleteNetns, listNetns, netnsPids } from './netns.js';
+
+/** Where wireguard-go puts its control sockets (/var/run/wireguard/<device>.sock). */
+const WG_SOCKET_DIR = '/var/run/wireguard';
 
 export interface DownReport {
   processes: number;
@@ -48,6 +52,17 @@ export async function sweep(prefix?: string): Promise<DownReport> {
       removeCgroupTree(join(cg, e.name));
       report.cgroups++;
     }
+  }
+  // Filesystems a run mounted under its state directory (the eBPF dataplane's private bpffs).
+  for (const m of mounts()) {
+    const rel = m.target.startsWith(STATE_DIR + '/') ? m.target.slice(STATE_DIR.length + 1).split('/')[0] : '';
+    if (PREFIX_RE.test(rel) && (!prefix || rel === prefix)) await exec('umount', ['-l', m.target], { allowFail: true });
+  }
+  // wireguard-go's control sockets, named after the lab's devices.
+  try {
+    for (const f of readdirSync(WG_SOCKET_DIR)) if (objRe.test(f)) rmSync(join(WG_SOCKET_DIR, f), { force: true });
+  } catch {
+    /* no such directory */
   }
   try {
     for (const f of readdirSync(STATE_DIR)) {

@@ -17,6 +17,8 @@ export interface ExecOptions {
   allowFail?: boolean;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Join this cgroup v2 directory before running (a lab process's cgroup: the eBPF socket LB acts there). */
+  cgroup?: string;
 }
 
 /**
@@ -29,7 +31,8 @@ export function nsCommand(netns: string | undefined, cmd: string, args: string[]
 }
 
 export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Promise<ExecResult> {
-  const [file, argv] = nsCommand(opts.netns, cmd, args);
+  let [file, argv] = nsCommand(opts.netns, cmd, args);
+  if (opts.cgroup) [file, argv] = ['sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', opts.cgroup, file, ...argv]];
   return new Promise((resolve, reject) => {
     const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';

@@ -90,6 +90,17 @@ export class ProcessGroup {
     renameSync(f + '.tmp', f);
   }
 
+  /**
+   * A cgroup under the run's for short commands (probes, test requests), so they see the same
+   * cgroup-attached programs as the lab's processes. Undefined without cgroup v2.
+   */
+  cgroupFor(name: string): string | undefined {
+    if (!this.cgroupBase) return undefined;
+    const dir = join(this.cgroupBase, name);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
   start(spec: StartSpec): LabProcess {
     if (this.procs.some((p) => p.name === spec.name)) throw runError(`process name ${spec.name} used twice in one run`);
     let argv: string[] = nsCommand(spec.netns, spec.cmd, spec.args).flat();

@@ -1,0 +1,87 @@
+// `meshbench observe`: the eBPF dataplane's flow log, printed and filtered like `hubble observe`.
+// Reads flows/<node>.jsonl (written by mb-flowd) under a run record, a run directory or a case
+// directory, names addresses and identities from flows/identities.json, and prints one line per
+// flow in time order.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { inputError } from '../errors.js';
+
+export interface Flow {
+  timeNs: number;
+  node: string;
+  verdict: string;
+  dropReason?: string;
+  direction: string;
+  observationPoint: string;
+  protocol: string;
+  source: { ip: string; port: number; identity: number };
+  destination: { ip: string; port: number; identity: number };
+  proxyPort?: number;
+  /** Added here: the case the flow belongs to, and names. */
+  case?: string;
+  sourcePod?: string;
+  sourceNamespace?: string;
+  destinationPod?: string;
+  destinationNamespace?: string;
+}
+
+interface Names {
+  endpoints: Record<string, { pod: string; namespace: string; node: string; identity: number }>;
+}
+
+/** Every flows/ directory under `path` (a run.json, a run directory or a case directory). */
+function flowDirs(path: string): string[] {
+  if (!existsSync(path)) throw inputError(`${path}: no such file or directory`, [], 'give a run.json, a run directory or a case directory');
+  const root = statSync(path).isDirectory() ? path : dirname(path);
+  if (existsSync(join(root, 'flows'))) return [join(root, 'flows')];
+  const cases = join(root, 'cases');
+  const dirs = existsSync(cases) ? readdirSync(cases).map((c) => join(cases, c, 'flows')).filter(existsSync) : [];
+  if (!dirs.length) throw inputError(`${path}: no flow log here`, [], 'flow logs are written by the eBPF dataplanes (ebpf, ebpf-l7); run one of them first');
+  return dirs;
+}
+
+export function readFlows(path: string): Flow[] {
+  const out: Flow[] = [];
+  for (const dir of flowDirs(path)) {
+    const namesFile = join(dir, 'identities.json');
+    const names: Names = existsSync(namesFile) ? JSON.parse(readFileSync(namesFile, 'utf8')) : { endpoints: {} };
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.jsonl'))) {
+      for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const fl = JSON.parse(line) as Flow;
+        const s = names.endpoints[fl.source.ip];
+        const d = names.endpoints[fl.destination.ip];
+        out.push({ ...fl, case: basename(dirname(dir)), sourcePod: s?.pod, sourceNamespace: s?.namespace, destinationPod: d?.pod, destinationNamespace: d?.namespace });
+      }
+    }
+  }
+  return out.sort((a, b) => a.timeNs - b.timeNs);
+}
+
+export interface ObserveFilter {
+  verdict?: string;
+  pod?: string;
+  namespace?: string;
+}
+
+export function filterFlows(flows: Flow[], f: ObserveFilter): Flow[] {
+  const podMatch = (ns: string | undefined, pod: string | undefined) => {
+    if (!f.pod) return true;
+    const [want, name] = f.pod.includes('/') ? f.pod.split('/') : [undefined, f.pod];
+    return pod === name && (!want || ns === want);
+  };
+  return flows.filter(
+    (x) =>
+      (!f.verdict || x.verdict === f.verdict.toUpperCase()) &&
+      (podMatch(x.sourceNamespace, x.sourcePod) || podMatch(x.destinationNamespace, x.destinationPod)) &&
+      (!f.namespace || x.sourceNamespace === f.namespace || x.destinationNamespace === f.namespace),
+  );
+}
+
+/** One line per flow, in Hubble's shape: time, source -> destination, verdict, direction, node. */
+export function formatFlow(x: Flow): string {
+  const t = new Date(Math.floor(x.timeNs / 1e6)).toISOString().replace('T', ' ').replace('Z', '');
+  const end = (ns: string | undefined, pod: string | undefined, ip: string, port: number, id: number) => `${pod ? `${ns}/${pod}` : ip}:${port} (ID:${id})`;
+  const verdict = x.verdict + (x.dropReason ? ` (${x.dropReason})` : '') + (x.proxyPort ? ` to-proxy:${x.proxyPort}` : '');
+  return `${t}: ${end(x.sourceNamespace, x.sourcePod, x.source.ip, x.source.port, x.source.identity)} -> ${end(x.destinationNamespace, x.destinationPod, x.destination.ip, x.destination.port, x.destination.identity)} ${verdict} ${x.direction} ${x.protocol} ${x.node}`;
+}

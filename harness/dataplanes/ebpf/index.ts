@@ -1,0 +1,262 @@
+// `ebpf`: a sidecarless eBPF dataplane modelled on Cilium (DATAPLANES.md). Every request stays in
+// the kernel: socket-level load balancing at connect() (cgroup/connect4 on the run's cgroup),
+// identity-based policy in tc on the pods' host-side veths and on each node's network devices,
+// delivery to local pods with bpf_redirect_peer, WireGuard between nodes, and flow events from a
+// ring buffer written to the run directory by one small agent per node (mb-flowd).
+//
+// Kernel objects: a private bpffs mounted at /run/meshbench/<prefix>/bpffs (unmounted at
+// teardown; `meshbench down` unmounts leftovers), programs and maps pinned under it per node
+// (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…); tc filters live on links inside the
+// lab's node namespaces and go with them.
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { envError } from '../../errors.js';
+import { exec } from '../../util/exec.js';
+import { STATE_DIR } from '../../util/host.js';
+import { PROJECT_ROOT, findTool, requireTool, toolVersion } from '../../util/tools.js';
+import type { Cluster, NodeSpec } from '../../topology/graph.js';
+import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
+import { RESERVED, allocateIdentities, endpointPolicy, type Identities } from './identity.js';
+import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
+import { WG_PORT, wireguardUp, wgDevice } from './wireguard.js';
+
+export const BPF_OBJECTS = { sockLb: 'sock_lb.o', lxc: 'lxc.o' } as const;
+const objectPath = (name: string) => join(PROJECT_ROOT, 'bpf', 'build', name);
+export const bpffsDir = (prefix: string) => join(STATE_DIR, prefix, 'bpffs');
+export const SOCK_HOOKS = [
+  ['connect4', 'sock4_connect'],
+  ['sendmsg4', 'sock4_sendmsg'],
+  ['recvmsg4', 'sock4_recvmsg'],
+] as const;
+
+/** Where one node's programs and maps are pinned. */
+export const nodePins = (prefix: string, n: NodeSpec) => {
+  const dir = join(bpffsDir(prefix), n.name);
+  return { dir, map: (m: string) => join(dir, 'maps', m), prog: (p: string) => join(dir, p) };
+};
+export const lbPins = (prefix: string) => {
+  const dir = join(bpffsDir(prefix), 'lb');
+  return { dir, map: (m: string) => join(dir, 'maps', m), prog: (p: string) => join(dir, p) };
+};
+
+/** The node-local ids the datapath uses for peers: 0 for this node, the node index for others. */
+const nodeIdSeenFrom = (self: NodeSpec, other: NodeSpec) => (self === other ? 0 : other.index);
+
+interface LinkInfo {
+  ifindex: number;
+  address: string;
+}
+
+async function links(netns: string): Promise<Map<string, LinkInfo>> {
+  const r = await exec('ip', ['-j', 'link', 'show'], { netns });
+  return new Map((JSON.parse(r.stdout) as { ifname: string; ifindex: number; address: string }[]).map((l) => [l.ifname, { ifindex: l.ifindex, address: l.address }]));
+}
+
+/** Each pod's eth0 MAC, read with one shell for all of a node's pods. */
+async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
+  const script = n.pods.map((p) => `nsenter --net=/run/netns/${p.netns} cat /sys/class/net/${p.podIf}/address 2>/dev/null || nsenter --net=/run/netns/${p.netns} ip -br link show ${p.podIf} | awk '{print $3}'`).join('\n');
+  const r = await exec('sh', ['-s'], { input: script + '\n' });
+  const macs = r.stdout.trim().split('\n');
+  return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
+}
+
+function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: DataplaneContext['scenario']['policies'], l7: boolean, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
+  const pin = nodePins(c.prefix, n);
+  const u: MapUpdate[] = [];
+  const ipcache = pin.map('mb_ipcache');
+  for (const p of c.pods) {
+    const home = c.nodes.find((x) => x.name === p.node)!;
+    u.push(update(ipcache, enc.ipcacheKey(p.ip), enc.remoteEndpoint(ids.byPod.get(p.name)!, home === n ? undefined : home.underlayIp, nodeIdSeenFrom(n, home))));
+  }
+  for (const other of c.nodes) {
+    const id = other === n ? RESERVED.host : RESERVED.remoteNode;
+    u.push(update(ipcache, enc.ipcacheKey(other.underlayIp), enc.remoteEndpoint(id, other === n ? undefined : other.underlayIp, nodeIdSeenFrom(n, other))));
+    u.push(update(ipcache, enc.ipcacheKey(other.gatewayIp), enc.remoteEndpoint(id, other === n ? undefined : other.underlayIp, nodeIdSeenFrom(n, other))));
+  }
+  n.pods.forEach((p, i) => {
+    const epId = i + 1;
+    const pol = endpointPolicy(policies, p, c, ids);
+    const host = hostLinks.get(p.hostIf)!;
+    const flags = (pol.ingressEnforced ? EP_F_INGRESS_ENFORCED : 0) | (pol.egressEnforced ? EP_F_EGRESS_ENFORCED : 0);
+    u.push(update(pin.map('mb_lxc'), enc.endpointKey(p.ip), enc.endpointInfo({ ifindex: host.ifindex, epId, flags, identity: ids.byPod.get(p.name)!, mac: macs.get(p.name)!, nodeMac: host.address })));
+    for (const e of pol.entries)
+      u.push(
+        update(
+          pin.map('mb_policy'),
+          enc.policyKey({ epId, peer: e.peer, port: e.port, proto: e.proto, egress: e.egress }),
+          // `ebpf` is L3/L4 only: a port with L7 rules is allowed at L4 for the peers those rules name.
+          enc.policyEntry({ deny: e.deny, authType: e.authRequired ? AUTH_TYPE_SPIRE : 0, proxyPort: l7 && e.l7 ? l7ProxyPort(e.port) : 0 }),
+        ),
+      );
+  });
+  return u;
+}
+
+/** The node L7 proxy's listener for traffic redirected from one app port (ebpf-l7). */
+export const l7ProxyPort = (appPort: number) => 15000 + (appPort % 1000);
+
+function lbUpdates(c: Cluster): MapUpdate[] {
+  const pin = lbPins(c.prefix);
+  const u: MapUpdate[] = [];
+  let backendId = 0;
+  c.services.forEach((s, k) => {
+    if (!s.backends.length) return;
+    u.push(update(pin.map('mb_lb4_services'), enc.lb4Key(s.vip, s.port, 0), enc.lb4Service(0, s.backends.length, k + 1)));
+    s.backends.forEach((b, i) => {
+      backendId++;
+      u.push(update(pin.map('mb_lb4_backends'), enc.u32Key(backendId), enc.lb4Backend(b.ip, s.targetPort)));
+      u.push(update(pin.map('mb_lb4_services'), enc.lb4Key(s.vip, s.port, i + 1), enc.lb4Service(backendId, 0, k + 1)));
+    });
+  });
+  return u;
+}
+
+/** Sum of map memory and program run time of everything pinned for this run. */
+async function kernelCost(prefix: string, c: Cluster): Promise<{ bpfMapBytes: number; bpfRunTimeNs: number; bpfRunCount: number }> {
+  const maps = [lbPins(prefix).dir, ...c.nodes.map((n) => nodePins(prefix, n).dir)].map((d) => join(d, 'maps'));
+  const progs = [...SOCK_HOOKS.map(([, p]) => lbPins(prefix).prog(p)), ...c.nodes.flatMap((n) => ['from_container', 'from_network', 'from_netdev'].map((p) => nodePins(prefix, n).prog(p)))];
+  let bpfMapBytes = 0;
+  let bpfRunTimeNs = 0;
+  let bpfRunCount = 0;
+  const mapFiles = (await exec('sh', ['-c', `ls -d ${maps.map((m) => `'${m}'/*`).join(' ')}`], { allowFail: true })).stdout.split('\n').filter(Boolean);
+  for (const f of mapFiles) {
+    const r = await exec('bpftool', ['-j', 'map', 'show', 'pinned', f], { allowFail: true });
+    if (r.code === 0) bpfMapBytes += Number(JSON.parse(r.stdout).bytes_memlock ?? 0);
+  }
+  for (const f of progs) {
+    const r = await exec('bpftool', ['-j', 'prog', 'show', 'pinned', f], { allowFail: true });
+    if (r.code !== 0) continue;
+    const j = JSON.parse(r.stdout);
+    bpfRunTimeNs += Number(j.run_time_ns ?? 0);
+    bpfRunCount += Number(j.run_cnt ?? 0);
+  }
+  return { bpfMapBytes, bpfRunTimeNs, bpfRunCount };
+}
+
+export interface EbpfOptions {
+  name: string;
+  summary: string;
+  l7: boolean;
+}
+
+export function ebpfDataplane(o: EbpfOptions): Dataplane {
+  return {
+    name: o.name,
+    summary: o.summary,
+
+    async check() {
+      const missing: string[] = [];
+      for (const t of ['bpftool', 'tc', 'wg', 'mb-flowd', 'mount']) await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
+      if (!(await findTool('wireguard-go'))) missing.push('wireguard-go not found (needed where the kernel has no WireGuard module): run scripts/setup.sh');
+      for (const f of Object.values(BPF_OBJECTS)) if (!existsSync(objectPath(f))) missing.push(`bpf/build/${f} not built: run scripts/setup.sh (make -C bpf)`);
+      return missing;
+    },
+
+    async deploy(ctx: DataplaneContext): Promise<Deployed> {
+      const { cluster: c, scenario: s } = ctx;
+      const cgroup = ctx.procs.cgroupBase;
+      if (!cgroup) throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
+      const fs = bpffsDir(c.prefix);
+      mkdirSync(fs, { recursive: true });
+      await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs]);
+      const t0 = performance.now();
+
+      // Socket LB: one copy for the whole lab, attached to the run's cgroup (every lab process is
+      // below it), the way Cilium attaches once at its cgroup root.
+      const lb = lbPins(c.prefix);
+      await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.sockLb), lb.dir, 'pinmaps', join(lb.dir, 'maps')]);
+      for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', lb.prog(prog), 'multi']);
+      await applyUpdates(lbUpdates(c), join(ctx.caseDir, 'bpf-lb.batch'));
+
+      const ids = allocateIdentities(c);
+      const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
+      const flowDir = join(ctx.caseDir, 'flows');
+      mkdirSync(flowDir, { recursive: true });
+      const flowd = (await findTool('mb-flowd'))!;
+      await Promise.all(
+        c.nodes.map(async (n) => {
+          const pin = nodePins(c.prefix, n);
+          await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.lxc), pin.dir, 'pinmaps', join(pin.dir, 'maps')]);
+          const [hostLinks, macs] = await Promise.all([links(n.netns), podMacs(n)]);
+          await applyUpdates(nodeUpdates(c, n, ids, s.policies, o.l7, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
+          const tc = [
+            ...n.pods.flatMap((p) => [`qdisc add dev ${p.hostIf} clsact`, `filter add dev ${p.hostIf} ingress bpf da pinned ${pin.prog('from_container')}`]),
+            `qdisc add dev ${wgDevice(c, n)} clsact`,
+            `filter add dev ${wgDevice(c, n)} ingress bpf da pinned ${pin.prog('from_network')}`,
+            `qdisc add dev ${c.prefix}-ul clsact`,
+            `filter add dev ${c.prefix}-ul ingress bpf da pinned ${pin.prog('from_netdev')}`,
+          ];
+          await exec('tc', ['-batch', '-'], { netns: n.netns, input: tc.join('\n') + '\n' });
+          ctx.procs.start({ name: `flowd-${n.name}`, role: 'agent', cmd: flowd, args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)], logFile: join(flowDir, `${n.name}.log`) });
+        }),
+      );
+      writeFileSync(
+        join(flowDir, 'identities.json'),
+        JSON.stringify(
+          {
+            identities: Object.fromEntries([...ids.labels].map(([id, l]) => [id, l])),
+            endpoints: Object.fromEntries(c.pods.map((p) => [p.ip, { pod: p.name, namespace: p.namespace, node: p.node, identity: ids.byPod.get(p.name) }])),
+            reserved: RESERVED,
+          },
+          null,
+          1,
+        ),
+      );
+      const deployMs = Math.round(performance.now() - t0);
+      const clang = (await exec('clang', ['--version'], { allowFail: true })).stdout.split('\n')[0];
+      return {
+        provenance: {
+          ebpf: {
+            engine: 'eBPF (clang -target bpf, loaded with bpftool, attached with bpftool cgroup and tc)',
+            version: `${clang}; bpftool ${(await toolVersion('bpftool')) ?? '?'}; kernel ${(await exec('uname', ['-r'])).stdout.trim()}`,
+            mechanism:
+              'cgroup/connect4, sendmsg4, recvmsg4 on the run cgroup rewrite Service VIP:port to a random backend at connect() (no DNAT rule anywhere); ' +
+              'tc ingress on every pod host-side veth (from_container: egress policy, local ingress policy, bpf_redirect_peer to local pods) and on the WireGuard and underlay devices (ingress policy for local pods); ' +
+              `identities from security labels (${ids.labels.size} in this run, from ${256}); policy keyed (endpoint, peer identity, direction, protocol, port); connection tracking per node; ` +
+              (o.l7 ? 'ports with L7 rules are redirected to the node L7 proxy' : 'L3/L4 only: ports with L7 rules are allowed at L4 for the identities the rules name'),
+            deployMs,
+          },
+          wireguard: {
+            engine: wg.implementation,
+            version: wg.version,
+            mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wg.implementation === 'wireguard-go' ? 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role' : 'the kernel module'}`,
+          },
+          agent: {
+            engine: 'mb-flowd',
+            mechanism: 'one per node: reads the node ring buffer of flow events (drops, and new connections as with Hubble monitor aggregation "medium") and appends them to flows/<node>.jsonl',
+          },
+        },
+        path: {
+          userSpaceHops: 0,
+          loopbackLegs: 0,
+          redirect: 'eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)',
+          encryption: `WireGuard between nodes (${wg.implementation}${wg.implementation === 'wireguard-go' ? ', in user space' : ''}); no per-connection handshake`,
+          serviceRouting: 'at connect() by cgroup/connect4 (no kube-proxy rules)',
+        },
+        kernelResources: async () => {
+          const k = await kernelCost(c.prefix, c);
+          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs };
+        },
+      };
+    },
+
+    async teardown(ctx: DataplaneContext) {
+      const c = ctx.cluster;
+      const cgroup = ctx.procs.cgroupBase;
+      if (cgroup) for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'detach', cgroup, hook, 'pinned', lbPins(c.prefix).prog(prog)], { allowFail: true });
+      await unmountBpffs(c.prefix);
+    },
+  };
+}
+
+/** Unmount a run's private bpffs (the pins go with it; attached programs stay until their hooks go). */
+export async function unmountBpffs(prefix: string): Promise<void> {
+  const fs = bpffsDir(prefix);
+  if (existsSync(fs)) await exec('umount', ['-l', fs], { allowFail: true });
+}
+
+export const ebpf = ebpfDataplane({
+  name: 'ebpf',
+  summary: 'Cilium-like eBPF, L3/L4 only: socket LB at connect(), identity policy in tc, WireGuard between nodes, no proxy',
+  l7: false,
+});
