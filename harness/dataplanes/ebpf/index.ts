@@ -54,7 +54,8 @@ async function links(netns: string): Promise<Map<string, LinkInfo>> {
 
 /** Each pod's eth0 MAC, read with one shell for all of a node's pods. */
 async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
-  const script = n.pods.map((p) => `nsenter --net=/run/netns/${p.netns} cat /sys/class/net/${p.podIf}/address 2>/dev/null || nsenter --net=/run/netns/${p.netns} ip -br link show ${p.podIf} | awk '{print $3}'`).join('\n');
+  // /sys under nsenter --net still shows the root namespace's links, so ask ip.
+  const script = n.pods.map((p) => `nsenter --net=/run/netns/${p.netns} ip -br link show ${p.podIf} | awk '{print $3}'`).join('\n');
   const r = await exec('sh', ['-s'], { input: script + '\n' });
   const macs = r.stdout.trim().split('\n');
   return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
