@@ -70,14 +70,15 @@ export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string):
       await exec('ip', ['-batch', '-'], { netns: n.netns, input: lines.join('\n') + '\n' });
     }),
   );
-  // Handshakes before any workload starts, as on a cluster that has been up a while: a persistent
-  // keepalive makes each side send at once (devices configured in parallel may have missed an
-  // early initiation, and WireGuard waits 5 s before retrying one).
+  // Handshakes before any workload starts, as on a cluster that has been up a while. Setting a
+  // persistent keepalive makes a device initiate at once; only the lower-numbered node of each
+  // pair does, because two initiations crossing each other both fail and WireGuard waits 5 s
+  // before retrying.
   await Promise.all(
     c.nodes.map(async (n) => {
-      const args = ['set', wgDevice(c, n)];
-      for (const peer of c.nodes) if (peer !== n) args.push('peer', keys.get(peer.name)!.pub, 'persistent-keepalive', '25');
-      await exec('wg', args, { netns: n.netns });
+      const peers = c.nodes.filter((p) => p.index > n.index);
+      if (!peers.length) return;
+      await exec('wg', ['set', wgDevice(c, n), ...peers.flatMap((p) => ['peer', keys.get(p.name)!.pub, 'persistent-keepalive', '25'])], { netns: n.netns });
     }),
   );
   await Promise.all(c.nodes.map((n) => waitForHandshakes(c, n, 15000)));
