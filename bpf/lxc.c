@@ -243,6 +243,26 @@ static __always_inline int deliver_local(struct __sk_buff *skb, struct endpoint_
 	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
+/* What the first packet of a connection gets once judged: a drop (with its event), or a new
+ * connection-tracking entry and a redirect to the proxy or a forward (with its event). Returns
+ * TC_ACT_SHOT or the proxy redirect, or -1 when the caller delivers the packet itself. */
+static __always_inline int enforce(struct __sk_buff *skb, struct pkt *p, struct verdict v, __u32 src_id, __u32 dst_id, __u8 dir, __u8 obs)
+{
+	if (v.drop_reason) {
+		count(1);
+		emit(p, src_id, dst_id, VERDICT_DROPPED, v.drop_reason, dir, obs, 0, skb->ifindex);
+		return TC_ACT_SHOT;
+	}
+	ct_create(p, src_id, dst_id, v.proxy_port);
+	if (v.proxy_port) {
+		emit(p, src_id, dst_id, VERDICT_REDIRECTED, 0, dir, obs, v.proxy_port, skb->ifindex);
+		return to_proxy(skb, v.proxy_port);
+	}
+	count(0);
+	emit(p, src_id, dst_id, VERDICT_FORWARDED, 0, dir, obs, 0, skb->ifindex);
+	return -1;
+}
+
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
@@ -253,7 +273,7 @@ int from_container(struct __sk_buff *skb)
 	__u32 src_id, dst_id;
 	__u16 dst_node = 0;
 	__u8 dir = DIR_EGRESS;
-	int ct;
+	int ct, ret;
 
 	if (parse(skb, ETH_HLEN, &p) < 0)
 		return TC_ACT_OK; /* ARP and the like */
@@ -282,18 +302,9 @@ int from_container(struct __sk_buff *skb)
 		if (in.drop_reason)
 			dir = DIR_INGRESS;
 	}
-	if (v.drop_reason) {
-		count(1);
-		emit(&p, src_id, dst_id, VERDICT_DROPPED, v.drop_reason, dir, OBS_FROM_ENDPOINT, 0, skb->ifindex);
-		return TC_ACT_SHOT;
-	}
-	ct_create(&p, src_id, dst_id, v.proxy_port);
-	if (v.proxy_port) {
-		emit(&p, src_id, dst_id, VERDICT_REDIRECTED, 0, DIR_EGRESS, OBS_FROM_ENDPOINT, v.proxy_port, skb->ifindex);
-		return to_proxy(skb, v.proxy_port);
-	}
-	count(0);
-	emit(&p, src_id, dst_id, VERDICT_FORWARDED, 0, DIR_EGRESS, OBS_FROM_ENDPOINT, 0, skb->ifindex);
+	ret = enforce(skb, &p, v, src_id, dst_id, dir, OBS_FROM_ENDPOINT);
+	if (ret >= 0)
+		return ret;
 	return dst ? deliver_local(skb, dst) : TC_ACT_OK;
 }
 
@@ -305,7 +316,7 @@ static __always_inline int from_outside(struct __sk_buff *skb, __u32 l3)
 	struct pkt p;
 	__u32 src_id;
 	__u16 src_node = 0;
-	int ct;
+	int ct, ret;
 
 	if (parse(skb, l3, &p) < 0)
 		return TC_ACT_OK;
@@ -322,19 +333,8 @@ static __always_inline int from_outside(struct __sk_buff *skb, __u32 l3)
 	if (ri)
 		src_node = ri->node_id;
 	v = judge(dst, 0, dst->sec_identity, src_id, src_node, &p);
-	if (v.drop_reason) {
-		count(1);
-		emit(&p, src_id, dst->sec_identity, VERDICT_DROPPED, v.drop_reason, DIR_INGRESS, OBS_FROM_NETWORK, 0, skb->ifindex);
-		return TC_ACT_SHOT;
-	}
-	ct_create(&p, src_id, dst->sec_identity, v.proxy_port);
-	if (v.proxy_port) {
-		emit(&p, src_id, dst->sec_identity, VERDICT_REDIRECTED, 0, DIR_INGRESS, OBS_FROM_NETWORK, v.proxy_port, skb->ifindex);
-		return to_proxy(skb, v.proxy_port);
-	}
-	count(0);
-	emit(&p, src_id, dst->sec_identity, VERDICT_FORWARDED, 0, DIR_INGRESS, OBS_FROM_NETWORK, 0, skb->ifindex);
-	return TC_ACT_OK;
+	ret = enforce(skb, &p, v, src_id, dst->sec_identity, DIR_INGRESS, OBS_FROM_NETWORK);
+	return ret >= 0 ? ret : TC_ACT_OK;
 }
 
 SEC("tc")
