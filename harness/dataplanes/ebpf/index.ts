@@ -8,7 +8,7 @@
 // teardown; `meshbench down` unmounts leftovers), programs and maps pinned under it per node
 // (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…); tc filters live on links inside the
 // lab's node namespaces and go with them.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
@@ -119,7 +119,7 @@ async function kernelCost(prefix: string, c: Cluster): Promise<{ bpfMapBytes: nu
   let bpfMapBytes = 0;
   let bpfRunTimeNs = 0;
   let bpfRunCount = 0;
-  const mapFiles = (await exec('sh', ['-c', `ls -d ${maps.map((m) => `'${m}'/*`).join(' ')}`], { allowFail: true })).stdout.split('\n').filter(Boolean);
+  const mapFiles = maps.filter(existsSync).flatMap((d) => readdirSync(d).map((f) => join(d, f)));
   for (const f of mapFiles) {
     const r = await exec('bpftool', ['-j', 'map', 'show', 'pinned', f], { allowFail: true });
     if (r.code === 0) bpfMapBytes += Number(JSON.parse(r.stdout).bytes_memlock ?? 0);
