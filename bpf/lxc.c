@@ -69,6 +69,13 @@ struct {
 	__uint(max_entries, 1 << 20);
 } mb_events SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct l7lb_key);
+	__type(value, struct l7lb_entry);
+} mb_l7lb SEC(".maps");
+
 /* Packets per verdict (index: 0 forwarded, 1 dropped, 2 redirected), for quick checks. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -289,6 +296,16 @@ int from_container(struct __sk_buff *skb)
 		return dst ? deliver_local(skb, dst) : TC_ACT_OK;
 	}
 	src_id = src->sec_identity;
+	if (p.t.proto == IPPROTO_TCP) {
+		/* A Service the node proxy balances (routes, traffic split): to the proxy, whose own
+		 * connection to the chosen backend then goes through policy like any other. */
+		struct l7lb_key lk = { .address = p.t.daddr, .dport = p.t.dport };
+		struct l7lb_entry *lb = bpf_map_lookup_elem(&mb_l7lb, &lk);
+		if (lb) {
+			v = (struct verdict){ .proxy_port = lb->proxy_port };
+			return enforce(skb, &p, v, src_id, 0, dir, OBS_FROM_ENDPOINT);
+		}
+	}
 	ri = ipcache(p.t.daddr);
 	dst_id = ri ? ri->sec_identity : IDENTITY_WORLD;
 	if (ri)

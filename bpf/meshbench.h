@@ -47,6 +47,20 @@ struct lb4_revnat_entry {
 	__u16 rev_nat_index;
 };
 
+/* Services load-balanced by the node's L7 proxy instead of at connect() (Cilium: lb4 services with
+ * SVC_FLAG_L7LOADBALANCER, e.g. a CiliumEnvoyConfig traffic split): the socket LB leaves their VIP
+ * alone and from_container redirects the connection to the proxy listener named here. */
+struct l7lb_key {
+	__u32 address; /* Service VIP */
+	__u16 dport;   /* Service port */
+	__u16 pad;
+};
+
+struct l7lb_entry {
+	__u16 proxy_port; /* host order */
+	__u16 pad;
+};
+
 /* ipcache: address → security identity and the node it lives on (Cilium remote_endpoint_info). */
 struct ipcache_key {
 	__u32 prefixlen; /* LPM: bits of ip4 that match */

@@ -7,6 +7,7 @@ import { linkerdSidecar } from './linkerd-sidecar/index.js';
 import { ambient } from './ambient/index.js';
 import { ambientWaypoint } from './ambient-waypoint/index.js';
 import { ebpf } from './ebpf/index.js';
+import { ebpfL7 } from './ebpf-l7/index.js';
 import type { Dataplane } from './types.js';
 
 const registry = new Map<string, Dataplane>();
@@ -22,6 +23,7 @@ register(linkerdSidecar);
 register(ambient);
 register(ambientWaypoint);
 register(ebpf);
+register(ebpfL7);
 
 export function dataplaneNames(): string[] {
   return [...registry.keys()];

@@ -10,7 +10,7 @@
 // lab's node namespaces and go with them.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { envError } from '../../errors.js';
+import { envError, inputError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
 import { STATE_DIR } from '../../util/host.js';
 import { PROJECT_ROOT, findTool, requireTool, toolVersion } from '../../util/tools.js';
@@ -19,6 +19,12 @@ import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
 import { WG_PORT, wireguardUp, wgDevice } from './wireguard.js';
+import { compileEgress, compileIngress, policyName } from '../policy/model.js';
+import { haproxy, renderL7Proxy } from '../proxy/haproxy.js';
+import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
+import type { L7IngressPort, L7ProxySpec } from '../proxy/types.js';
+import type { ProcessGroup } from '../../util/procs.js';
+import { waitListening } from '../../util/net.js';
 
 export const BPF_OBJECTS = { sockLb: 'sock_lb.o', lxc: 'lxc.o' } as const;
 const objectPath = (name: string) => join(PROJECT_ROOT, 'bpf', 'build', name);
@@ -61,7 +67,7 @@ async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
   return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
 }
 
-function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: DataplaneContext['scenario']['policies'], l7: boolean, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
+function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: DataplaneContext['scenario']['policies'], l7: L7Plan | undefined, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
   const pin = nodePins(c.prefix, n);
   const u: MapUpdate[] = [];
   const ipcache = pin.map('mb_ipcache');
@@ -85,23 +91,122 @@ function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: Datapla
         update(
           pin.map('mb_policy'),
           enc.policyKey({ epId, peer: e.peer, port: e.port, proto: e.proto, egress: e.egress }),
-          // `ebpf` is L3/L4 only: a port with L7 rules is allowed at L4 for the peers those rules name.
-          enc.policyEntry({ deny: e.deny, authType: e.authRequired ? AUTH_TYPE_SPIRE : 0, proxyPort: l7 && e.l7 ? l7ProxyPort(e.port) : 0 }),
+          // `ebpf` is L3/L4 only: a port with L7 rules is allowed at L4 for the peers those rules
+          // name. `ebpf-l7` sends such ports to the node's L7 proxy.
+          enc.policyEntry({ deny: e.deny, authType: e.authRequired ? AUTH_TYPE_SPIRE : 0, proxyPort: l7 && e.l7 && !e.deny ? l7.proxyPorts[e.port] : 0 }),
         ),
       );
   });
+  for (const v of l7?.routed ?? []) u.push(update(pin.map('mb_l7lb'), enc.l7lbKey(v.vip, v.port), enc.l7lbEntry(L7_LB_PORT)));
   return u;
 }
 
-/** The node L7 proxy's listener for traffic redirected from one app port (ebpf-l7). */
-export const l7ProxyPort = (appPort: number) => 15000 + (appPort % 1000);
+/** The node L7 proxy's listener for routed Services (ebpf-l7); ingress redirects use L7_FIRST_PORT + i. */
+export const L7_LB_PORT = 15090;
+const L7_FIRST_PORT = 15100;
 
-function lbUpdates(c: Cluster): MapUpdate[] {
+export interface L7Plan {
+  /** App port with ingress L7 rules → the proxy listener its connections are redirected to. */
+  proxyPorts: Record<number, number>;
+  /** Services balanced by the proxy (they have routes): not in the socket LB. */
+  routed: { vip: string; port: number }[];
+}
+
+/**
+ * What `ebpf-l7` sends to the node proxies: every app port some ingress policy has L7 rules for
+ * (one listener each, like Cilium's per-port redirects) and the routed Services. Egress L7 rules
+ * are refused: the proxy here enforces destination-side rules only.
+ */
+export function l7Plan(s: DataplaneContext['scenario'], c: Cluster): L7Plan {
+  const egress = c.pods.flatMap((p) => compileEgress(s.policies, p, c).ports.filter((x) => x.l7).map(() => p));
+  if (egress.length) {
+    const names = s.policies.filter((pol) => pol.egress?.some((r) => r.http || r.grpc)).map(policyName);
+    throw inputError('ebpf-l7 enforces L7 rules on ingress only', names.map((n) => `policy ${n} has egress HTTP/gRPC rules`), 'state the L7 rules on the destination (ingress), or use a sidecar or ambient dataplane');
+  }
+  const ports = [...new Set(c.pods.flatMap((p) => compileIngress(s.policies, p, c).ports.filter((x) => x.l7 && x.port !== 'any').map((x) => x.port as number)))].sort((a, b) => a - b);
+  const routedKeys = new Set(outboundRoutes(s, c).map((r) => r.service));
+  return {
+    proxyPorts: Object.fromEntries(ports.map((p, i) => [p, L7_FIRST_PORT + i])),
+    routed: outboundServices(c).filter((x) => routedKeys.has(x.key)).map((x) => ({ vip: x.vip, port: x.port })),
+  };
+}
+
+/** The local pods' app ports with L7 rules, and who may send which requests there. */
+function l7Ingress(s: DataplaneContext['scenario'], c: Cluster, n: NodeSpec, ids: Identities): L7IngressPort[] {
+  return n.pods.flatMap((p) => {
+    const ports = compileIngress(s.policies, p, c).ports.filter((x) => x.l7 && x.port !== 'any');
+    return [...new Set(ports.map((x) => x.port as number))].map((port) => ({
+      pod: p.name,
+      netns: p.netns,
+      ip: p.ip,
+      port,
+      protocol: c.services.find((x) => x.targetPort === port && x.backends.includes(p))?.protocol ?? 'http',
+      rules: ports
+        .filter((x) => x.port === port)
+        .map((x) => ({ identities: x.sources === 'any' ? ('any' as const) : [...new Set(x.sources.flatMap((g) => g.pods.map((name) => ids.byPod.get(name)!)))].sort((a, b) => a - b), l7: x.l7! })),
+    }));
+  });
+}
+
+/** TPROXY in a node's namespace (Cilium's to-proxy rules): marked packets are delivered to the proxy listener named in the mark. */
+async function tproxyRules(n: NodeSpec, ports: number[]): Promise<void> {
+  await exec('ip', ['rule', 'add', 'fwmark', '0x200/0xf00', 'lookup', '2004', 'pref', '9'], { netns: n.netns });
+  await exec('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '2004'], { netns: n.netns });
+  const rules = ports.map((p) => `-A PREROUTING -p tcp -m mark --mark 0x${((p << 16) | 0x200).toString(16)} -m comment --comment "meshbench: TPROXY to the node L7 proxy :${p}" -j TPROXY --on-port ${p} --on-ip 0.0.0.0 --tproxy-mark 0x200/0xffffffff`);
+  await exec('iptables-restore', ['--noflush'], { netns: n.netns, input: ['*mangle', ...rules, 'COMMIT', ''].join('\n') });
+}
+
+/** What one node's L7 proxy serves: its pods' ingress L7 ports and, if there are routes, the routed Services; undefined = nothing. */
+export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, n: NodeSpec, dir: string): L7ProxySpec | undefined {
+  const routes = outboundRoutes(s, c);
+  const ingress = l7Ingress(s, c, n, ids);
+  if (!ingress.length && !routes.length) return undefined;
+  const routedKeys = new Set(routes.flatMap((r) => [r.service, ...r.headerRules.map((h) => h.to), ...r.split.map((x) => x.to)]));
+  return {
+    node: n.name,
+    threads: 2,
+    adminSocket: join(dir, `${n.name}.sock`),
+    mapDir: join(dir, n.name),
+    proxyPorts: plan.proxyPorts,
+    ingress,
+    identities: [
+      ...c.pods.map((p) => ({ ip: p.ip, identity: ids.byPod.get(p.name)! })),
+      ...c.nodes.flatMap((o) => [o.underlayIp, o.gatewayIp].map((ip) => ({ ip, identity: o === n ? RESERVED.host : RESERVED.remoteNode }))),
+    ],
+    lb: routes.length ? { port: L7_LB_PORT, routes, services: outboundServices(c).filter((x) => routedKeys.has(x.key)), clients: n.pods.map((p) => ({ ip: p.ip, netns: p.netns })) } : undefined,
+  };
+}
+
+/** One L7 proxy per node that has something for it: ingress L7 ports, or routed Services. */
+async function startL7Proxies(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, procs: ProcessGroup, dir: string, flowDir: string): Promise<{ nodes: string[]; configBytes: number }> {
+  const started: string[] = [];
+  let configBytes = 0;
+  await Promise.all(
+    c.nodes.map(async (n) => {
+      const spec = l7ProxySpec(c, s, plan, ids, n, dir);
+      if (!spec) return;
+      const { config, maps } = renderL7Proxy(spec);
+      mkdirSync(spec.mapDir, { recursive: true });
+      for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
+      const file = join(dir, `${n.name}.cfg`);
+      writeFileSync(file, config);
+      configBytes += Buffer.byteLength(config);
+      const ports = [...new Set([...spec.ingress.map((x) => plan.proxyPorts[x.port]), ...(spec.lb ? [spec.lb.port] : [])])];
+      await tproxyRules(n, ports);
+      const proc = procs.start({ name: `l7-proxy-${n.name}`, role: 'l7-proxy', cmd: 'haproxy', args: ['-db', '-f', file], netns: n.netns, logFile: join(flowDir, `${n.name}-l7.jsonl`) });
+      await waitListening(n.netns, ports, 15000, proc);
+      started.push(n.name);
+    }),
+  );
+  return { nodes: started.sort(), configBytes };
+}
+
+function lbUpdates(c: Cluster, skip: { vip: string; port: number }[] = []): MapUpdate[] {
   const pin = lbPins(c.prefix);
   const u: MapUpdate[] = [];
   let backendId = 0;
   c.services.forEach((s, k) => {
-    if (!s.backends.length) return;
+    if (!s.backends.length || skip.some((x) => x.vip === s.vip && x.port === s.port)) return;
     u.push(update(pin.map('mb_lb4_services'), enc.lb4Key(s.vip, s.port, 0), enc.lb4Service(0, s.backends.length, k + 1)));
     s.backends.forEach((b, i) => {
       backendId++;
@@ -147,7 +252,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
 
     async check() {
       const missing: string[] = [];
-      for (const t of ['bpftool', 'tc', 'wg', 'mb-flowd', 'mount']) await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
+      for (const t of ['bpftool', 'tc', 'wg', 'mb-flowd', 'mount', ...(o.l7 ? ['haproxy', 'iptables-restore'] : [])]) await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
       if (!(await findTool('wireguard-go'))) missing.push('wireguard-go not found (needed where the kernel has no WireGuard module): run scripts/setup.sh');
       for (const f of Object.values(BPF_OBJECTS)) if (!existsSync(objectPath(f))) missing.push(`bpf/build/${f} not built: run scripts/setup.sh (make -C bpf)`);
       return missing;
@@ -157,6 +262,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       const { cluster: c, scenario: s } = ctx;
       const cgroup = ctx.procs.cgroupBase;
       if (!cgroup) throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
+      const plan = o.l7 ? l7Plan(s, c) : undefined;
       const fs = bpffsDir(c.prefix);
       mkdirSync(fs, { recursive: true });
       await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs]);
@@ -167,7 +273,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       const lb = lbPins(c.prefix);
       await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.sockLb), lb.dir, 'pinmaps', join(lb.dir, 'maps')]);
       for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', lb.prog(prog), 'multi']);
-      await applyUpdates(lbUpdates(c), join(ctx.caseDir, 'bpf-lb.batch'));
+      await applyUpdates(lbUpdates(c, plan?.routed), join(ctx.caseDir, 'bpf-lb.batch'));
 
       const ids = allocateIdentities(c);
       const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
@@ -179,7 +285,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           const pin = nodePins(c.prefix, n);
           await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.lxc), pin.dir, 'pinmaps', join(pin.dir, 'maps')]);
           const [hostLinks, macs] = await Promise.all([links(n.netns), podMacs(n)]);
-          await applyUpdates(nodeUpdates(c, n, ids, s.policies, o.l7, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
+          await applyUpdates(nodeUpdates(c, n, ids, s.policies, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
           const tc = [
             ...n.pods.flatMap((p) => [`qdisc add dev ${p.hostIf} clsact`, `filter add dev ${p.hostIf} ingress bpf da pinned ${pin.prog('from_container')}`]),
             `qdisc add dev ${wgDevice(c, n)} clsact`,
@@ -191,6 +297,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           ctx.procs.start({ name: `flowd-${n.name}`, role: 'agent', cmd: flowd, args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)], logFile: join(flowDir, `${n.name}.log`) });
         }),
       );
+      const l7 = plan ? await startL7Proxies(c, s, plan, ids, ctx.procs, join(ctx.caseDir, 'l7-proxy'), flowDir) : undefined;
       writeFileSync(
         join(flowDir, 'identities.json'),
         JSON.stringify(
@@ -222,15 +329,35 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             version: wg.version,
             mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wg.implementation === 'wireguard-go' ? 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role' : 'the kernel module'}`,
           },
+          ...(plan && l7
+            ? {
+                'l7-proxy': {
+                  engine: 'haproxy',
+                  version: await haproxy.version(),
+                  standInFor: "Envoy (Cilium's per-node L7 proxy)",
+                  instances: l7.nodes.length,
+                  nodes: l7.nodes,
+                  configBytes: Math.round(l7.configBytes / Math.max(1, l7.nodes.length)),
+                  proxyPorts: plan.proxyPorts,
+                  mechanism:
+                    'one HAProxy per node (HTTP mode) on transparent listeners; the tc programs mark connections to app ports with ingress L7 rules (and to routed Services) with 0x200 | port << 16, ' +
+                    "the node's ip rule (fwmark 0x200/0xf00 → table 2004, local route) and iptables TPROXY rule deliver them to the listener with their original addresses; " +
+                    "the source identity is looked up by address; requests are judged against the destination pod's L7 rules (403 otherwise) and delivered into the pod's namespace from the pod's own address (Cilium's Envoy keeps the client's); " +
+                    "routed Services are balanced here (route, then a random endpoint) and the upstream connection is made from the client pod's namespace, so policy sees the client's identity; every request is logged as an L7 flow record. " +
+                    'Connections to other ports never reach the proxy.',
+                },
+              }
+            : {}),
           agent: {
             engine: 'mb-flowd',
             mechanism: 'one per node: reads the node ring buffer of flow events (drops, and new connections as with Hubble monitor aggregation "medium") and appends them to flows/<node>.jsonl',
           },
         },
         path: {
-          userSpaceHops: 0,
+          // Per request on the measured chain: a port with L7 rules or a routed Service adds the node proxy.
+          userSpaceHops: l7?.nodes.length ? 1 : 0,
           loopbackLegs: 0,
-          redirect: 'eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)',
+          redirect: `eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)${l7?.nodes.length ? '; ports with L7 rules and routed Services: tc mark + TPROXY to the node L7 proxy' : ''}`,
           encryption: `WireGuard between nodes (${wg.implementation}${wg.implementation === 'wireguard-go' ? ', in user space' : ''}); no per-connection handshake`,
           serviceRouting: 'at connect() by cgroup/connect4 (no kube-proxy rules)',
         },

@@ -16,7 +16,7 @@ import { uriSanDerHex } from '../mesh-ca/index.js';
 import { exec } from '../../util/exec.js';
 import type { LabProcess, ProcessGroup } from '../../util/procs.js';
 import { findTool } from '../../util/tools.js';
-import type { NodeProxySpec, OutboundService, ProxyCounters, ProxyEngine, SidecarSpec, WaypointSpec } from './types.js';
+import type { L7ProxySpec, NodeProxySpec, OutboundRoute, OutboundService, ProxyCounters, ProxyEngine, SidecarSpec, WaypointSpec } from './types.js';
 
 /** Same TLS for every mesh in the lab (DATAPLANES.md): TLS 1.3, AES-128-GCM, OpenSSL via HAProxy. */
 export const TLS_SETTINGS = { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' };
@@ -60,16 +60,9 @@ export function renderSidecar(s: SidecarSpec): string {
   for (const r of s.routes) {
     const svc = byKey.get(r.service);
     if (!svc) continue;
-    const at = `{ dst ${svc.vip} } { dst_port ${svc.port} }`;
-    for (const h of r.headerRules) use.push(`  use_backend out_${h.to} if ${at} ${h.headers.map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`).join(' ')}`);
-    // Weighted split: one draw of rand(100) per request against cumulative thresholds.
-    push(`  http-request set-var(txn.split) rand(100) if ${at}`);
-    let acc = 0;
-    r.split.forEach((d, i) => {
-      acc += d.weight;
-      const last = i === r.split.length - 1;
-      use.push(`  use_backend out_${d.to} if ${at} ${last ? '' : `{ var(txn.split) -m int lt ${acc} }`}`.trimEnd());
-    });
+    const c = routeChoices(r, `{ dst ${svc.vip} } { dst_port ${svc.port} }`);
+    push(c.draw);
+    use.push(...c.choices.map((x) => `  use_backend out_${x.to} if ${x.cond}`));
   }
   if (s.origProtoHeader) push('  http-request set-header l5d-orig-proto HTTP/1.1 unless { req.ver 2.0 }');
   push(...use);
@@ -252,14 +245,7 @@ function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean | 'only'
     const w = where(p.port);
     if (!p.l7?.length || w === undefined) return;
     const peer = p.identities === 'any' ? '' : ` peer${tag}_${i}`;
-    for (const r of p.l7) {
-      const conds = [
-        r.method ? `{ method ${q(r.method)} }` : '',
-        r.pathRegex ? `{ pathq -m reg ${q(r.pathRegex)} }` : '',
-        ...(r.headers ?? []).map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`),
-      ].filter(Boolean);
-      L.push(`  http-request allow if${w}${peer} ${conds.join(' ')}`.trimEnd());
-    }
+    for (const r of p.l7) L.push(`  http-request allow if${w}${peer} ${l7Conds(r).join(' ')}`.trimEnd());
     L.push(`  http-request deny deny_status 403 if${w || ' TRUE'}${peer}`);
   });
 }
@@ -288,13 +274,9 @@ export function renderWaypoint(s: WaypointSpec): string {
   for (const r of s.routes) {
     const svc = byKey.get(r.service);
     if (!svc) continue;
-    for (const h of r.headerRules) use.push(`  use_backend wo_${h.to} if${at(svc)} ${h.headers.map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`).join(' ')}`);
-    L.push(`  http-request set-var(txn.split) rand(100) if${at(svc)}`);
-    let acc = 0;
-    r.split.forEach((d, i) => {
-      acc += d.weight;
-      use.push(`  use_backend wo_${d.to} if${at(svc)}${i === r.split.length - 1 ? '' : ` { var(txn.split) -m int lt ${acc} }`}`);
-    });
+    const c = routeChoices(r, at(svc).trim());
+    L.push(c.draw);
+    use.push(...c.choices.map((x) => `  use_backend wo_${x.to} if ${x.cond}`));
   }
   L.push(...use);
   for (const x of s.services) L.push(`  use_backend wo_${x.service.key} if${at(x.service)}`);
@@ -306,6 +288,121 @@ export function renderWaypoint(s: WaypointSpec): string {
     L.push('');
   }
   return L.join('\n');
+}
+
+/**
+ * A route's choices in the order they are tried: its header rules, then its weighted split, drawn
+ * once per request (rand over the sum of the weights) against cumulative thresholds. `at` selects
+ * the routed Service's traffic; `draw` must come before the lines that use the choices.
+ */
+function routeChoices(r: OutboundRoute, at: string): { draw: string; choices: { to: string; cond: string }[] } {
+  const choices = r.headerRules.map((h) => ({ to: h.to, cond: `${at} ${h.headers.map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`).join(' ')}` }));
+  const total = r.split.reduce((a, d) => a + d.weight, 0);
+  let acc = 0;
+  r.split.forEach((d, i) => {
+    acc += d.weight;
+    choices.push({ to: d.to, cond: i === r.split.length - 1 ? at : `${at} { var(txn.split) -m int lt ${acc} }` });
+  });
+  return { draw: `  http-request set-var(txn.split) rand(${total}) if ${at}`, choices };
+}
+
+/** Conditions of one L7 allow rule (method, anchored path regex, exact headers). */
+function l7Conds(r: { method?: string; pathRegex?: string; headers?: [string, string][] }): string[] {
+  return [
+    r.method ? `{ method ${q(r.method)} }` : '',
+    r.pathRegex ? `{ pathq -m reg ${q(r.pathRegex)} }` : '',
+    ...(r.headers ?? []).map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`),
+  ].filter(Boolean);
+}
+
+/**
+ * The eBPF dataplane's node L7 proxy (the role of Cilium's per-node Envoy). Connections reach it by
+ * TPROXY (the tc programs mark them, the node's rule delivers them to these transparent listeners)
+ * with their original source and destination. Ingress redirects: the source identity is looked up
+ * by address, the request judged against the destination pod's L7 rules (403 otherwise), and
+ * delivered into the pod's namespace. Routed Services: a route picks the Service, the node's tables
+ * an endpoint, and the upstream connection is made from the client pod's own namespace, so it
+ * carries the client's address and identity through the datapath's policy like any connection.
+ * Every request is logged as a JSON flow record (Hubble's L7 flows).
+ */
+export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
+  const map = (name: string) => join(s.mapDir, `${name}.map`);
+  const L: string[] = [`# meshbench L7 proxy for ${s.node}: HAProxy in the role of the node's Envoy (Cilium)`, ...globalSection(s.threads, s.adminSocket, ['  log stdout format raw daemon'])];
+  L.push('defaults', '  mode http', '  log global', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout http-keep-alive 60s', '  http-reuse always', '');
+  const record = (direction: string) =>
+    `  log-format '{"timeNs":%[date(0,us)]000,"node":"${s.node}","type":"L7","verdict":"%[var(txn.verdict)]","dropReason":"%[var(txn.reason)]","direction":"${direction}","observationPoint":"l7-proxy","protocol":"HTTP",` +
+    `"source":{"ip":"%ci","port":%cp,"identity":%[var(txn.sid)]},"destination":{"ip":"%[var(txn.dst)]","port":%[var(txn.dport)],"identity":%[var(txn.did)]},` +
+    `"l7":{"method":"%HM","path":%{+Q}HPO,"status":%ST,"upstream":"%si:%sp","route":"%[var(txn.target)]"}}'`;
+  const ids = map('identities');
+  const start = [
+    '  http-request set-var(txn.verdict) str(FORWARDED)',
+    `  http-request set-var(txn.sid) src,map_ip_int(${ids},2)`,
+    '  http-request set-var(txn.dst) dst',
+    '  http-request set-var(txn.dport) dst_port',
+    `  http-request set-var(txn.did) dst,map_ip_int(${ids},0)`,
+  ];
+  const refuse = (status: number, reason: string, cond = '') => [
+    `  http-request set-var(txn.verdict) str(DROPPED)${cond}`,
+    `  http-request set-var(txn.reason) str(${reason})${cond}`,
+    `  http-request deny deny_status ${status}${cond}`,
+  ];
+  const maps: Record<string, string> = { [ids]: s.identities.map((x) => `${x.ip} ${x.identity}\n`).join('') };
+
+  if (s.ingress.length) {
+    L.push('frontend l7_ingress', ...[...new Set(Object.values(s.proxyPorts))].map((p) => `  bind 0.0.0.0:${p} transparent`), record('INGRESS'), ...start);
+    for (const x of s.ingress) {
+      const at = `{ dst ${x.ip} } { dst_port ${x.port} }`;
+      for (const g of x.rules) {
+        const peer = g.identities === 'any' ? '' : ` { var(txn.sid) -m int ${g.identities.join(' ')} }`;
+        for (const r of g.l7) L.push(`  http-request allow if ${at}${peer} ${l7Conds(r).join(' ')}`.trimEnd());
+      }
+    }
+    L.push(...refuse(403, 'POLICY_DENIED'));
+    for (const x of s.ingress) L.push(`  use_backend app_${x.netns}_${x.port} if { dst ${x.ip} } { dst_port ${x.port} }`);
+    L.push('');
+    // Into the pod's namespace, to its own address: the app sees the pod's address as the client
+    // (Cilium's Envoy keeps the client's, with IP_TRANSPARENT).
+    for (const x of s.ingress) L.push(`backend app_${x.netns}_${x.port}`, `  server app ${x.ip}:${x.port} namespace ${x.netns}${x.protocol === 'grpc' ? ' proto h2' : ''}`, '');
+  }
+
+  if (s.lb) {
+    const { lb } = s;
+    const byKey = new Map(lb.services.map((x) => [x.key, x]));
+    const found = '{ var(txn.target) -m found }';
+    L.push('frontend l7_lb', `  bind 0.0.0.0:${lb.port} transparent`, record('EGRESS'), ...start);
+    for (const r of lb.routes) {
+      const svc = byKey.get(r.service);
+      if (!svc) continue;
+      const c = routeChoices(r, `{ dst ${svc.vip} } { dst_port ${svc.port} }`);
+      L.push(c.draw, ...c.choices.map((x) => `  http-request set-var(txn.target) str(${x.to}) if ${x.cond} !${found}`));
+    }
+    L.push(...refuse(404, 'NO_ROUTE', ` unless ${found}`));
+    const grpc = lb.services.filter((x) => x.protocol === 'grpc').map((x) => x.key);
+    L.push(
+      `  http-request set-var(txn.n) var(txn.target),map_str_int(${map('services')})`,
+      '  http-request set-var-fmt(txn.key) "%[var(txn.target)]/%[rand,mod(txn.n)]" if { var(txn.n) -m int gt 0 }',
+      `  http-request set-var(txn.ep) var(txn.key),map_str_ip(${map('endpoints')}) if { var(txn.key) -m found }`,
+      `  http-request set-var(txn.port) var(txn.key),map_str_int(${map('endpoint-ports')}) if { var(txn.key) -m found }`,
+      '  http-request set-dst var(txn.ep) if { var(txn.ep) -m found }',
+      '  http-request set-dst-port var(txn.port) if { var(txn.port) -m found }',
+      '  http-request set-var(txn.dst) dst',
+      '  http-request set-var(txn.dport) dst_port',
+      `  http-request set-var(txn.did) dst,map_ip_int(${ids},0)`,
+      ...(grpc.length ? [`  http-request set-var(txn.h2) str(_h2) if { var(txn.target) -m str ${grpc.join(' ')} }`] : []),
+      `  use_backend via_%[src,map_ip(${map('clients')})]%[var(txn.h2)]`,
+      '',
+    );
+    for (const cl of lb.clients) {
+      L.push(`backend via_${cl.netns}`, `  server up 0.0.0.0:0 namespace ${cl.netns}`, '');
+      if (grpc.length) L.push(`backend via_${cl.netns}_h2`, `  server up 0.0.0.0:0 namespace ${cl.netns} proto h2`, '');
+    }
+    const eps = lb.services.filter((x) => x.endpoints.length).flatMap((x) => x.endpoints.map((e, i) => [`${x.key}/${i}`, e] as const));
+    maps[map('services')] = lb.services.filter((x) => x.endpoints.length).map((x) => `${x.key} ${x.endpoints.length}\n`).join('');
+    maps[map('endpoints')] = eps.map(([k, e]) => `${k} ${e.ip}\n`).join('');
+    maps[map('endpoint-ports')] = eps.map(([k, e]) => `${k} ${e.port}\n`).join('');
+    maps[map('clients')] = lb.clients.map((x) => `${x.ip} ${x.netns}\n`).join('');
+  }
+  return { config: L.join('\n') + '\n', maps };
 }
 
 /** `show stat` over the admin socket: requests per frontend and backend. */

@@ -150,3 +150,42 @@ export interface WaypointSpec {
   /** Every Service a route or a fronted Service may lead to. */
   targets: OutboundService[];
 }
+
+/** One app port of one local pod whose ingress policy has L7 rules (Cilium: an L7 redirect). */
+export interface L7IngressPort {
+  pod: string;
+  netns: string;
+  ip: string;
+  port: number;
+  protocol: 'http' | 'grpc';
+  /** Per group of peers (identity numbers, or any peer the datapath admitted): the requests allowed; [{}] allows all. */
+  rules: { identities: number[] | 'any'; l7: { method?: string; pathRegex?: string; headers?: [string, string][] }[] }[];
+}
+
+/**
+ * The eBPF dataplane's node L7 proxy (Cilium's per-node Envoy): connections arrive by TPROXY on
+ * transparent listeners with their original addresses; the source's security identity is looked up
+ * by address (Envoy reads the ipcache); requests are judged against the destination pod's L7 rules,
+ * and routed Services are balanced here.
+ */
+export interface L7ProxySpec {
+  node: string;
+  threads: number;
+  adminSocket: string;
+  /** Where the node's tables (map files) are written. */
+  mapDir: string;
+  /** Listener of ingress L7 redirects: app port → proxy port. */
+  proxyPorts: Record<number, number>;
+  ingress: L7IngressPort[];
+  /** Address → security identity, for every workload and node. */
+  identities: { ip: string; identity: number }[];
+  /** Routed Services balanced by the proxy (absent: none). */
+  lb?: {
+    port: number;
+    routes: OutboundRoute[];
+    /** The routed Services and every Service a route leads to. */
+    services: OutboundService[];
+    /** Local pods a routed connection can come from: upstream connections are made from their namespace. */
+    clients: { ip: string; netns: string }[];
+  };
+}

@@ -1,0 +1,102 @@
+// The ebpf-l7 node proxy's configuration, from the acceptance scenario (001's L7 API filter, 003's
+// gRPC method rule, 001's canary route), checked line by line and by HAProxy's own parser.
+import test from 'ava';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadScenario } from '../../harness/scenario/load.js';
+import { buildCluster } from '../../harness/topology/graph.js';
+import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { readCiliumPolicies } from '../../harness/dataplanes/policy/cnp.js';
+import { allocateIdentities } from '../../harness/dataplanes/ebpf/identity.js';
+import { L7_LB_PORT, l7Plan, l7ProxySpec } from '../../harness/dataplanes/ebpf/index.js';
+import { renderL7Proxy } from '../../harness/dataplanes/proxy/haproxy.js';
+import { exec } from '../../harness/util/exec.js';
+import { findTool } from '../../harness/util/tools.js';
+import { MeshbenchError } from '../../harness/errors.js';
+
+const load = () => loadScenario('test/fixtures/scenarios/ebpf-l7.yaml', { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+
+function setup(dir = '/l7') {
+  const s = load();
+  const c = buildCluster(s, 'mbl7u');
+  const ids = allocateIdentities(c);
+  const plan = l7Plan(s, c);
+  const node = (name: string) => c.nodes.find((n) => n.name === name)!;
+  const pod = (name: string) => c.pods.find((p) => p.name === name)!;
+  return { s, c, ids, plan, pod, spec: (n: string) => l7ProxySpec(c, s, plan, ids, node(n), dir)! };
+}
+
+test('one listener per app port with ingress L7 rules; the routed Service leaves the socket LB for the proxy', (t) => {
+  const { c, plan } = setup();
+  t.deepEqual(plan.proxyPorts, { 8080: 15100, 50051: 15101 });
+  const api = c.services.find((x) => x.name === 'api-service')!;
+  t.deepEqual(plan.routed, [{ vip: api.vip, port: 80 }]);
+});
+
+test("the destination node's proxy allows exactly the L7 rules' requests from the named identity and refuses the rest with 403", (t) => {
+  const { spec, ids, pod } = setup();
+  const n2 = spec('node2');
+  t.deepEqual(
+    n2.ingress.map((x) => [x.pod, x.port, x.protocol]),
+    [
+      ['public-api-0', 8080, 'http'],
+      ['inventory-service-0', 50051, 'grpc'],
+    ],
+  );
+  const { config } = renderL7Proxy(n2);
+  const lines = config.split('\n');
+  const frontend = ids.byPod.get('frontend')!;
+  const at = `{ dst ${pod('public-api-0').ip} } { dst_port 8080 }`;
+  t.true(lines.includes(`  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method GET } { pathq -m reg '^(?:/api/v1/products.*)$' }`), config);
+  t.true(lines.includes(`  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method POST } { pathq -m reg '^(?:/api/v1/orders)$' } { req.hdr(content-type) -m str application/json }`));
+  const orders = ids.byPod.get('order-service-0')!;
+  t.true(lines.includes(`  http-request allow if { dst ${pod('inventory-service-0').ip} } { dst_port 50051 } { var(txn.sid) -m int ${orders} } { method POST } { pathq -m reg '^/inventory\\.v1\\.InventoryService/CheckStock$' }`));
+  t.is(lines.filter((l) => l.startsWith('  http-request allow')).length, 4);
+  t.true(lines.includes('  http-request deny deny_status 403'));
+  t.true(lines.includes('  bind 0.0.0.0:15100 transparent') && lines.includes('  bind 0.0.0.0:15101 transparent'));
+  t.true(lines.includes(`  server app ${pod('inventory-service-0').ip}:50051 namespace ${pod('inventory-service-0').netns} proto h2`));
+});
+
+test('the canary route: x-canary first, then one draw per request split 90/10; the upstream leaves from the client pod', (t) => {
+  const { spec, pod } = setup();
+  const n1 = spec('node1');
+  t.is(n1.lb!.port, L7_LB_PORT);
+  const { config, maps } = renderL7Proxy(n1);
+  const lines = config.split('\n');
+  const set = lines.filter((l) => l.includes('set-var(txn.target)'));
+  t.is(set.length, 3);
+  t.regex(set[0], /str\(production_api-service-v2_80\) if .* \{ req\.hdr\(x-canary\) -m str true \}/);
+  t.regex(set[1], /str\(production_api-service-v1_80\) if .* \{ var\(txn\.split\) -m int lt 90 \}/);
+  t.true(lines.some((l) => /set-var\(txn\.split\) rand\(100\)/.test(l)));
+  t.true(lines.includes(`backend via_${pod('frontend').netns}`));
+  t.is(maps['/l7/node1/clients.map'].split('\n').filter(Boolean).length, n1.lb!.clients.length);
+  t.regex(maps['/l7/node1/endpoints.map'], new RegExp(`production_api-service-v1_80/0 ${pod('api-service-v1-0').ip.replace(/\./g, '\\.')}`));
+  // node1 has no pod with ingress L7 rules on a port … except order-service's POST /orders.
+  t.deepEqual(n1.ingress.map((x) => x.pod), ['order-service-0']);
+});
+
+test('HAProxy accepts the rendered configuration (namespaces left out)', async (t) => {
+  const haproxy = await findTool('haproxy');
+  if (!haproxy) return t.pass('haproxy not installed here');
+  const dir = mkdtempSync(join(tmpdir(), 'mb-l7-'));
+  const { spec } = setup(dir);
+  for (const n of ['node1', 'node2']) {
+    const { config, maps } = renderL7Proxy(spec(n));
+    mkdirSync(join(dir, n), { recursive: true });
+    for (const [p, text] of Object.entries(maps)) writeFileSync(p, text);
+    // -c opens the namespaces a config names; the lab's exist only while it runs.
+    writeFileSync(join(dir, `${n}.cfg`), config.replace(/ namespace \S+/g, ''));
+    const r = await exec(haproxy, ['-c', '-f', join(dir, `${n}.cfg`)], { allowFail: true });
+    t.is(r.code, 0, r.stdout + r.stderr);
+  }
+});
+
+test('egress L7 rules are refused by ebpf-l7, naming the policy', (t) => {
+  const s = load();
+  s.policies = [...s.policies, { name: 'egress-l7', namespace: 'production', selector: { app: 'frontend' }, egress: [{ to: [{ app: 'echo' }], ports: [8080], http: [{ method: 'GET' }] }] }];
+  const c = buildCluster(s, 'mbl7u');
+  const e = t.throws(() => l7Plan(s, c));
+  t.true(e instanceof MeshbenchError);
+  t.regex(e!.message + JSON.stringify((e as MeshbenchError).details ?? ''), /production\/egress-l7/);
+});
