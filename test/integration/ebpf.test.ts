@@ -1,12 +1,12 @@
 // The eBPF dataplane on the real kernel: socket LB without DNAT, identity policy in tc with flow
 // events for every drop, WireGuard on the wire.
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { rootTest, cleanAround } from '../helpers.js';
 import { withLab, vip, captureUnderlay, MARKER, type Lab } from '../lab.js';
 import { exec } from '../../harness/util/exec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { lbPins } from '../../harness/dataplanes/ebpf/index.js';
+import { lbPins, nodePins } from '../../harness/dataplanes/ebpf/index.js';
 
 cleanAround();
 const SCENARIO = 'test/fixtures/scenarios/ebpf-policy.yaml';
@@ -72,11 +72,13 @@ rootTest('ebpf: the L4 allow/deny matrix of the CiliumNetworkPolicy examples hol
         ['backend-service-0', 'public-api', false, 'POLICY_DENIED', 'EGRESS'],
         ['frontend', 'public-api', true], // L4 only: the L7 rules are not enforced by `ebpf`
         ['order-service-0', 'public-api', false, 'POLICY_DENIED', 'INGRESS'],
-        ['order-service-0', 'payment-service', false, 'AUTH_REQUIRED', 'INGRESS'], // no handshake yet
+        // No handshake yet: the SYN is dropped; its retransmit (1 s later) would pass once the
+        // agents have authenticated the pair, so every request here gives up after 500 ms.
+        ['order-service-0', 'payment-service', false, 'AUTH_REQUIRED', 'INGRESS'],
         ['frontend', 'echo', true], // no policy selects echo
       ];
       for (const [from, to, ok] of matrix) {
-        const r = await curl(pod(from), `${vip(c, to)}/echo`, ['-timeout', '1s']);
+        const r = await curl(pod(from), `${vip(c, to)}/echo`, ['-timeout', '500ms']);
         t.is(r.code === 0, ok, `${from} → ${to}: ${r.out.trim().split('\n').at(-1)}`);
       }
       const seen = await flows(lab);
@@ -107,6 +109,46 @@ rootTest('ebpf: the underlay carries only WireGuard; a payload marker never appe
       t.true(packets.length >= 10, `${packets.length} packets`);
       for (const p of packets) t.regex(p, /^\S+ IP 198\.18\.0\.\d+\.51871 > 198\.18\.0\.\d+\.51871: UDP/, p);
       t.false(wire.includes(MARKER));
+    },
+    SCENARIO,
+  );
+});
+
+rootTest('ebpf: auth-required traffic is dropped with AUTH_REQUIRED until the node agents complete a TLS 1.3 handshake, then flows; stopping the agents keeps flows forwarding', async (t) => {
+  await withLab(
+    'ebpf',
+    'mbebp4',
+    async (lab) => {
+      const { c, pod, curl, procs, fortio } = lab;
+      const from = pod('order-service-0');
+      const url = `${vip(c, 'payment-service')}/echo`;
+      t.not((await curl(from, url, ['-timeout', '500ms'])).code, 0, 'no entry yet: the first SYN is dropped');
+      t.true((await flows(lab)).some((f) => f.verdict === 'DROPPED' && f.dropReason === 'AUTH_REQUIRED' && f.source.ip === from.ip));
+
+      // The drop was on node2 (payment-service's ingress): its agent handshakes with node1's.
+      const log = join(lab.dir, 'auth', 'node2.log');
+      let done: { ok: boolean; local: number; remote: number; remoteNode: string; ms: number } | undefined;
+      for (let i = 0; i < 100 && !done; i++) {
+        await sleep(50);
+        if (existsSync(log)) done = readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((r) => r.ok);
+      }
+      t.truthy(done, readFileSync(log, 'utf8'));
+      const ids = JSON.parse(readFileSync(join(lab.dir, 'flows', 'identities.json'), 'utf8')).endpoints;
+      t.is(done!.local, ids[pod('payment-service-0').ip].identity);
+      t.is(done!.remote, ids[from.ip].identity);
+      t.is(done!.remoteNode, 'node1');
+      t.log(`handshake and entry in ${done!.ms} ms`);
+      const entries = JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', nodePins(c.prefix, c.nodes[1]).map('mb_auth')])).stdout) as unknown[];
+      t.is(entries.length, 1);
+      t.is((await curl(from, url)).code, 0, 'after the handshake the connection is allowed');
+
+      // A load running while the agents stop loses nothing; new connections still pass.
+      const load = exec(fortio, ['load', '-qps', '50', '-c', '2', '-t', '3s', '-loglevel', 'warning', url], { netns: from.netns, cgroup: procs.cgroupFor('test'), allowFail: true });
+      await sleep(1000);
+      await Promise.all(procs.procs.filter((p) => p.name.startsWith('authd-')).map((p) => procs.stop(p)));
+      const r = await load;
+      t.regex(r.stdout + r.stderr, /Code 200 : \d+ \(100\.0 %\)/, 'every request of the running load answered 200');
+      t.is((await curl(from, url)).code, 0, 'a new connection after the agents stopped');
     },
     SCENARIO,
   );

@@ -9,7 +9,8 @@
 // (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…); tc filters live on links inside the
 // lab's node namespaces and go with them.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { envError, inputError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
 import { STATE_DIR } from '../../util/host.js';
@@ -25,6 +26,9 @@ import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
 import type { L7IngressPort, L7ProxySpec } from '../proxy/types.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import { waitListening } from '../../util/net.js';
+import { createMeshCA } from '../mesh-ca/index.js';
+import { TRUST_DOMAIN } from '../proxy/sidecar.js';
+import type { AuthAgentConfig } from './auth-agent.js';
 
 export const BPF_OBJECTS = { sockLb: 'sock_lb.o', lxc: 'lxc.o' } as const;
 const objectPath = (name: string) => join(PROJECT_ROOT, 'bpf', 'build', name);
@@ -201,6 +205,60 @@ async function startL7Proxies(c: Cluster, s: DataplaneContext['scenario'], plan:
   return { nodes: started.sort(), configBytes };
 }
 
+/** Cilium's mutual-auth port (mesh-auth-mutual-listener-port). */
+export const AUTH_PORT = 4250;
+const AUTH_EXPIRY_SECONDS = 3600;
+
+/** The agent's entry point: compiled JavaScript next to this file, or the TypeScript source under tsx (tests). */
+function authAgentCommand(config: string): { cmd: string; args: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const ts = here.endsWith('.ts');
+  const file = join(dirname(here), ts ? 'auth-agent.ts' : 'auth-agent.js');
+  return { cmd: process.execPath, args: [...(ts ? ['--import', 'tsx'] : []), file, config] };
+}
+
+/**
+ * One mutual-authentication agent per node (Cilium's auth manager with SPIRE), started when some
+ * policy entry requires authentication: each identity gets a SPIFFE certificate from the run's CA
+ * (the workloads' namespace and service account); a node's agent holds only its local identities'
+ * keys. On an AUTH_REQUIRED drop the agent handshakes (TLS 1.3) with the agent of the peer's node
+ * at its underlay address and writes the auth map entry.
+ */
+async function startAuthAgents(c: Cluster, ids: Identities, procs: ProcessGroup, dir: string, flowDir: string): Promise<{ ms: number; identities: number }> {
+  const t0 = performance.now();
+  mkdirSync(dir, { recursive: true });
+  const ca = await createMeshCA({ dir: join(dir, 'ca'), trustDomain: TRUST_DOMAIN, keyType: 'ecdsa-p256' });
+  const certs = new Map<number, { spiffeId: string; certFile: string; keyFile: string }>();
+  for (const [id] of ids.labels) {
+    const p = c.pods.find((x) => ids.byPod.get(x.name) === id)!;
+    const w = await ca.issue(p.namespace, p.serviceAccount);
+    certs.set(id, { spiffeId: w.spiffeId, certFile: w.certFile, keyFile: w.keyFile });
+  }
+  await Promise.all(
+    c.nodes.map(async (n) => {
+      const local = new Set(n.pods.map((p) => ids.byPod.get(p.name)!));
+      const config: AuthAgentConfig = {
+        node: n.name,
+        listen: { ip: n.underlayIp, port: AUTH_PORT },
+        authMap: nodePins(c.prefix, n).map('mb_auth'),
+        flowsFile: join(flowDir, `${n.name}.jsonl`),
+        rootCaFile: ca.rootCertFile,
+        // Keys of local identities only; peers' SPIFFE IDs to check their certificates against.
+        identities: Object.fromEntries([...certs].map(([id, x]) => [id, local.has(id) ? x : { spiffeId: x.spiffeId, certFile: '', keyFile: '' }])),
+        endpoints: Object.fromEntries(c.pods.map((p) => [p.ip, { identity: ids.byPod.get(p.name)!, node: p.node }])),
+        nodes: Object.fromEntries(c.nodes.map((o) => [o.name, { agentIp: o.underlayIp, nodeId: nodeIdSeenFrom(n, o) }])),
+        expirySeconds: AUTH_EXPIRY_SECONDS,
+      };
+      const file = join(dir, `${n.name}.json`);
+      writeFileSync(file, JSON.stringify(config, null, 1));
+      const { cmd, args } = authAgentCommand(file);
+      const proc = procs.start({ name: `authd-${n.name}`, role: 'agent', cmd, args, netns: n.netns, logFile: join(dir, `${n.name}.log`), cwd: PROJECT_ROOT });
+      await waitListening(n.netns, AUTH_PORT, 15000, proc);
+    }),
+  );
+  return { ms: Math.round(performance.now() - t0), identities: certs.size };
+}
+
 function lbUpdates(c: Cluster, skip: { vip: string; port: number }[] = []): MapUpdate[] {
   const pin = lbPins(c.prefix);
   const u: MapUpdate[] = [];
@@ -297,6 +355,8 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           ctx.procs.start({ name: `flowd-${n.name}`, role: 'agent', cmd: flowd, args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)], logFile: join(flowDir, `${n.name}.log`) });
         }),
       );
+      const needsAuth = c.pods.some((p) => endpointPolicy(s.policies, p, c, ids).entries.some((e) => e.authRequired));
+      const auth = needsAuth ? await startAuthAgents(c, ids, ctx.procs, join(ctx.caseDir, 'auth'), flowDir) : undefined;
       const l7 = plan ? await startL7Proxies(c, s, plan, ids, ctx.procs, join(ctx.caseDir, 'l7-proxy'), flowDir) : undefined;
       writeFileSync(
         join(flowDir, 'identities.json'),
@@ -349,8 +409,12 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
               }
             : {}),
           agent: {
-            engine: 'mb-flowd',
-            mechanism: 'one per node: reads the node ring buffer of flow events (drops, and new connections as with Hubble monitor aggregation "medium") and appends them to flows/<node>.jsonl',
+            engine: auth ? 'mb-flowd + auth-agent (Node.js)' : 'mb-flowd',
+            mechanism:
+              'one mb-flowd per node: reads the node ring buffer of flow events (drops, and new connections as with Hubble monitor aggregation "medium") and appends them to flows/<node>.jsonl' +
+              (auth
+                ? `; one mutual-auth agent per node (Cilium's auth manager): on an AUTH_REQUIRED drop a TLS 1.3 handshake with the peer node's agent (port ${AUTH_PORT}, underlay) presenting both identities' SPIFFE certificates (ECDSA P-256 from the run's CA, ${auth.identities} identities, set up in ${auth.ms} ms), then an auth map entry valid ${AUTH_EXPIRY_SECONDS} s (or the certificates' remaining lifetime); the handshake itself travels over the underlay in TLS, not through WireGuard`
+                : '; no policy requires mutual authentication, so no auth agent runs'),
           },
         },
         path: {
