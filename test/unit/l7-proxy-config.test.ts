@@ -62,6 +62,7 @@ test('the canary route: x-canary first, then one draw per request split 90/10; t
   const { spec, pod } = setup();
   const n1 = spec('node1');
   t.is(n1.lb!.port, L7_LB_PORT);
+  t.true(n1.adminSocket.length < 98, n1.adminSocket);
   const { config, maps } = renderL7Proxy(n1);
   const lines = config.split('\n');
   const set = lines.filter((l) => l.includes('set-var(txn.target)'));

@@ -169,7 +169,8 @@ export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L
   return {
     node: n.name,
     threads: 2,
-    adminSocket: join(dir, `${n.name}.sock`),
+    // Unix socket paths are short (HAProxy: 97 bytes): under the lab's state directory, not the run's.
+    adminSocket: join(STATE_DIR, c.prefix, 'l7-proxy', `${n.name}.sock`),
     mapDir: join(dir, n.name),
     proxyPorts: plan.proxyPorts,
     ingress,
@@ -191,6 +192,7 @@ async function startL7Proxies(c: Cluster, s: DataplaneContext['scenario'], plan:
       if (!spec) return;
       const { config, maps } = renderL7Proxy(spec);
       mkdirSync(spec.mapDir, { recursive: true });
+      mkdirSync(dirname(spec.adminSocket), { recursive: true });
       for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
       const file = join(dir, `${n.name}.cfg`);
       writeFileSync(file, config);
