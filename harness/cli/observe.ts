@@ -2,32 +2,12 @@
 // Reads flows/<node>.jsonl (written by mb-flowd) under a run record, a run directory or a case
 // directory, names addresses and identities from flows/identities.json, and prints one line per
 // flow in time order.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { inputError } from '../errors.js';
+import { readFlowDir, type Flow } from '../analysis/flows.js';
 
-export interface Flow {
-  timeNs: number;
-  node: string;
-  verdict: string;
-  dropReason?: string;
-  direction: string;
-  observationPoint: string;
-  protocol: string;
-  source: { ip: string; port: number; identity: number };
-  destination: { ip: string; port: number; identity: number };
-  proxyPort?: number;
-  /** Added here: the case the flow belongs to, and names. */
-  case?: string;
-  sourcePod?: string;
-  sourceNamespace?: string;
-  destinationPod?: string;
-  destinationNamespace?: string;
-}
-
-interface Names {
-  endpoints: Record<string, { pod: string; namespace: string; node: string; identity: number }>;
-}
+export type { Flow } from '../analysis/flows.js';
 
 /** Every flows/ directory under `path` (a run.json, a run directory or a case directory). */
 function flowDirs(path: string): string[] {
@@ -43,17 +23,9 @@ function flowDirs(path: string): string[] {
 export function readFlows(path: string): Flow[] {
   const out: Flow[] = [];
   for (const dir of flowDirs(path)) {
-    const namesFile = join(dir, 'identities.json');
-    const names: Names = existsSync(namesFile) ? JSON.parse(readFileSync(namesFile, 'utf8')) : { endpoints: {} };
-    for (const f of readdirSync(dir).filter((x) => x.endsWith('.jsonl'))) {
-      for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-        if (!line.startsWith('{')) continue;
-        const fl = JSON.parse(line) as Flow;
-        const s = names.endpoints[fl.source.ip];
-        const d = names.endpoints[fl.destination.ip];
-        out.push({ ...fl, case: basename(dirname(dir)), sourcePod: s?.pod, sourceNamespace: s?.namespace, destinationPod: d?.pod, destinationNamespace: d?.namespace });
-      }
-    }
+    const log = readFlowDir(dir);
+    if (log.unreadable.length) throw inputError(`${log.unreadable[0]}: not a JSON flow record`, log.unreadable.slice(1), 'the flow log was cut short; records before and after it are intact');
+    out.push(...log.flows);
   }
   return out.sort((a, b) => a.timeNs - b.timeNs);
 }
@@ -83,5 +55,6 @@ export function formatFlow(x: Flow): string {
   const t = new Date(Math.floor(x.timeNs / 1e6)).toISOString().replace('T', ' ').replace('Z', '');
   const end = (ns: string | undefined, pod: string | undefined, ip: string, port: number, id: number) => `${pod ? `${ns}/${pod}` : ip}:${port} (ID:${id})`;
   const verdict = x.verdict + (x.dropReason ? ` (${x.dropReason})` : '') + (x.proxyPort ? ` to-proxy:${x.proxyPort}` : '');
-  return `${t}: ${end(x.sourceNamespace, x.sourcePod, x.source.ip, x.source.port, x.source.identity)} -> ${end(x.destinationNamespace, x.destinationPod, x.destination.ip, x.destination.port, x.destination.identity)} ${verdict} ${x.direction} ${x.protocol} ${x.node}`;
+  const l7 = x.l7 ? ` ${x.l7.method} ${x.l7.path} ${x.l7.status}${x.l7.route ? ` route ${x.l7.route} → ${x.l7.upstream ?? '-'}` : ''}` : '';
+  return `${t}: ${end(x.sourceNamespace, x.sourcePod, x.source.ip, x.source.port, x.source.identity)} -> ${end(x.destinationNamespace, x.destinationPod, x.destination.ip, x.destination.port, x.destination.identity)} ${verdict} ${x.direction} ${x.protocol}${l7} ${x.node}`;
 }

@@ -29,6 +29,7 @@ import {
   type RoleRow,
 } from './charts.js';
 import { DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
+import { edgeState, renderFlowMap } from './flowmap.js';
 
 export interface ReportOptions {
   /** Reports go to `<reportsRoot>/<scenario>/`; default `reports`. */
@@ -106,6 +107,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
     kernelSection(ctx),
     startupSection(ctx),
     pathSection(ctx),
+    flowsSection(ctx),
     provenanceSection(ctx),
     environmentSection(ctx),
     methodSection(ctx),
@@ -661,6 +663,50 @@ ${table(head, rows, 'path')}
 </section>`;
 }
 
+/** Service dependency map per case with a flow summary (eBPF dataplanes); nothing when no case has one. */
+function flowsSection(ctx: Ctx): string {
+  const withFlows = ctx.cases.map((v, i) => ({ v, i })).filter(({ v }) => v.c.flows && Array.isArray(v.c.flows.edges));
+  if (withFlows.length === 0) return '';
+  const cnt = (r: Record<string, number> | undefined) =>
+    Object.entries(r ?? {})
+      .sort((a, b) => byString(a[0], b[0]))
+      .map(([reason, n]) => `${esc(reason)} ${int(n)}`)
+      .join('<br>') || DASH;
+  const head = [th('from'), th('to'), th('port', true), th('connections', true), th('forwarded', true), th('via L7 proxy', true), th('dropped'), th('dropped, then forwarded'), th('L7 forwarded', true), th('L7 denied', true)];
+  const parts = withFlows.map(({ v, i }) => {
+    const f = v.c.flows!;
+    const rows = f.edges.map((e) => {
+      const st = edgeState(e);
+      return `<tr class="edge-${st}">${[
+        td(`<code>${esc(e.from)}</code>`),
+        td(`<code>${esc(e.to)}</code>`),
+        td(`${esc(e.port)}/${esc(e.protocol)}`, true),
+        td(int(e.connections), true),
+        td(int(e.forwarded), true),
+        td(int(e.redirected), true),
+        td(cnt(e.dropped), false, Object.keys(e.dropped ?? {}).length ? 'bad' : ''),
+        td(cnt(e.droppedThenForwarded)),
+        td(e.l7 ? int(e.l7.forwarded) : DASH, true),
+        td(e.l7 ? int(e.l7.denied) + (Object.keys(e.l7.dropped ?? {}).length ? ` (other drops: ${cnt(e.l7.dropped)})` : '') : DASH, true, e.l7?.denied ? 'bad' : ''),
+      ].join('')}</tr>`;
+    });
+    const rec = f.records ?? { l3: 0, l7: 0, unreadable: 0 };
+    const caption = `${int(f.workloads?.length ?? 0)} workloads, ${int(f.edges.length)} edges, from ${int(rec.l3)} datapath and ${int(rec.l7)} L7 flow records${f.nodes?.length ? ` of ${f.nodes.map(esc).join(', ')}` : ''}${rec.unreadable ? `; ${int(rec.unreadable)} unreadable lines left out` : ''}.`;
+    return `<figure class="chart flowmap" id="flowmap-${i}">
+<figcaption><strong>${esc(v.label)}.</strong> ${caption}${v.c.status !== 'ok' ? ` ${badge(v.c.status)}` : ''}</figcaption>
+${renderFlowMap(f, `mb-flowmap-${i}`, `service dependency map of ${v.label}`)}
+</figure>
+${f.edges.length ? table(head, rows, 'flows') : '<p class="note">No flows recorded.</p>'}`;
+  });
+  const methods = [...new Set(withFlows.map(({ v }) => v.c.flows!.method).filter(Boolean))];
+  return `<section id="flows">
+<h2>Service dependency map</h2>
+<p class="note">From the flow log the eBPF dataplanes write per case (mb-flowd per node, and the node L7 proxy's request records where there is one), like Hubble UI's map: each box a workload (a Service's pods, grouped by namespace and name without the replica index; a reserved identity such as <code>world</code>; or a bare address), each arrow the traffic from one to another on one destination port. <span class="flow-ok">Green</span>: every connection forwarded. <span class="flow-bad">Red</span>: connections that ended dropped, or requests the L7 proxy refused, with the reason. <span class="flow-warn">Amber</span>: connections dropped first (AUTH_REQUIRED until the nodes' handshake completes) and forwarded on a retransmit. Dashed, with an “L7” mark: through the node's L7 proxy. Counts are connections (distinct 5-tuples) and L7 requests over the whole case, set-up and warm-up included.</p>
+${parts.join('\n')}
+${methods.length ? `<p class="note">${methods.map(esc).join('<br>')}</p>` : ''}
+</section>`;
+}
+
 function provenanceSection(ctx: Ctx): string {
   const head = [th('role'), th('engine'), th('version'), th('config bytes', true), th('mechanism')];
   const rows: string[] = [];
@@ -827,6 +873,11 @@ ul.failed li{margin:.2rem 0}
 figure.chart{margin:1.2rem 0;padding:.6rem;border:1px solid var(--line);border-radius:8px;overflow-x:auto}
 figure.chart figcaption{font-size:.88rem;color:var(--muted);margin-bottom:.4rem;max-width:70em}
 figure.chart svg{display:block;max-width:none;height:auto}
+table.flows td{white-space:nowrap}
+table.flows tr.edge-bad td:first-child{border-left:3px solid var(--bad)}
+table.flows tr.edge-warn td:first-child{border-left:3px solid var(--warn)}
+table.flows tr.edge-ok td:first-child{border-left:3px solid var(--ok)}
+.flow-ok{color:var(--ok);font-weight:600}.flow-bad{color:var(--bad);font-weight:600}.flow-warn{color:var(--warn);font-weight:600}
 .env{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}
 table.facts th{color:var(--muted);font-weight:500;white-space:nowrap}
 footer{margin-top:3rem;padding-top:.8rem;border-top:1px solid var(--line);color:var(--muted);font-size:.85rem}

@@ -50,7 +50,10 @@ export interface ProcessResources {
 
 export interface KernelResources {
   bpfMapBytes: number;
+  /** Run time of the run's BPF programs over the measured window (kernel.bpf_stats_enabled). */
   bpfRunTimeNs: number;
+  /** Program runs over the measured window. */
+  bpfRunCount?: number;
   /** System-wide softirq time over the window, all CPUs: no process owns it. */
   softirqSeconds: number;
 }
@@ -90,6 +93,52 @@ export interface DataplanePath {
   serviceRouting: string;
 }
 
+/** A workload of the flow map: a Service's pods, a reserved identity (world, host …) or an address. */
+export interface FlowWorkload {
+  /** `namespace/name` for pods, the reserved name (`world`, `host`, `remote-node`) or the IP address. */
+  id: string;
+  kind: 'workload' | 'reserved' | 'address';
+  name: string;
+  namespace?: string;
+  /** Pods of the workload seen in the flow log. */
+  pods?: number;
+  /** Security identities seen for it. */
+  identities: number[];
+}
+
+/** Traffic from one workload to another on one destination port, from the flow log. */
+export interface FlowEdge {
+  from: string;
+  to: string;
+  /** Destination port as the datapath saw it (the pod's port once the Service was resolved). */
+  port: number;
+  /** TCP, UDP, ICMPv4 …; L7 requests are counted on their TCP edge. */
+  protocol: string;
+  /** Distinct connections (5-tuples). */
+  connections: number;
+  /** Connections let through, directly or by way of the L7 proxy. */
+  forwarded: number;
+  /** Connections the datapath sent to the node's L7 proxy. */
+  redirected: number;
+  /** Connections whose last packet seen was dropped, by drop reason. */
+  dropped: Record<string, number>;
+  /** Connections dropped first (AUTH_REQUIRED until the handshake completes) and then forwarded, by reason. */
+  droppedThenForwarded?: Record<string, number>;
+  /** Requests seen by the L7 proxy: forwarded, denied by policy (403), dropped for other reasons. */
+  l7?: { forwarded: number; denied: number; dropped?: Record<string, number> };
+}
+
+/** A case's flow log summarized into a service dependency map (no per-flow data). */
+export interface FlowSummary {
+  method: string;
+  /** Records read: from the datapath (l3), from the L7 proxy (l7), and lines that were not JSON. */
+  records: { l3: number; l7: number; unreadable: number };
+  /** Nodes whose records were read. */
+  nodes: string[];
+  workloads: FlowWorkload[];
+  edges: FlowEdge[];
+}
+
 export interface CaseResult {
   index: number;
   dataplane: string;
@@ -117,6 +166,8 @@ export interface CaseResult {
   provenance: Record<string, Provenance>;
   path?: DataplanePath;
   topology?: { nodes: number; pods: number; services: number };
+  /** The eBPF dataplanes' flow log as a service dependency map (cases that wrote one). */
+  flows?: FlowSummary;
   startedAt: string;
   finishedAt?: string;
 }

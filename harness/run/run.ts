@@ -21,7 +21,8 @@ import { startApps } from '../workloads/fortio-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
-import { RUN_SCHEMA, type CaseResult, type Environment, type Resources, type RunRecord } from '../results/types.js';
+import { summarizeCaseFlows } from '../analysis/flows.js';
+import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord } from '../results/types.js';
 import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { exec } from '../util/exec.js';
 import { cgroup2Root, isRoot } from '../util/host.js';
@@ -68,6 +69,13 @@ function newRunId(): { runId: string; prefix: string } {
   const rand = BigInt('0x' + randomBytes(4).toString('hex')).toString(36).padStart(4, '0').slice(-4);
   const ts = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return { runId: `${ts}-${rand}`, prefix: `mb${rand}` };
+}
+
+/** Kernel figures of the measured window: program run time and runs as differences, map memory as found at the end. */
+function windowed(before: Partial<KernelResources>, after: Partial<KernelResources>): Partial<KernelResources> {
+  const out = { ...after };
+  for (const k of ['bpfRunTimeNs', 'bpfRunCount'] as const) if (after[k] !== undefined) out[k] = after[k]! - (before[k] ?? 0);
+  return out;
 }
 
 export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
@@ -207,12 +215,14 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     check();
 
     phase(`measuring ${w.durationS}s`);
+    // Kernel counters are cumulative: read them at both ends of the window.
+    const kernelBefore = deployed.kernelResources ? await deployed.kernelResources() : {};
     probe = new ResourceProbe();
     probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });
     probe.watch(run.proc);
     const measured = await run.done;
-    const kernel = deployed.kernelResources ? await deployed.kernelResources() : {};
+    const kernel = deployed.kernelResources ? windowed(kernelBefore, await deployed.kernelResources()) : {};
     result.resources = probe.end(kernel);
     result.resources.normalized = normalize(result.resources, cluster.pods.filter((p) => p.role !== 'idle').length, cluster.nodes.length);
     const sum = measured.summary!;
@@ -233,6 +243,14 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));
     await sweep(e.prefix);
     procs.close();
+    // After teardown, so mb-flowd and the L7 proxies have written their last records; failed
+    // cases too, where drops may say why. Only the summary goes into run.json, never the flows.
+    try {
+      const flows = summarizeCaseFlows(caseDir);
+      if (flows) result.flows = flows;
+    } catch (err) {
+      e.progress.warn(`case ${c.index + 1}: flow log not summarized: ${err instanceof Error ? err.message : String(err)}`);
+    }
     result.finishedAt = new Date().toISOString();
   }
   return result;

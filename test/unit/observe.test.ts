@@ -28,3 +28,12 @@ test('observe: a path without flow logs is bad input naming what to do', (t) => 
   t.regex(e!.message, /no flow log here/);
   t.throws(() => readFlows('test/fixtures/nope'), { message: /no such file or directory/ });
 });
+
+test("observe: the L7 proxy's records show the request; HAProxy's '-' for absent values is dropped", (t) => {
+  const l7 = readFlows('test/fixtures/flows/002-ebpf-l7-products-r0').filter((f) => f.type === 'L7');
+  t.true(l7.length > 0);
+  t.true(l7.every((f) => f.dropReason !== '-' && f.l7!.route !== '-'));
+  const denied = l7.find((f) => f.verdict === 'DROPPED')!;
+  t.is(denied.dropReason, 'POLICY_DENIED');
+  t.regex(formatFlow(denied), / DROPPED \(POLICY_DENIED\) INGRESS HTTP \w+ \S+ 403 node2$/);
+});

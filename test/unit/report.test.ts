@@ -15,11 +15,15 @@ import { MeshbenchError } from '../../harness/errors.js';
 import type { RunRecord } from '../../harness/results/types.js';
 import { cdfPoints, writeReport } from '../../harness/report/report.js';
 import { renderChart } from '../../harness/report/charts.js';
+import { summarizeCaseFlows } from '../../harness/analysis/flows.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
 const REAL = join(repo, 'test/fixtures/runs/quick-baseline.json');
 const SYNTH = join(repo, 'test/fixtures/report/synthetic-quick-incomplete.json');
+// Flow logs (test/unit/flows.test.ts says what each holds), summarized as `meshbench run` does.
+const FLOWS_RECORDED = join(repo, 'test/fixtures/flows/001-ebpf-products-r0');
+const FLOWS_L7 = join(repo, 'test/fixtures/flows/002-ebpf-l7-products-r0');
 
 function tmp(): string {
   return mkdtempSync(join(os.tmpdir(), 'meshbench-report-'));
@@ -279,4 +283,79 @@ test('vega ids (clip paths) are renumbered per chart, so renders match and inlin
   t.regex(a.svg, /clip-path="url\(#mb-clipped-1\)"/);
   const other = await renderChart('other', 'title', 'caption', spec);
   t.false(other.svg.includes('mb-clipped-'));
+});
+
+test('service dependency map: drawn from the flow summary in run.json alone, after the path section, byte-identical', async (t) => {
+  const dir = tmp();
+  const summary = summarizeCaseFlows(FLOWS_L7)!;
+  const run = fixture(dir, REAL, 'run.json', (r) => {
+    r.cases[0]!.dataplane = 'ebpf-l7';
+    r.cases[0]!.flows = summary;
+  });
+  const a = await writeReport([run], { outDir: join(dir, 'a') });
+  const b = await writeReport([run], { outDir: join(dir, 'b') });
+  const html = readFileSync(a.html, 'utf8');
+  t.true(readFileSync(b.html).equals(readFileSync(a.html)), 'same run.json, same page');
+  // and in a fresh process (no state carried between renders)
+  const fresh = join(dir, 'fresh');
+  const mod = pathToFileURL(join(repo, 'harness/report/report.ts')).href;
+  execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', `const { writeReport } = await import(${JSON.stringify(mod)}); await writeReport([${JSON.stringify(run)}], { outDir: ${JSON.stringify(fresh)} });`], { cwd: repo, stdio: 'pipe' });
+  t.true(readFileSync(join(fresh, 'index.html')).equals(readFileSync(a.html)), 'same page from a fresh process');
+  // The map is inline only: no extra file beside the page.
+  t.deepEqual(a.svgs.map((f) => f.slice(f.lastIndexOf('/') + 1)).filter((f) => f.includes('flow')), []);
+
+  const section = html.slice(html.indexOf('<section id="flows">'), html.indexOf('</section>', html.indexOf('<section id="flows">')));
+  t.true(section.length > 0, 'section present');
+  t.true(section.includes('<h2>Service dependency map</h2>'));
+  t.true(html.indexOf('id="path"') < html.indexOf('id="flows"') && html.indexOf('id="flows"') < html.indexOf('id="provenance"'));
+  const svgs = section.match(/<svg [\s\S]*?<\/svg>/g) ?? [];
+  t.is(svgs.length, 1);
+  const svg = svgs[0]!;
+  t.regex(svg, /class="flowmap"/);
+  t.true(svg.includes('>public-api</text>'));
+  t.is((svg.match(/<path class="edge /g) ?? []).length, summary.edges.length);
+  t.true(svg.includes('dropped POLICY_DENIED ×1'));
+  t.true(svg.includes('stroke-dasharray="6 4"'), 'edges through the L7 proxy are dashed');
+  // The edge table: one row per edge, drops by reason, L7 requests.
+  const rows = section.match(/<tr class="edge-(ok|bad|warn)">/g) ?? [];
+  t.is(rows.length, summary.edges.length);
+  t.regex(section, /<tr class="edge-bad"><td><code>production\/frontend<\/code><\/td><td><code>production\/public-api<\/code><\/td><td class="num">8080\/TCP<\/td><td class="num">2<\/td><td class="num">2<\/td><td class="num">2<\/td><td>—<\/td><td>—<\/td><td class="num">2<\/td><td class="num bad">1<\/td><\/tr>/);
+  t.regex(section, /<td class="bad">POLICY_DENIED 1<\/td>/);
+  t.regex(section, /<td>AUTH_REQUIRED 1<\/td>/);
+  // Still a page that fetches nothing and runs nothing.
+  t.deepEqual(strayUrls(html), []);
+  t.is((html.match(/<script\b/g) ?? []).length, a.svgs.length, 'only the vega spec elements');
+  t.notRegex(section, /\son[a-z]+=|<script|href="(?!#)/i);
+
+  // The summary is data: a changed count changes the page (the map is not drawn from anything else).
+  const changed = fixture(dir, run, 'changed.json', (r) => {
+    r.cases[0]!.flows!.edges[2]!.dropped = { POLICY_DENIED: 7 };
+  });
+  const c = await writeReport([changed], { outDir: join(dir, 'c') });
+  const other = readFileSync(c.html, 'utf8');
+  t.not(other, html);
+  t.true(other.includes('dropped POLICY_DENIED ×7'));
+});
+
+test('service dependency map: one per case with a flow summary, ids unique in the page; none without', async (t) => {
+  const dir = tmp();
+  const plain = await writeReport([fixture(dir, REAL, 'plain.json')], { outDir: join(dir, 'plain') });
+  t.false(readFileSync(plain.html, 'utf8').includes('id="flows"'), 'no section when no case has a flow log');
+
+  const run = fixture(dir, SYNTH, 'run.json', (r) => {
+    r.cases[0]!.flows = summarizeCaseFlows(FLOWS_RECORDED)!;
+    r.cases[1]!.flows = summarizeCaseFlows(FLOWS_L7)!;
+    r.cases[1]!.flows.workloads.push({ id: 'x/<img src=x>', kind: 'workload', name: '<img src=x>', namespace: 'x', pods: 1, identities: [] });
+    r.cases[1]!.flows.edges.push({ from: 'world', to: 'x/<img src=x>', port: 1, protocol: 'TCP', connections: 1, forwarded: 1, redirected: 0, dropped: {} });
+  });
+  const res = await writeReport([run], { outDir: join(dir, 'out') });
+  const html = readFileSync(res.html, 'utf8');
+  t.is((html.match(/<figure class="chart flowmap"/g) ?? []).length, 2);
+  t.is((html.match(/<svg [^>]*class="flowmap"/g) ?? []).length, 2);
+  const ids = [...html.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]!);
+  t.deepEqual(ids.filter((id, i) => ids.indexOf(id) !== i), [], 'no id twice');
+  t.true(ids.includes('mb-flowmap-0-arrow-bad') && ids.includes('mb-flowmap-1-arrow-bad'));
+  t.false(html.includes('<img'));
+  t.true(html.includes('&lt;img src=x&gt;'));
+  t.deepEqual(strayUrls(html), []);
 });
