@@ -34,6 +34,7 @@ const us = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(1)} µs`;
 const workloads = [...new Set(cases.map((c) => c.workload))];
 const enc = cases.find((c) => c.dataplane === 'ebpf')?.provenance.wireguard?.engine ?? '?';
 let goal: boolean | undefined;
+let spread = 0;
 for (const w of workloads) {
   console.log(`\n${w}${w === 'cross-node' ? ` (ebpf encrypts with WireGuard: ${enc})` : ' (no encryption on the path)'}`);
   const base = (r: number) => find('baseline', w, r).latencyUs!;
@@ -41,13 +42,17 @@ for (const w of workloads) {
   for (const dp of ['ebpf', 'ebpf-l7']) {
     const d50 = [...Array(repeats).keys()].map((r) => find(dp, w, r).latencyUs!.p50 - base(r).p50);
     const d99 = [...Array(repeats).keys()].map((r) => find(dp, w, r).latencyUs!.p99 - base(r).p99);
-    const perReq = [...Array(repeats).keys()].map((r) => {
-      const c = find(dp, w, r);
-      return (c.resources?.kernel.bpfRunTimeNs ?? 0) / Math.max(1, c.load.actual.requests);
-    });
-    console.log(`  ${dp.padEnd(8)} − baseline  p50 ${us(median(d50))} [${d50.map(us).join(', ')}]   p99 ${us(median(d99))} [${d99.map(us).join(', ')}]   BPF run time ${Math.round(median(perReq))} ns/request`);
-    if (dp === 'ebpf' && w === 'same-node') goal = median(d50) <= 5;
+    const per = (f: (c: CaseResult) => number) => median([...Array(repeats).keys()].map((r) => f(find(dp, w, r)) / Math.max(1, find(dp, w, r).load.actual.requests)));
+    const ns = per((c) => c.resources?.kernel.bpfRunTimeNs ?? 0);
+    const runs = per((c) => c.resources?.kernel.bpfRunCount ?? 0);
+    console.log(`  ${dp.padEnd(8)} − baseline  p50 ${us(median(d50))} [${d50.map(us).join(', ')}]   p99 ${us(median(d99))} [${d99.map(us).join(', ')}]`);
+    console.log(`  ${''.padEnd(8)}   BPF programs: ${Math.round(ns)} ns per request (${runs.toFixed(1)} runs of ${Math.round(ns / Math.max(runs, 1e-9))} ns)`);
+    if (dp === 'ebpf' && w === 'same-node') {
+      goal = median(d50) <= 5;
+      spread = Math.max(...d50) - Math.min(...d50);
+    }
   }
 }
-console.log(`\ngoal (ebpf − baseline within 5 µs at p50, same node): ${goal ? 'met' : 'not met'}`);
+console.log(`\ngoal (ebpf − baseline within 5 µs at p50, same node): ${goal ? 'met' : 'not met'} (median of ${repeats} repeats)`);
+if (spread > 10) console.log(`note: the same-node p50 difference varied by ${spread.toFixed(1)} µs between repeats; on this host a 5 µs difference is below what the run can resolve`);
 console.log(`run record: ${res.file}`);

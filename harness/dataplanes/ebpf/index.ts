@@ -160,6 +160,9 @@ async function tproxyRules(n: NodeSpec, ports: number[]): Promise<void> {
   await exec('iptables-restore', ['--noflush'], { netns: n.netns, input: ['*mangle', ...rules, 'COMMIT', ''].join('\n') });
 }
 
+/** The node L7 proxy's admin socket. Unix socket paths are short (HAProxy: 97 bytes): under the lab's state directory, not the run's. */
+export const l7AdminSocket = (prefix: string, node: string) => join(STATE_DIR, prefix, 'l7-proxy', `${node}.sock`);
+
 /** What one node's L7 proxy serves: its pods' ingress L7 ports and, if there are routes, the routed Services; undefined = nothing. */
 export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, n: NodeSpec, dir: string): L7ProxySpec | undefined {
   const routes = outboundRoutes(s, c);
@@ -169,8 +172,7 @@ export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L
   return {
     node: n.name,
     threads: 2,
-    // Unix socket paths are short (HAProxy: 97 bytes): under the lab's state directory, not the run's.
-    adminSocket: join(STATE_DIR, c.prefix, 'l7-proxy', `${n.name}.sock`),
+    adminSocket: l7AdminSocket(c.prefix, n.name),
     mapDir: join(dir, n.name),
     proxyPorts: plan.proxyPorts,
     ingress,
@@ -429,7 +431,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         },
         kernelResources: async () => {
           const k = await kernelCost(c.prefix, c);
-          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs };
+          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs, bpfRunCount: k.bpfRunCount };
         },
       };
     },
