@@ -569,7 +569,7 @@ ${figure(charts.get('cpu-by-role'), 'No CPU chart: no case recorded CPU by role.
 
 function kernelSection(ctx: Ctx): string {
   const withK = ctx.cases.filter((v) => v.c.resources?.kernel);
-  const head = [...caseHead(ctx), th('window s', true), th('softirq s (system-wide)', true), th('BPF map KiB', true), th('BPF run time µs', true)];
+  const head = [...caseHead(ctx), th('window s', true), th('softirq s (system-wide)', true), th('BPF map KiB', true), th('BPF run time µs', true), th('WireGuard MiB sent', true)];
   const rows = withK.map((v) => {
     const k = v.c.resources!.kernel;
     return `<tr>${[
@@ -578,13 +578,14 @@ function kernelSection(ctx: Ctx): string {
       td(secs(k.softirqSeconds), true),
       td(kibOf(k.bpfMapBytes), true),
       td(Number.isFinite(k.bpfRunTimeNs) ? us(k.bpfRunTimeNs / 1000) : DASH, true),
+      td(k.wireguardTxBytes !== undefined ? (k.wireguardTxBytes / 1048576).toFixed(2) : DASH, true),
     ].join('')}</tr>`;
   });
   return `<section id="kernel">
 <h2>Kernel</h2>
 <p class="callout">Softirq time is system-wide: it is counted over all CPUs of the host for the case's window and includes every packet the host handled in that time, not only the lab's. No process owns it, so it is not in any role's CPU above, and it cannot be split by dataplane component.</p>
 ${withK.length ? table(head, rows, 'kernel') : '<p class="note">No case recorded kernel figures.</p>'}
-<p class="note">BPF map memory is kernel memory held by the lab's eBPF maps (in no process's RSS or PSS), in KiB with 1 decimal. BPF run time is the time the kernel reports spent in the lab's eBPF programs, in µs; it is spent inside softirq or inside the calling process's system time, so it overlaps those figures and must not be added to them. Both are 0 when the lab loaded no eBPF program.</p>
+<p class="note">BPF map memory is kernel memory held by the lab's eBPF maps (in no process's RSS or PSS), in KiB with 1 decimal. BPF run time is the time the kernel reports spent in the lab's eBPF programs, in µs; it is spent inside softirq or inside the calling process's system time, so it overlaps those figures and must not be added to them. Both are 0 when the lab loaded no eBPF program. WireGuard MiB sent is what the run's WireGuard devices encrypted over the window, all nodes: its CPU is the <code>wireguard</code> role's when it is wireguard-go (user space), and softirq/kworker time, owned by no process, when it is the kernel module.</p>
 </section>`;
 }
 

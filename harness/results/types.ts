@@ -54,6 +54,11 @@ export interface KernelResources {
   bpfRunTimeNs: number;
   /** Program runs over the measured window. */
   bpfRunCount?: number;
+  /**
+   * Bytes WireGuard encrypted over the window, all nodes. Its CPU is the `wireguard` role's when
+   * it is wireguard-go; the kernel module's is in softirq and kworker time, owned by no process.
+   */
+  wireguardTxBytes?: number;
   /** System-wide softirq time over the window, all CPUs: no process owns it. */
   softirqSeconds: number;
 }

@@ -71,10 +71,10 @@ function newRunId(): { runId: string; prefix: string } {
   return { runId: `${ts}-${rand}`, prefix: `mb${rand}` };
 }
 
-/** Kernel figures of the measured window: program run time and runs as differences, map memory as found at the end. */
+/** Kernel figures of the measured window: counters (program run time and runs, WireGuard bytes) as differences, map memory as found at the end. */
 function windowed(before: Partial<KernelResources>, after: Partial<KernelResources>): Partial<KernelResources> {
   const out = { ...after };
-  for (const k of ['bpfRunTimeNs', 'bpfRunCount'] as const) if (after[k] !== undefined) out[k] = after[k]! - (before[k] ?? 0);
+  for (const k of ['bpfRunTimeNs', 'bpfRunCount', 'wireguardTxBytes'] as const) if (after[k] !== undefined) out[k] = after[k]! - (before[k] ?? 0);
   return out;
 }
 

@@ -96,7 +96,8 @@ rootTest('ebpf: the underlay carries only WireGuard; a payload marker never appe
   await withLab(
     'ebpf',
     'mbebp3',
-    async ({ c, curl, pod }) => {
+    async ({ c, d, curl, pod }) => {
+      const before = (await d.kernelResources!()).wireguardTxBytes!;
       const wire = await captureUnderlay(
         c,
         async () => {
@@ -109,6 +110,8 @@ rootTest('ebpf: the underlay carries only WireGuard; a payload marker never appe
       t.true(packets.length >= 10, `${packets.length} packets`);
       for (const p of packets) t.regex(p, /^\S+ IP 198\.18\.0\.\d+\.51871 > 198\.18\.0\.\d+\.51871: UDP/, p);
       t.false(wire.includes(MARKER));
+      const sent = (await d.kernelResources!()).wireguardTxBytes! - before;
+      t.true(sent > 5 * 100, `WireGuard sent ${sent} bytes for 5 requests`);
     },
     SCENARIO,
   );

@@ -19,7 +19,7 @@ import type { Cluster, NodeSpec } from '../../topology/graph.js';
 import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
-import { WG_PORT, wireguardUp, wgDevice } from './wireguard.js';
+import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js';
 import { compileEgress, compileIngress, policyName } from '../policy/model.js';
 import { haproxy, renderL7Proxy } from '../proxy/haproxy.js';
 import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
@@ -431,7 +431,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         },
         kernelResources: async () => {
           const k = await kernelCost(c.prefix, c);
-          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs, bpfRunCount: k.bpfRunCount };
+          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs, bpfRunCount: k.bpfRunCount, wireguardTxBytes: await wireguardTxBytes(c) };
         },
       };
     },

@@ -47,6 +47,16 @@ async function waitForHandshakes(c: Cluster, n: NodeSpec, ms: number): Promise<v
   throw runError(`WireGuard on ${n.name} did not complete its handshakes within ${ms} ms: ${last}`);
 }
 
+/** Bytes the run's WireGuard devices have sent (encrypted), summed over nodes and peers. */
+export async function wireguardTxBytes(c: Cluster): Promise<number> {
+  let tx = 0;
+  for (const n of c.nodes) {
+    const r = await exec('wg', ['show', wgDevice(c, n), 'transfer'], { netns: n.netns, allowFail: true });
+    for (const l of r.stdout.split('\n').filter(Boolean)) tx += Number(l.split(/\s+/)[2] ?? 0);
+  }
+  return tx;
+}
+
 export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string): Promise<WireGuard> {
   mkdirSync(dir, { recursive: true });
   // The kernel module, if this kernel has it: try it in the first node's namespace.
