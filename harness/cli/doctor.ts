@@ -100,7 +100,7 @@ export const CAPABILITIES: Capability[] = [
   { label: 'ambient', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
   { label: 'ambient-waypoint', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
   { label: 'ebpf', dataplane: true, needs: EBPF_NEEDS },
-  { label: 'ebpf-l7', dataplane: true, needs: [...EBPF_NEEDS, CHECK.haproxy] },
+  { label: 'ebpf-l7', dataplane: true, needs: [...EBPF_NEEDS, CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
   {
     label: 'WireGuard',
     anyOf: [

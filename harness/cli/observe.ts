@@ -5,9 +5,9 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { inputError } from '../errors.js';
-import { readFlowDir, type Flow } from '../analysis/flows.js';
+import { readFlowDir, type Flow } from '../probes/flows.js';
 
-export type { Flow } from '../analysis/flows.js';
+export type { Flow } from '../probes/flows.js';
 
 /** Every flows/ directory under `path` (a run.json, a run directory or a case directory). */
 function flowDirs(path: string): string[] {
@@ -20,11 +20,12 @@ function flowDirs(path: string): string[] {
   return dirs;
 }
 
-export function readFlows(path: string): Flow[] {
+/** Every flow under `path`; lines that are not JSON records (a record cut short) are skipped and passed to `warn`. */
+export function readFlows(path: string, warn: (msg: string) => void = () => {}): Flow[] {
   const out: Flow[] = [];
   for (const dir of flowDirs(path)) {
     const log = readFlowDir(dir);
-    if (log.unreadable.length) throw inputError(`${log.unreadable[0]}: not a JSON flow record`, log.unreadable.slice(1), 'the flow log was cut short; records before and after it are intact');
+    for (const at of log.unreadable) warn(`${at}: not a JSON flow record, skipped`);
     out.push(...log.flows);
   }
   return out.sort((a, b) => a.timeNs - b.timeNs);
@@ -54,7 +55,8 @@ export function filterFlows(flows: Flow[], f: ObserveFilter): Flow[] {
 export function formatFlow(x: Flow): string {
   const t = new Date(Math.floor(x.timeNs / 1e6)).toISOString().replace('T', ' ').replace('Z', '');
   const end = (ns: string | undefined, pod: string | undefined, ip: string, port: number, id: number) => `${pod ? `${ns}/${pod}` : ip}:${port} (ID:${id})`;
+  const svc = x.destinationService;
   const verdict = x.verdict + (x.dropReason ? ` (${x.dropReason})` : '') + (x.proxyPort ? ` to-proxy:${x.proxyPort}` : '');
   const l7 = x.l7 ? ` ${x.l7.method} ${x.l7.path} ${x.l7.status}${x.l7.route ? ` route ${x.l7.route} → ${x.l7.upstream ?? '-'}` : ''}` : '';
-  return `${t}: ${end(x.sourceNamespace, x.sourcePod, x.source.ip, x.source.port, x.source.identity)} -> ${end(x.destinationNamespace, x.destinationPod, x.destination.ip, x.destination.port, x.destination.identity)} ${verdict} ${x.direction} ${x.protocol}${l7} ${x.node}`;
+  return `${t}: ${end(x.sourceNamespace, x.sourcePod, x.source.ip, x.source.port, x.source.identity)} -> ${svc ? `${svc.namespace}/${svc.name} (Service ${x.destination.ip}:${x.destination.port})` : end(x.destinationNamespace, x.destinationPod, x.destination.ip, x.destination.port, x.destination.identity)} ${verdict} ${x.direction} ${x.protocol}${l7} ${x.node}`;
 }

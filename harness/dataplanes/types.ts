@@ -12,6 +12,8 @@ export interface DataplaneContext {
   procs: ProcessGroup;
   /** Directory for this case's configs and logs. */
   caseDir: string;
+  /** The Services one measured request passes, in order (the workload's chain), for the path record. */
+  chain?: string[];
   log: (msg: string) => void;
 }
 

@@ -11,7 +11,7 @@
 // side of a box to the left side of the next; edges back to the same or an earlier column run
 // below the boxes; a workload calling itself gets a loop above its box.
 import type { FlowEdge, FlowSummary, FlowWorkload } from '../results/types.js';
-import { edgeHasDrops, edgeViaL7Proxy } from '../analysis/flows.js';
+import { edgeHasDrops, edgeViaL7Proxy } from '../probes/flows.js';
 import { estimateTextWidth } from './charts.js';
 import { byString, esc, int } from './format.js';
 
@@ -196,9 +196,11 @@ export function renderFlowMap(s: FlowSummary, idPrefix: string, ariaLabel = 'ser
       const subtitle =
         w.kind === 'workload'
           ? [w.namespace ?? '', w.pods !== undefined ? `${w.pods} pod${w.pods === 1 ? '' : 's'}` : ''].filter(Boolean).join(' · ')
-          : w.kind === 'reserved'
-            ? 'reserved identity'
-            : 'address';
+          : w.kind === 'service'
+            ? `${w.namespace ?? ''} · Service VIP`
+            : w.kind === 'reserved'
+              ? 'reserved identity'
+              : 'address';
       const width = Math.max(estimateTextWidth(title, NAME_SIZE, true), estimateTextWidth(subtitle, SMALL)) + 24;
       widest = Math.max(widest, width);
       boxes.set(id, { w, col: c, row: r, x: 0, y: 0, width, title, subtitle });

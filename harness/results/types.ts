@@ -102,7 +102,8 @@ export interface DataplanePath {
 export interface FlowWorkload {
   /** `namespace/name` for pods, the reserved name (`world`, `host`, `remote-node`) or the IP address. */
   id: string;
-  kind: 'workload' | 'reserved' | 'address';
+  /** service: a Service VIP the flow kept (routed Services go to the node L7 proxy by VIP). */
+  kind: 'workload' | 'service' | 'reserved' | 'address';
   name: string;
   namespace?: string;
   /** Pods of the workload seen in the flow log. */

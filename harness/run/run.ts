@@ -21,7 +21,7 @@ import { startApps } from '../workloads/fortio-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
-import { summarizeCaseFlows } from '../analysis/flows.js';
+import { summarizeCaseFlows } from '../probes/flows.js';
 import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord } from '../results/types.js';
 import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { exec } from '../util/exec.js';
@@ -184,7 +184,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     startedAt: new Date().toISOString(),
   };
   const procs = new ProcessGroup(e.prefix, e.dir);
-  const ctx = { cluster, scenario: s, procs, caseDir, log: (m: string) => e.progress.log(m) };
+  const ctx = { cluster, scenario: s, procs, caseDir, chain: w.chain, log: (m: string) => e.progress.log(m) };
   const caseStart = performance.now();
   const phase = (p: string) => e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, Math.max(0, e.secondsLeft - (performance.now() - caseStart) / 1000));
   const check = () => {

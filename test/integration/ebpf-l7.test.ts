@@ -126,3 +126,21 @@ rootTest('ebpf-l7: traffic to ports without L7 rules never reaches the proxy; th
     SCENARIO,
   );
 });
+
+rootTest('ebpf-l7: with the node L7 proxy down, L7 ports fail closed and L4-only traffic keeps flowing (001: "L7 policies stop, L4 policies keep working")', async (t) => {
+  await withLab(
+    'ebpf-l7',
+    'mbel73',
+    async (lab) => {
+      const { c, pod, procs } = lab;
+      const products = `${vip(c, 'public-api')}/api/v1/products/7`;
+      t.is(await status(lab, pod('frontend'), 'GET', products), '200');
+      await Promise.all(procs.procs.filter((p) => p.name.startsWith('l7-proxy-')).map((p) => procs.stop(p)));
+      t.is(await status(lab, pod('frontend'), 'GET', products), '000', 'redirected to a proxy that is gone: no answer, never around it');
+      t.is(await status(lab, pod('api-gateway-0'), 'GET', `${vip(c, 'backend-service')}/x`), '200', 'L4 policy still enforced and forwarding in the kernel');
+      t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'backend-service')}/x`), '000', 'and still denying');
+      t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'echo')}/echo`), '200');
+    },
+    SCENARIO,
+  );
+});

@@ -9,7 +9,7 @@ import { buildCluster } from '../../harness/topology/graph.js';
 import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 import { readCiliumPolicies } from '../../harness/dataplanes/policy/cnp.js';
 import { allocateIdentities } from '../../harness/dataplanes/ebpf/identity.js';
-import { L7_LB_PORT, l7Plan, l7ProxySpec } from '../../harness/dataplanes/ebpf/index.js';
+import { L7_LB_PORT, l7Plan, l7ProxySpec, renderL7Proxies } from '../../harness/dataplanes/ebpf/index.js';
 import { renderL7Proxy } from '../../harness/dataplanes/proxy/haproxy.js';
 import { exec } from '../../harness/util/exec.js';
 import { findTool } from '../../harness/util/tools.js';
@@ -71,6 +71,9 @@ test('the canary route: x-canary first, then one draw per request split 90/10; t
   t.regex(set[1], /str\(production_api-service-v1_80\) if .* \{ var\(txn\.split\) -m int lt 90 \}/);
   t.true(lines.some((l) => /set-var\(txn\.split\) rand\(100\)/.test(l)));
   t.true(lines.includes(`backend via_${pod('frontend').netns}`));
+  // A route to a Service without endpoints is refused, never sent on to the VIP (which would come back here).
+  const noEp = lines.indexOf('  http-request deny deny_status 503 unless { var(txn.ep) -m found }');
+  t.true(noEp > 0 && noEp < lines.indexOf('  http-request set-dst var(txn.ep) if { var(txn.ep) -m found }'));
   t.is(maps['/l7/node1/clients.map'].split('\n').filter(Boolean).length, n1.lb!.clients.length);
   t.regex(maps['/l7/node1/endpoints.map'], new RegExp(`production_api-service-v1_80/0 ${pod('api-service-v1-0').ip.replace(/\./g, '\\.')}`));
   // node1 has no pod with ingress L7 rules on a port … except order-service's POST /orders.
@@ -100,4 +103,13 @@ test('egress L7 rules are refused by ebpf-l7, naming the policy', (t) => {
   const e = t.throws(() => l7Plan(s, c));
   t.true(e instanceof MeshbenchError);
   t.regex(e!.message + JSON.stringify((e as MeshbenchError).details ?? ''), /production\/egress-l7/);
+});
+
+test('an L7 rule HAProxy cannot express is bad input before anything is built', (t) => {
+  const s = load();
+  s.policies = s.policies.map((p) => (p.name === 'public-api-l7' ? { ...p, ingress: [{ ...p.ingress![0], http: [{ method: 'GET', path: "/it's" }] }] } : p));
+  const c = buildCluster(s, 'mbl7u');
+  const ids = allocateIdentities(c);
+  const e = t.throws(() => renderL7Proxies(c, s, l7Plan(s, c), ids, '/l7'));
+  t.true(e instanceof MeshbenchError && e.code === 'E_INPUT', String(e));
 });

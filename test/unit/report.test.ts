@@ -15,7 +15,7 @@ import { MeshbenchError } from '../../harness/errors.js';
 import type { RunRecord } from '../../harness/results/types.js';
 import { cdfPoints, writeReport } from '../../harness/report/report.js';
 import { renderChart } from '../../harness/report/charts.js';
-import { summarizeCaseFlows } from '../../harness/analysis/flows.js';
+import { summarizeCaseFlows } from '../../harness/probes/flows.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');

@@ -17,13 +17,13 @@ import { STATE_DIR } from '../../util/host.js';
 import { PROJECT_ROOT, findTool, requireTool, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
 import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
-import { RESERVED, allocateIdentities, endpointPolicy, type Identities } from './identity.js';
+import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
 import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js';
 import { compileEgress, compileIngress, policyName } from '../policy/model.js';
-import { haproxy, renderL7Proxy } from '../proxy/haproxy.js';
+import { haproxy, renderL7Proxy, type NodeProxyConfig } from '../proxy/haproxy.js';
 import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
-import type { L7IngressPort, L7ProxySpec } from '../proxy/types.js';
+import type { L7IngressPort, L7ProxySpec, OutboundRoute, OutboundService } from '../proxy/types.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import { waitListening } from '../../util/net.js';
 import { createMeshCA } from '../mesh-ca/index.js';
@@ -71,7 +71,7 @@ async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
   return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
 }
 
-function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: DataplaneContext['scenario']['policies'], l7: L7Plan | undefined, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
+function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policyOf: Map<string, EndpointPolicy>, l7: L7Plan | undefined, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
   const pin = nodePins(c.prefix, n);
   const u: MapUpdate[] = [];
   const ipcache = pin.map('mb_ipcache');
@@ -86,7 +86,7 @@ function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policies: Datapla
   }
   n.pods.forEach((p, i) => {
     const epId = i + 1;
-    const pol = endpointPolicy(policies, p, c, ids);
+    const pol = policyOf.get(p.name)!;
     const host = hostLinks.get(p.hostIf)!;
     const flags = (pol.ingressEnforced ? EP_F_INGRESS_ENFORCED : 0) | (pol.egressEnforced ? EP_F_EGRESS_ENFORCED : 0);
     u.push(update(pin.map('mb_lxc'), enc.endpointKey(p.ip), enc.endpointInfo({ ifindex: host.ifindex, epId, flags, identity: ids.byPod.get(p.name)!, mac: macs.get(p.name)!, nodeMac: host.address })));
@@ -114,6 +114,9 @@ export interface L7Plan {
   proxyPorts: Record<number, number>;
   /** Services balanced by the proxy (they have routes): not in the socket LB. */
   routed: { vip: string; port: number }[];
+  routes: OutboundRoute[];
+  /** The routed Services and every Service their routes lead to. */
+  lbServices: OutboundService[];
 }
 
 /**
@@ -128,11 +131,27 @@ export function l7Plan(s: DataplaneContext['scenario'], c: Cluster): L7Plan {
     throw inputError('ebpf-l7 enforces L7 rules on ingress only', names.map((n) => `policy ${n} has egress HTTP/gRPC rules`), 'state the L7 rules on the destination (ingress), or use a sidecar or ambient dataplane');
   }
   const ports = [...new Set(c.pods.flatMap((p) => compileIngress(s.policies, p, c).ports.filter((x) => x.l7 && x.port !== 'any').map((x) => x.port as number)))].sort((a, b) => a - b);
-  const routedKeys = new Set(outboundRoutes(s, c).map((r) => r.service));
+  const routes = outboundRoutes(s, c);
+  const routedKeys = new Set(routes.map((r) => r.service));
+  const lbKeys = new Set(routes.flatMap((r) => [r.service, ...r.headerRules.map((h) => h.to), ...r.split.map((x) => x.to)]));
+  const services = outboundServices(c);
   return {
     proxyPorts: Object.fromEntries(ports.map((p, i) => [p, L7_FIRST_PORT + i])),
-    routed: outboundServices(c).filter((x) => routedKeys.has(x.key)).map((x) => ({ vip: x.vip, port: x.port })),
+    routed: services.filter((x) => routedKeys.has(x.key)).map((x) => ({ vip: x.vip, port: x.port })),
+    routes,
+    lbServices: services.filter((x) => lbKeys.has(x.key)),
   };
+}
+
+/** Node L7 proxy traversals of one request along a chain of Services: one per routed Service, one per Service whose pods have L7 rules on its port. */
+function l7Hops(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, chain: string[]): number {
+  return chain.reduce((hops, name) => {
+    const svc = c.services.find((x) => x.name === name);
+    if (!svc) return hops;
+    const routed = plan.routed.some((r) => r.vip === svc.vip && r.port === svc.port);
+    const l7 = svc.backends.some((b) => compileIngress(s.policies, b, c).ports.some((x) => x.l7 && x.port === svc.targetPort));
+    return hops + (routed ? 1 : 0) + (l7 ? 1 : 0);
+  }, 0);
 }
 
 /** The local pods' app ports with L7 rules, and who may send which requests there. */
@@ -165,10 +184,8 @@ export const l7AdminSocket = (prefix: string, node: string) => join(STATE_DIR, p
 
 /** What one node's L7 proxy serves: its pods' ingress L7 ports and, if there are routes, the routed Services; undefined = nothing. */
 export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, n: NodeSpec, dir: string): L7ProxySpec | undefined {
-  const routes = outboundRoutes(s, c);
   const ingress = l7Ingress(s, c, n, ids);
-  if (!ingress.length && !routes.length) return undefined;
-  const routedKeys = new Set(routes.flatMap((r) => [r.service, ...r.headerRules.map((h) => h.to), ...r.split.map((x) => x.to)]));
+  if (!ingress.length && !plan.routes.length) return undefined;
   return {
     node: n.name,
     threads: 2,
@@ -180,19 +197,34 @@ export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L
       ...c.pods.map((p) => ({ ip: p.ip, identity: ids.byPod.get(p.name)! })),
       ...c.nodes.flatMap((o) => [o.underlayIp, o.gatewayIp].map((ip) => ({ ip, identity: o === n ? RESERVED.host : RESERVED.remoteNode }))),
     ],
-    lb: routes.length ? { port: L7_LB_PORT, routes, services: outboundServices(c).filter((x) => routedKeys.has(x.key)), clients: n.pods.map((p) => ({ ip: p.ip, netns: p.netns })) } : undefined,
+    lb: plan.routes.length ? { port: L7_LB_PORT, routes: plan.routes, services: plan.lbServices, clients: n.pods.map((p) => ({ ip: p.ip, netns: p.netns })) } : undefined,
   };
 }
 
+interface RenderedL7Proxy extends NodeProxyConfig {
+  node: NodeSpec;
+  spec: L7ProxySpec;
+}
+
+/** Every node's L7 proxy configuration, rendered before anything is built: a rule HAProxy cannot express is bad input. */
+export function renderL7Proxies(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, dir: string): RenderedL7Proxy[] {
+  return c.nodes.flatMap((n) => {
+    const spec = l7ProxySpec(c, s, plan, ids, n, dir);
+    if (!spec) return [];
+    try {
+      return [{ node: n, spec, ...renderL7Proxy(spec) }];
+    } catch (e) {
+      throw inputError(`the L7 rules cannot be given to the node proxy on ${n.name}`, [e instanceof Error ? e.message : String(e)], 'remove single quotes from the L7 rules (methods, paths, headers) and route headers');
+    }
+  });
+}
+
 /** One L7 proxy per node that has something for it: ingress L7 ports, or routed Services. */
-async function startL7Proxies(c: Cluster, s: DataplaneContext['scenario'], plan: L7Plan, ids: Identities, procs: ProcessGroup, dir: string, flowDir: string): Promise<{ nodes: string[]; configBytes: number }> {
+async function startL7Proxies(rendered: RenderedL7Proxy[], plan: L7Plan, procs: ProcessGroup, dir: string, flowDir: string): Promise<{ nodes: string[]; configBytes: number }> {
   const started: string[] = [];
   let configBytes = 0;
   await Promise.all(
-    c.nodes.map(async (n) => {
-      const spec = l7ProxySpec(c, s, plan, ids, n, dir);
-      if (!spec) return;
-      const { config, maps } = renderL7Proxy(spec);
+    rendered.map(async ({ node: n, spec, config, maps }) => {
       mkdirSync(spec.mapDir, { recursive: true });
       mkdirSync(dirname(spec.adminSocket), { recursive: true });
       for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
@@ -317,6 +349,11 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       for (const t of ['bpftool', 'tc', 'wg', 'mb-flowd', 'mount', ...(o.l7 ? ['haproxy', 'iptables-restore'] : [])]) await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
       if (!(await findTool('wireguard-go'))) missing.push('wireguard-go not found (needed where the kernel has no WireGuard module): run scripts/setup.sh');
       for (const f of Object.values(BPF_OBJECTS)) if (!existsSync(objectPath(f))) missing.push(`bpf/build/${f} not built: run scripts/setup.sh (make -C bpf)`);
+      if (o.l7 && (await findTool('haproxy'))) {
+        const vv = (await exec('haproxy', ['-vv'], { allowFail: true })).stdout;
+        for (const f of ['NS', 'TPROXY'])
+          if (!new RegExp(`\\+${f}\\b`).test(vv)) missing.push(`haproxy is built without ${f} (the node L7 proxy needs namespace-aware servers and transparent listeners): apt-get install haproxy (Debian's build has +NS +TPROXY)`);
+      }
       return missing;
     },
 
@@ -324,7 +361,11 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       const { cluster: c, scenario: s } = ctx;
       const cgroup = ctx.procs.cgroupBase;
       if (!cgroup) throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
+      // Everything that can be bad input is worked out before the host is touched.
+      const ids = allocateIdentities(c);
+      const policyOf = new Map(c.pods.map((p) => [p.name, endpointPolicy(s.policies, p, c, ids)]));
       const plan = o.l7 ? l7Plan(s, c) : undefined;
+      const l7Configs = plan ? renderL7Proxies(c, s, plan, ids, join(ctx.caseDir, 'l7-proxy')) : [];
       const fs = bpffsDir(c.prefix);
       mkdirSync(fs, { recursive: true });
       await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs]);
@@ -337,7 +378,6 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', lb.prog(prog), 'multi']);
       await applyUpdates(lbUpdates(c, plan?.routed), join(ctx.caseDir, 'bpf-lb.batch'));
 
-      const ids = allocateIdentities(c);
       const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
       const flowDir = join(ctx.caseDir, 'flows');
       mkdirSync(flowDir, { recursive: true });
@@ -347,7 +387,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           const pin = nodePins(c.prefix, n);
           await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.lxc), pin.dir, 'pinmaps', join(pin.dir, 'maps')]);
           const [hostLinks, macs] = await Promise.all([links(n.netns), podMacs(n)]);
-          await applyUpdates(nodeUpdates(c, n, ids, s.policies, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
+          await applyUpdates(nodeUpdates(c, n, ids, policyOf, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
           const tc = [
             ...n.pods.flatMap((p) => [`qdisc add dev ${p.hostIf} clsact`, `filter add dev ${p.hostIf} ingress bpf da pinned ${pin.prog('from_container')}`]),
             `qdisc add dev ${wgDevice(c, n)} clsact`,
@@ -359,15 +399,16 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           ctx.procs.start({ name: `flowd-${n.name}`, role: 'agent', cmd: flowd, args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)], logFile: join(flowDir, `${n.name}.log`) });
         }),
       );
-      const needsAuth = c.pods.some((p) => endpointPolicy(s.policies, p, c, ids).entries.some((e) => e.authRequired));
+      const needsAuth = [...policyOf.values()].some((p) => p.entries.some((e) => e.authRequired));
       const auth = needsAuth ? await startAuthAgents(c, ids, ctx.procs, join(ctx.caseDir, 'auth'), flowDir) : undefined;
-      const l7 = plan ? await startL7Proxies(c, s, plan, ids, ctx.procs, join(ctx.caseDir, 'l7-proxy'), flowDir) : undefined;
+      const l7 = plan ? await startL7Proxies(l7Configs, plan, ctx.procs, join(ctx.caseDir, 'l7-proxy'), flowDir) : undefined;
       writeFileSync(
         join(flowDir, 'identities.json'),
         JSON.stringify(
           {
             identities: Object.fromEntries([...ids.labels].map(([id, l]) => [id, l])),
             endpoints: Object.fromEntries(c.pods.map((p) => [p.ip, { pod: p.name, namespace: p.namespace, node: p.node, identity: ids.byPod.get(p.name) }])),
+            services: Object.fromEntries(c.services.map((x) => [x.vip, { namespace: x.namespace, name: x.name }])),
             reserved: RESERVED,
           },
           null,
@@ -393,7 +434,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             version: wg.version,
             mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wg.implementation === 'wireguard-go' ? 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role' : 'the kernel module'}`,
           },
-          ...(plan && l7
+          ...(plan && l7?.nodes.length
             ? {
                 'l7-proxy': {
                   engine: 'haproxy',
@@ -422,12 +463,12 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           },
         },
         path: {
-          // Per request on the measured chain: a port with L7 rules or a routed Service adds the node proxy.
-          userSpaceHops: l7?.nodes.length ? 1 : 0,
+          // Per request of the measured chain: each routed Service and each port with L7 rules adds a node proxy traversal.
+          userSpaceHops: plan && l7?.nodes.length ? l7Hops(c, s, plan, ctx.chain ?? []) : 0,
           loopbackLegs: 0,
           redirect: `eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)${l7?.nodes.length ? '; ports with L7 rules and routed Services: tc mark + TPROXY to the node L7 proxy' : ''}`,
           encryption: `WireGuard between nodes (${wg.implementation}${wg.implementation === 'wireguard-go' ? ', in user space' : ''}); no per-connection handshake`,
-          serviceRouting: 'at connect() by cgroup/connect4 (no kube-proxy rules)',
+          serviceRouting: `at connect() by cgroup/connect4 (no kube-proxy rules)${plan?.routed.length ? '; Services with routes by the node L7 proxy (route, then a random endpoint)' : ''}`,
         },
         kernelResources: async () => {
           const k = await kernelCost(c.prefix, c);

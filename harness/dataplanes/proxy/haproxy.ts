@@ -328,10 +328,11 @@ function l7Conds(r: { method?: string; pathRegex?: string; headers?: [string, st
 export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
   const map = (name: string) => join(s.mapDir, `${name}.map`);
   const L: string[] = [`# meshbench L7 proxy for ${s.node}: HAProxy in the role of the node's Envoy (Cilium)`, ...globalSection(s.threads, s.adminSocket, ['  log stdout format raw daemon'])];
-  L.push('defaults', '  mode http', '  log global', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout http-keep-alive 60s', '  http-reuse always', '');
+  // Numeric log fields have defaults (a request refused before any rule ran still makes valid JSON); no record for connections without a request.
+  L.push('defaults', '  mode http', '  log global', '  option dontlognull', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout http-keep-alive 60s', '  http-reuse always', '');
   const record = (direction: string) =>
     `  log-format '{"timeNs":%[date(0,us)]000,"node":"${s.node}","type":"L7","verdict":"%[var(txn.verdict)]","dropReason":"%[var(txn.reason)]","direction":"${direction}","observationPoint":"l7-proxy","protocol":"HTTP",` +
-    `"source":{"ip":"%ci","port":%cp,"identity":%[var(txn.sid)]},"destination":{"ip":"%[var(txn.dst)]","port":%[var(txn.dport)],"identity":%[var(txn.did)]},` +
+    `"source":{"ip":"%ci","port":%cp,"identity":%[var(txn.sid,2)]},"destination":{"ip":"%[var(txn.dst)]","port":%[var(txn.dport,0)],"identity":%[var(txn.did,0)]},` +
     `"l7":{"method":"%HM","path":%{+Q}HPO,"status":%ST,"upstream":"%si:%sp","route":"%[var(txn.target)]"}}'`;
   const ids = map('identities');
   const start = [
@@ -383,6 +384,8 @@ export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
       '  http-request set-var-fmt(txn.key) "%[var(txn.target)]/%[rand,mod(txn.n)]" if { var(txn.n) -m int gt 0 }',
       `  http-request set-var(txn.ep) var(txn.key),map_str_ip(${map('endpoints')}) if { var(txn.key) -m found }`,
       `  http-request set-var(txn.port) var(txn.key),map_str_int(${map('endpoint-ports')}) if { var(txn.key) -m found }`,
+      // A route to a Service without endpoints must not fall through to the original VIP: that would come straight back here.
+      ...refuse(503, 'NO_ENDPOINT', ' unless { var(txn.ep) -m found }'),
       '  http-request set-dst var(txn.ep) if { var(txn.ep) -m found }',
       '  http-request set-dst-port var(txn.port) if { var(txn.port) -m found }',
       '  http-request set-var(txn.dst) dst',

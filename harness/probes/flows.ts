@@ -42,11 +42,15 @@ export interface Flow {
   sourceNamespace?: string;
   destinationPod?: string;
   destinationNamespace?: string;
+  /** The destination is a Service VIP (a routed Service, sent to the node L7 proxy). */
+  destinationService?: { namespace: string; name: string };
 }
 
 export interface FlowNames {
   endpoints: Record<string, { pod: string; namespace: string; node: string; identity: number }>;
   identities?: Record<string, string[]>;
+  /** Service VIP → Service. */
+  services?: Record<string, { namespace: string; name: string }>;
 }
 
 export interface FlowLog {
@@ -82,7 +86,8 @@ export function readFlowDir(dir: string): FlowLog {
       if (fl.type === 'L7') dashesOut(fl);
       const s = endpoints[fl.source.ip];
       const d = endpoints[fl.destination.ip];
-      flows.push({ ...fl, case: caseName, sourcePod: s?.pod, sourceNamespace: s?.namespace, destinationPod: d?.pod, destinationNamespace: d?.namespace });
+      const svc = d ? undefined : names.services?.[fl.destination.ip];
+      flows.push({ ...fl, case: caseName, sourcePod: s?.pod, sourceNamespace: s?.namespace, destinationPod: d?.pod, destinationNamespace: d?.namespace, ...(svc ? { destinationService: svc } : {}) });
     });
   }
   // Array.prototype.sort is stable: equal times keep file and line order.
@@ -121,7 +126,8 @@ interface End {
   identity: number;
 }
 
-function endOf(ip: string, identity: number, pod: string | undefined, namespace: string | undefined): End {
+function endOf(ip: string, identity: number, pod: string | undefined, namespace: string | undefined, service?: { namespace: string; name: string }): End {
+  if (service) return { id: `${service.namespace}/${service.name}`, w: { id: '', kind: 'service', name: service.name, namespace: service.namespace }, identity };
   if (pod !== undefined) {
     const name = workloadOfPod(pod);
     const ns = namespace ?? '';
@@ -199,7 +205,7 @@ export function summarizeFlows(flows: Flow[], unreadable = 0): FlowSummary {
   for (const f of ordered) {
     if (f.node) nodes.add(f.node);
     const src = endOf(f.source.ip, f.source.identity, f.sourcePod, f.sourceNamespace);
-    const dst = endOf(f.destination.ip, f.destination.identity, f.destinationPod, f.destinationNamespace);
+    const dst = endOf(f.destination.ip, f.destination.identity, f.destinationPod, f.destinationNamespace, f.destinationService);
     workload(src);
     workload(dst);
     if (isL7(f)) {
