@@ -6,6 +6,7 @@ import { MeshbenchError } from '../errors.js';
 import { isRoot } from '../util/host.js';
 import { Progress } from '../util/progress.js';
 import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
+import { metricNames } from '../analysis/metrics.js';
 
 const program = new Command();
 
@@ -80,6 +81,60 @@ program
     process.stdout.write(`report: ${r.html}\n`);
   });
 
+const probability = (v: string) => {
+  const n = Number(v);
+  if (!(n > 0 && n < 1)) throw new InvalidArgumentError('must be a number between 0 and 1, e.g. 0.05');
+  return n;
+};
+
+program
+  .command('compare')
+  .description('Compare two runs case by case (dataplane × workload, repeats as samples): per metric the medians, the change B − A with a 95% bootstrap interval, a permutation-test p-value and a verdict (better, worse, no significant change). With --fail-on it exits 1 when a named metric is significantly worse beyond --threshold: the hook for nightly CI.')
+  .argument('<a/run.json>', 'the reference run (before), or its directory')
+  .argument('<b/run.json>', 'the run to judge (after), or its directory')
+  .option('--metric <list>', `metrics to compare, comma-separated, or "all" for every metric the runs carry (default p50,p90,p99,qps,errors; known: ${metricNames().join(', ')})`, list)
+  .option('--fail-on <list>', 'exit 1 when one of these metrics is worse with p < alpha and beyond the threshold (they are compared even if not in --metric)', list)
+  .option('--threshold <spec>', 'how much worse counts as a regression: a percentage of A\'s median (10%), an amount (200us, 0.5ms, 2MiB, a bare number in the metric\'s unit), or per metric (p99=200us,qps=5%,10%)', '5%')
+  .option('--alpha <p>', 'significance level of the permutation test', probability, 0.05)
+  .option('--seed <seed>', 'seed of the bootstrap and permutation streams (results are reproducible for a seed)', 'meshbench')
+  .option('--resamples <n>', 'bootstrap resamples', positiveInt, 2000)
+  .option('--test <name>', 'significance test: median (permutation test of the difference of medians) or rank (Mann–Whitney U by permutation; more power with few repeats)', 'median')
+  .option('--permutations <n>', 'permutation-test relabellings (exact enumeration when the splits are fewer)', positiveInt, 5000)
+  .option('--json', 'print the comparison as JSON (schema meshbench/compare/v1)')
+  .option('--export-fortio <dir>', 'also write every case of both runs as fortio result JSON into <dir> (<runId>-<index>-<dataplane>-<workload>-r<repeat>.json), for `fortio report -data-dir <dir>`')
+  .addHelpText(
+    'after',
+    `
+Cases are matched by dataplane and workload (status ok only); repeats are the samples. Lower is
+better for latency, CPU, memory, errors and start-up; higher for qps. Few repeats limit what can
+be called significant: the smallest p of the median test is 0.2 for 3 vs 3 repeats, 0.048 for
+5 vs 5, 0.013 for 6 vs 6; of --test rank 0.1, 0.008, 0.002. Rows out of reach are marked *.
+
+Exit status: 0 no regression (or no --fail-on), 1 a --fail-on metric regressed, 2 bad input
+(missing or unreadable run.json, no common case, unknown metric or threshold).
+
+Example (nightly CI):
+  meshbench compare results/quick/<last>/run.json results/quick/<new>/run.json --fail-on p99 --threshold 10%`,
+  )
+  .action(async (fileA: string, fileB: string, o) => {
+    const { runCompare } = await import('./compare.js');
+    const r = runCompare(fileA, fileB, {
+      metrics: o.metric,
+      failOn: o.failOn,
+      threshold: o.threshold,
+      alpha: o.alpha,
+      seed: o.seed,
+      resamples: o.resamples,
+      permutations: o.permutations,
+      test: o.test,
+      json: o.json,
+      exportFortio: o.exportFortio,
+    });
+    process.stderr.write(r.stderr);
+    process.stdout.write(r.stdout);
+    process.exitCode = r.exitCode;
+  });
+
 program
   .command('validate')
   .description('Check a scenario or topology file without touching the host; prints every problem as file:line: message (exit 2) or a summary of the cluster it declares.')
@@ -121,7 +176,7 @@ program
   .option('--json', 'one JSON object per line')
   .action(async (path: string, o) => {
     const { readFlows, filterFlows, formatFlow } = await import('./observe.js');
-    for (const f of filterFlows(readFlows(path), o)) process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
+    for (const f of filterFlows(readFlows(path, (m) => process.stderr.write(`warning: ${m}\n`)), o)) process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
   });
 
 program
