@@ -3,10 +3,11 @@
 // from a file that has any.
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, relative } from 'node:path';
-import { LineCounter, parseDocument, type Document } from 'yaml';
+import { LineCounter, parse as parseYamlText, parseDocument, type Document } from 'yaml';
 import { yamlLine } from '../util/yaml.js';
 import type { z } from 'zod';
 import { inputError } from '../errors.js';
+import { PROJECT_ROOT } from '../util/tools.js';
 import { ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
 import type { Policy } from './policy-schema.js';
 
@@ -118,6 +119,23 @@ export interface LoadOptions {
    * errors. Passed in by the caller, because the reader lives with the policy model (a later stage).
    */
   readPolicyFile?: (file: string) => { policies: Policy[]; errors: string[] };
+  /** The reference tables `reference.table` must name; default: reference/claims.yaml of the project. */
+  claimsFile?: string;
+}
+
+/** The project's copy of the source documents' tables (reference/claims.yaml). */
+export const CLAIMS_FILE = resolve(PROJECT_ROOT, 'reference/claims.yaml');
+
+/** Table ids in a claims file (`tables[].id`), or an error message when it cannot be read. */
+export function referenceTableIds(file: string = CLAIMS_FILE): string[] | { error: string } {
+  if (!existsSync(file)) return { error: `${shownPath(file)} not found` };
+  try {
+    const doc = parseYamlText(readFileSync(file, 'utf8')) as { tables?: { id?: unknown }[] } | null;
+    const ids = (Array.isArray(doc?.tables) ? doc.tables : []).map((t) => t?.id).filter((id): id is string => typeof id === 'string');
+    return ids.length ? ids : { error: `${shownPath(file)} names no tables` };
+  } catch (e) {
+    return { error: `${shownPath(file)} cannot be read: ${(e as Error).message.split('\n')[0]}` };
+  }
 }
 
 /** Load and check a scenario file; throws one E_INPUT error listing every problem. */
@@ -214,6 +232,13 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
   pnames.forEach((n, i) => {
     if (pnames.indexOf(n) !== i) err(['policies', i, 'name'], `policy "${n}" is declared twice`);
   });
+
+  const table = s.reference?.table;
+  if (typeof table === 'string' && table !== '') {
+    const ids = referenceTableIds(opts.claimsFile);
+    if (!Array.isArray(ids)) err(['reference', 'table'], `cannot check table "${table}": ${ids.error}`);
+    else if (!ids.includes(table)) err(['reference', 'table'], `unknown table "${table}" (known: ${ids.join(', ')})`);
+  }
 
   const dn = arr(s.dataplanes);
   dn.forEach((d, i) => {

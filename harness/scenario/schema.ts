@@ -94,6 +94,14 @@ export const ScenarioSchema = z
     /** L7 traffic routing (canary): header matches and weighted splits, done by the client-side proxy. */
     routes: z.array(RouteSchema).default([]),
     repeats: z.number().int().min(1).max(100).default(1),
+    /**
+     * The source document's table this scenario reproduces: an id in reference/claims.yaml, what
+     * was scaled to fit this machine ("<what>": "<document> → <lab>"), and a free note.
+     */
+    reference: z
+      .object({ table: z.string().min(1), scaling: z.record(z.string(), z.string()).optional(), note: z.string().optional() })
+      .strict()
+      .optional(),
     /** What `--quick` changes. */
     quick: z
       .object({ duration: duration.optional(), warmup: duration.optional(), repeats: z.number().int().min(1).optional() })

@@ -1,0 +1,99 @@
+import test from 'ava';
+import { readdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { loadScenario, referenceTableIds, CLAIMS_FILE } from '../../harness/scenario/load.js';
+import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
+import { MeshbenchError } from '../../harness/errors.js';
+
+const dataplanes = ['baseline', 'istio-sidecar', 'linkerd-sidecar', 'ambient', 'ambient-waypoint', 'ebpf', 'ebpf-l7'];
+const seeds = readdirSync('scenarios').filter((f) => /^seed-.*\.yaml$/.test(f)).sort().map((f) => `scenarios/${f}`);
+const ids = referenceTableIds();
+
+function problems(file: string, opts = {}): string[] {
+  try {
+    loadScenario(file, { knownDataplanes: dataplanes, ...opts });
+  } catch (e) {
+    if (e instanceof MeshbenchError) return e.details;
+    throw e;
+  }
+  return [];
+}
+
+test('the claims file is the project copy of the shared reference and has table ids', (t) => {
+  t.true(Array.isArray(ids));
+  t.true((ids as string[]).includes('mesh-comparison-grpc'));
+  t.true(CLAIMS_FILE.endsWith('reference/claims.yaml'));
+});
+
+test('the five seed scenarios are shipped', (t) => {
+  t.deepEqual(seeds, [
+    'scenarios/seed-000-cluster-memory.yaml',
+    'scenarios/seed-001-mesh-comparison.yaml',
+    'scenarios/seed-002-proxy-path.yaml',
+    'scenarios/seed-002-visibility.yaml',
+    'scenarios/seed-003-three-service-chain.yaml',
+  ]);
+});
+
+for (const f of seeds)
+  test(`${f} loads, names a known table, records its scaling and has a quick form`, (t) => {
+    t.deepEqual(problems(f), []);
+    const s = loadScenario(f, { knownDataplanes: dataplanes });
+    t.truthy(s.reference, 'has a reference block');
+    t.true((ids as string[]).includes(s.reference!.table), s.reference!.table);
+    t.true(Object.keys(s.reference!.scaling ?? {}).length > 0, 'records what was scaled');
+    t.truthy(s.quick, 'has a quick block');
+  });
+
+test('the quick forms of all seed scenarios together stay under 15 minutes (15 s set-up per case, 45 s for 100 pods)', (t) => {
+  let total = 0;
+  for (const f of seeds) {
+    const s = loadScenario(f, { knownDataplanes: dataplanes });
+    const cases = expandCases(applyOverrides(s, { quick: true }));
+    const pods = s.services.reduce((n, x) => n + x.replicas, 0);
+    const setup = pods > 20 ? 45 : 15;
+    for (const c of cases) total += setup + c.workload.warmupS + c.workload.durationS;
+  }
+  t.true(total > 0);
+  t.true(total < 15 * 60, `${total} s`);
+});
+
+test('an unknown reference table is a file:line error that lists the known tables', (t) => {
+  const f = 'test/fixtures/scenarios/bad-reference.yaml';
+  const d = problems(f);
+  t.is(d.length, 1);
+  t.regex(d[0], /^test\/fixtures\/scenarios\/bad-reference\.yaml:6: reference\.table: unknown table "no-such-table" \(known: /);
+  for (const id of ids as string[]) t.true(d[0].includes(id), id);
+  const e = t.throws(() => loadScenario(f), { instanceOf: MeshbenchError });
+  t.is(e?.code, 'E_INPUT');
+});
+
+test('reference.table is checked against the claims file given, and a missing one is reported', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mb-claims-'));
+  const claims = join(dir, 'claims.yaml');
+  writeFileSync(claims, 'tables:\n  - {id: no-such-table, rows: []}\n');
+  t.deepEqual(problems('test/fixtures/scenarios/bad-reference.yaml', { claimsFile: claims }), []);
+  const d = problems('test/fixtures/scenarios/bad-reference.yaml', { claimsFile: join(dir, 'absent.yaml') });
+  t.is(d.length, 1);
+  t.regex(d[0], /bad-reference\.yaml:6: reference\.table: cannot check table "no-such-table": .*absent\.yaml not found/);
+});
+
+test('reference keys are checked by the schema', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mb-ref-'));
+  const src = parse(`kind: Scenario
+name: x
+topology: {kind: Topology, name: t, nodes: 2}
+reference: {table: mesh-comparison-grpc, scaling: {qps: 5}, colour: red}
+client: {node: node1}
+services: [{name: echo, port: 80, targetPort: 8080}]
+workloads: [{protocol: http1, qps: 10, duration: 2s, chain: [echo]}]
+dataplanes: [baseline]
+`);
+  const f = join(dir, 's.yaml');
+  writeFileSync(f, JSON.stringify(src));
+  const d = problems(f);
+  t.true(d.some((x) => /reference: unknown key\(s\) "colour"/.test(x)), d.join('\n'));
+  t.true(d.some((x) => /reference\.scaling\.qps: /.test(x)), d.join('\n'));
+});
