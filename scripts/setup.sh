@@ -56,7 +56,9 @@ fi
 lockhash=$(sha256sum package-lock.json | cut -c1-16)
 if [ ! -d node_modules ] || [ "$(cat node_modules/.meshbench-lock 2>/dev/null)" != "$lockhash" ]; then
   say "npm ci"
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  # playwright-core drives the Debian chromium above (the report's browser test); never let an
+  # npm package download a browser of its own.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/dev/null
   echo "$lockhash" > node_modules/.meshbench-lock
 else
   say "npm packages: up to date"
