@@ -44,6 +44,13 @@ export async function requireTool(name: string): Promise<string> {
   return p;
 }
 
+/** For a dataplane's check(): each tool of `names` not found, as "<what is missing> (<what to do>)". */
+export async function missingTools(names: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const t of names) if (!(await findTool(t))) missing.push(`${t} not found on PATH (${installHints[t] ?? `install ${t}`})`);
+  return missing;
+}
+
 const versionArgs: Record<string, string[]> = {
   fortio: ['version'],
   ip: ['-V'],

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { envError, inputError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
 import { STATE_DIR } from '../../util/host.js';
-import { PROJECT_ROOT, findTool, requireTool, toolVersion } from '../../util/tools.js';
+import { PROJECT_ROOT, findTool, missingTools, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
 import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type Identities } from './identity.js';
@@ -345,8 +345,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
     summary: o.summary,
 
     async check() {
-      const missing: string[] = [];
-      for (const t of ['bpftool', 'tc', 'wg', 'mb-flowd', 'mount', ...(o.l7 ? ['haproxy', 'iptables-restore'] : [])]) await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
+      const missing = await missingTools(['bpftool', 'tc', 'wg', 'mb-flowd', 'mount', ...(o.l7 ? ['haproxy', 'iptables-restore'] : [])]);
       if (!(await findTool('wireguard-go'))) missing.push('wireguard-go not found (needed where the kernel has no WireGuard module): run scripts/setup.sh');
       for (const f of Object.values(BPF_OBJECTS)) if (!existsSync(objectPath(f))) missing.push(`bpf/build/${f} not built: run scripts/setup.sh (make -C bpf)`);
       if (o.l7 && (await findTool('haproxy'))) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
 import { waitListening } from '../../util/net.js';
 import { pMap } from '../../util/pmap.js';
-import { requireTool, toolVersion } from '../../util/tools.js';
+import { missingTools, toolVersion } from '../../util/tools.js';
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Scenario } from '../../scenario/schema.js';
 import { applyKubeProxy } from '../kube-proxy/rules.js';
@@ -82,10 +82,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
     summary: o.summary,
 
     async check() {
-      const missing: string[] = [];
-      for (const t of ['haproxy', 'iptables-restore', 'setpriv'])
-        await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
-      return missing;
+      return missingTools(['haproxy', 'iptables-restore', 'setpriv']);
     },
 
     async deploy(ctx: DataplaneContext) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
 import { waitListening } from '../../util/net.js';
 import { pMap } from '../../util/pmap.js';
-import { requireTool, toolVersion } from '../../util/tools.js';
+import { missingTools, toolVersion } from '../../util/tools.js';
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Scenario } from '../../scenario/schema.js';
 import { applyCapture, describeCapture } from '../capture/index.js';
@@ -142,10 +142,7 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
     summary: profile.summary,
 
     async check() {
-      const missing: string[] = [];
-      for (const t of ['haproxy', 'iptables-restore'])
-        await requireTool(t).catch((e) => missing.push(`${e.message} (${e.hint})`));
-      return missing;
+      return missingTools(['haproxy', 'iptables-restore']);
     },
 
     async deploy(ctx: DataplaneContext) {
