@@ -27,6 +27,34 @@ export interface StartSpec {
   env?: NodeJS.ProcessEnv;
 }
 
+/**
+ * Memory the host must keep available for a process to be started: max(1 GiB, 5 % of RAM).
+ * Below it, starting one more sidecar or server risks the kernel's OOM killer picking meshbench
+ * itself (then nothing tears the lab down); refusing fails the case cleanly instead, and its
+ * teardown frees what it built.
+ */
+export function memoryFloorBytes(totalBytes: number): number {
+  return Math.max(2 ** 30, 0.05 * totalBytes);
+}
+
+/** MemTotal and MemAvailable from /proc/meminfo (bytes), or undefined where it cannot be read. */
+export function readMemInfo(text = readText('/proc/meminfo')): { totalBytes: number; availableBytes: number } | undefined {
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text ?? '')?.[1]);
+  const totalBytes = kb('MemTotal') * 1024;
+  const availableBytes = kb('MemAvailable') * 1024;
+  return Number.isFinite(totalBytes) && Number.isFinite(availableBytes) ? { totalBytes, availableBytes } : undefined;
+}
+
+/** Throws E_RUN when the host is below the memory floor (the meminfo text is for tests). */
+export function checkMemory(name: string, started: number, meminfo?: string): void {
+  const m = readMemInfo(meminfo);
+  if (!m || m.availableBytes >= memoryFloorBytes(m.totalBytes)) return;
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  throw runError(
+    `host memory nearly exhausted: ${mib(m.availableBytes)} MiB available of ${mib(m.totalBytes)} MiB (meshbench keeps ${mib(memoryFloorBytes(m.totalBytes))} MiB free) after starting ${started} process(es) in this case; not starting ${name}. The scenario does not fit in this host's memory: use fewer pods (services[].replicas) or nodes, or a host with more memory`,
+  );
+}
+
 export interface LabProcess {
   name: string;
   role: string;
@@ -103,6 +131,7 @@ export class ProcessGroup {
 
   start(spec: StartSpec): LabProcess {
     if (this.procs.some((p) => p.name === spec.name)) throw runError(`process name ${spec.name} used twice in one run`);
+    checkMemory(spec.name, this.procs.length);
     let argv: string[] = nsCommand(spec.netns, spec.cmd, spec.args).flat();
     if (spec.cpus) argv = ['taskset', '-c', spec.cpus, ...argv];
     let cgroup: string | undefined;
