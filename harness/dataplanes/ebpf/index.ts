@@ -378,6 +378,8 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
       await applyUpdates(lbUpdates(c, plan?.routed), join(ctx.caseDir, 'bpf-lb.batch'));
 
       const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
+      if (wg.handshakes.done < wg.handshakes.of)
+        ctx.log(`WireGuard: ${wg.handshakes.done} of ${wg.handshakes.of} node pairs handshook before the load; the others will on their first packet`);
       const flowDir = join(ctx.caseDir, 'flows');
       mkdirSync(flowDir, { recursive: true });
       const flowd = (await findTool('mb-flowd'))!;
@@ -431,6 +433,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           wireguard: {
             engine: wg.implementation,
             version: wg.version,
+            handshakesBeforeLoad: `${wg.handshakes.done} of ${wg.handshakes.of} node pairs`,
             mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wg.implementation === 'wireguard-go' ? 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role' : 'the kernel module'}`,
           },
           ...(plan && l7?.nodes.length
