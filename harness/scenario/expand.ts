@@ -38,7 +38,9 @@ export function applyOverrides(s: Scenario, o: RunOverrides, knownDataplanes?: s
     duration: o.durationS ?? q.duration ?? w.duration,
     warmup: o.warmupS ?? q.warmup ?? w.warmup,
   }));
-  return { ...s, dataplanes, repeats, workloads };
+  const services = q.replicas ? s.services.map((svc) => ({ ...svc, replicas: q.replicas?.[svc.name] ?? svc.replicas })) : s.services;
+  const topology = o.quick && s.quickTopology ? s.quickTopology : s.topology;
+  return { ...s, dataplanes, repeats, workloads, services, topology };
 }
 
 export function expandCases(s: Scenario): Case[] {

@@ -10,6 +10,7 @@ import { inputError } from '../errors.js';
 import { PROJECT_ROOT } from '../util/tools.js';
 import { ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
 import type { Policy } from './policy-schema.js';
+import type { ClaimsTable } from '../results/types.js';
 
 interface Parsed {
   file: string;
@@ -126,16 +127,24 @@ export interface LoadOptions {
 /** The project's copy of the source documents' tables (reference/claims.yaml). */
 export const CLAIMS_FILE = resolve(PROJECT_ROOT, 'reference/claims.yaml');
 
-/** Table ids in a claims file (`tables[].id`), or an error message when it cannot be read. */
-export function referenceTableIds(file: string = CLAIMS_FILE): string[] | { error: string } {
+/** The tables of a claims file (`tables[]` with a string id), or an error message when it cannot be read. */
+export function readClaimsTables(file: string = CLAIMS_FILE): ClaimsTable[] | { error: string } {
   if (!existsSync(file)) return { error: `${shownPath(file)} not found` };
   try {
-    const doc = parseYamlText(readFileSync(file, 'utf8')) as { tables?: { id?: unknown }[] } | null;
-    const ids = (Array.isArray(doc?.tables) ? doc.tables : []).map((t) => t?.id).filter((id): id is string => typeof id === 'string');
-    return ids.length ? ids : { error: `${shownPath(file)} names no tables` };
+    const doc = parseYamlText(readFileSync(file, 'utf8')) as { tables?: unknown[] } | null;
+    const tables = (Array.isArray(doc?.tables) ? doc.tables : []).filter(
+      (t): t is ClaimsTable => !!t && typeof t === 'object' && typeof (t as { id?: unknown }).id === 'string',
+    );
+    return tables.length ? tables : { error: `${shownPath(file)} names no tables` };
   } catch (e) {
     return { error: `${shownPath(file)} cannot be read: ${(e as Error).message.split('\n')[0]}` };
   }
+}
+
+/** Table ids in a claims file, or an error message when it cannot be read. */
+export function referenceTableIds(file: string = CLAIMS_FILE): string[] | { error: string } {
+  const t = readClaimsTables(file);
+  return Array.isArray(t) ? t.map((x) => x.id) : t;
 }
 
 /** Load and check a scenario file; throws one E_INPUT error listing every problem. */
@@ -155,6 +164,9 @@ export function loadScenario(file: string, opts: LoadOptions = {}): Scenario {
     topologyFile = resolve(dirname(abs), js.topology);
     topology = loadTopologyInto(topologyFile, errors);
   } else if (raw && typeof raw.topology === 'object') topology = raw.topology;
+  let quickTopology: Topology | undefined;
+  if (typeof js?.quick?.topology === 'string') quickTopology = loadTopologyInto(resolve(dirname(abs), js.quick.topology), errors);
+  else if (raw && typeof raw.quick?.topology === 'object') quickTopology = raw.quick.topology;
 
   // Policy files: read with the caller's reader, their errors reported with everything else.
   const filePolicies: Policy[] = [];
@@ -171,9 +183,12 @@ export function loadScenario(file: string, opts: LoadOptions = {}): Scenario {
   });
 
   // Checks across fields run on whatever parsed, so one pass reports every problem.
-  if (js && typeof js === 'object') crossCheck(p, js, topology, opts, errors);
+  if (js && typeof js === 'object') {
+    crossCheck(p, js, topology, opts, errors);
+    if (quickTopology) checkNodes(p, js, quickTopology, errors, 'quick.topology');
+  }
   if (errors.length || !raw || !topology) throw inputError(`${shownPath(abs)} is not a valid scenario`, sortByLine(errors));
-  return { ...raw, policies: [...raw.policies, ...filePolicies], inlinePolicies: raw.policies.length, topology, file: abs, topologyFile };
+  return { ...raw, policies: [...raw.policies, ...filePolicies], inlinePolicies: raw.policies.length, topology, file: abs, topologyFile, quickTopology };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -182,12 +197,23 @@ const arr = (x: unknown): Loose[] => (Array.isArray(x) ? x : []);
 
 // Checks that need more than one field: names that must refer to something that exists. They
 // read the raw document defensively, since the schema may have rejected parts of it.
+/** The client's and the services' nodes must exist in the topology (`which` names it in messages). */
+function checkNodes(p: Parsed, s: Loose, t: Topology, errors: string[], which = 'topology'): void {
+  const err = (path: PropertyKey[], msg: string) => errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${path.map(String).join('.')}: ${msg}`);
+  const nodes = new Set(nodeNames(t));
+  const nodeList = [...nodes].join(', ');
+  const clientNode = s.client?.node;
+  if (typeof clientNode === 'string' && !nodes.has(clientNode)) err(['client', 'node'], `unknown node "${clientNode}" (${which} has: ${nodeList})`);
+  arr(s.services).forEach((svc, i) =>
+    arr(svc?.nodes).forEach((n, j) => {
+      if (typeof n === 'string' && !nodes.has(n)) err(['services', i, 'nodes', j], `unknown node "${n}" (${which} has: ${nodeList})`);
+    }),
+  );
+}
+
 function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOptions, errors: string[]): void {
   const err = (path: PropertyKey[], msg: string) => errors.push(`${shownPath(p.file)}:${lineOf(p, path)}: ${path.map(String).join('.')}: ${msg}`);
-  const nodes = t ? new Set(nodeNames(t)) : undefined;
-  const nodeList = nodes ? [...nodes].join(', ') : '';
-  const clientNode = s.client?.node;
-  if (nodes && typeof clientNode === 'string' && !nodes.has(clientNode)) err(['client', 'node'], `unknown node "${clientNode}" (topology has: ${nodeList})`);
+  if (t) checkNodes(p, s, t, errors);
 
   const services = arr(s.services);
   const seen = new Map<string, number>();
@@ -195,10 +221,10 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
     if (typeof svc?.name !== 'string') return;
     if (seen.has(svc.name)) err(['services', i, 'name'], `service "${svc.name}" is declared twice (first at services.${seen.get(svc.name)})`);
     else seen.set(svc.name, i);
-    arr(svc.nodes).forEach((n, j) => {
-      if (nodes && typeof n === 'string' && !nodes.has(n)) err(['services', i, 'nodes', j], `unknown node "${n}" (topology has: ${nodeList})`);
-    });
   });
+  for (const name of Object.keys(s.quick?.replicas ?? {})) {
+    if (!seen.has(name)) err(['quick', 'replicas', name], `unknown service "${name}" (services: ${[...seen.keys()].join(', ')})`);
+  }
 
   const workloads = arr(s.workloads);
   workloads.forEach((w, i) => {
@@ -233,11 +259,15 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
     if (pnames.indexOf(n) !== i) err(['policies', i, 'name'], `policy "${n}" is declared twice`);
   });
 
-  const table = s.reference?.table;
-  if (typeof table === 'string' && table !== '') {
+  const named: [PropertyKey[], unknown][] = [[['reference', 'table'], s.reference?.table], ...arr(s.reference?.also).map((t, i): [PropertyKey[], unknown] => [['reference', 'also', i], t])];
+  const tables = named.filter(([, t]) => typeof t === 'string' && t !== '');
+  if (tables.length) {
     const ids = referenceTableIds(opts.claimsFile);
-    if (!Array.isArray(ids)) err(['reference', 'table'], `cannot check table "${table}": ${ids.error}`);
-    else if (!ids.includes(table)) err(['reference', 'table'], `unknown table "${table}" (known: ${ids.join(', ')})`);
+    for (const [path, table] of tables) {
+      if (!Array.isArray(ids)) err(path, `cannot check table "${table}": ${ids.error}`);
+      else if (!ids.includes(table as string)) err(path, `unknown table "${table}" (known: ${ids.join(', ')})`);
+      else if (named.findIndex(([, t]) => t === table) !== named.findIndex(([p]) => p === path)) err(path, `table "${table}" is named twice`);
+    }
   }
 
   const dn = arr(s.dataplanes);

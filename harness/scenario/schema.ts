@@ -95,16 +95,32 @@ export const ScenarioSchema = z
     routes: z.array(RouteSchema).default([]),
     repeats: z.number().int().min(1).max(100).default(1),
     /**
-     * The source document's table this scenario reproduces: an id in reference/claims.yaml, what
-     * was scaled to fit this machine ("<what>": "<document> → <lab>"), and a free note.
+     * The source document's table this scenario reproduces: an id in reference/claims.yaml, other
+     * tables its cases also measure (`also`), what was scaled to fit this machine
+     * ("<what>": "<document> → <lab>"), and a free note.
      */
     reference: z
-      .object({ table: z.string().min(1), scaling: z.record(z.string(), z.string()).optional(), note: z.string().optional() })
+      .object({
+        table: z.string().min(1),
+        also: z.array(z.string().min(1)).optional(),
+        scaling: z.record(z.string(), z.string()).optional(),
+        note: z.string().optional(),
+      })
       .strict()
       .optional(),
-    /** What `--quick` changes. */
+    /**
+     * What `--quick` changes: timing and repeats, and for scenarios whose full size takes long to
+     * build, a smaller topology (a file relative to this one, or inline) and fewer replicas per
+     * service (service name → replicas).
+     */
     quick: z
-      .object({ duration: duration.optional(), warmup: duration.optional(), repeats: z.number().int().min(1).optional() })
+      .object({
+        duration: duration.optional(),
+        warmup: duration.optional(),
+        repeats: z.number().int().min(1).optional(),
+        topology: z.union([z.string().min(1), TopologySchema]).optional(),
+        replicas: z.record(z.string(), z.number().int().min(1).max(64)).optional(),
+      })
       .strict()
       .optional(),
     /** CPUs to pin the load generator and the app servers to; "auto" splits the host's CPUs. */
@@ -127,4 +143,6 @@ export interface Scenario extends Omit<ScenarioInput, 'topology'> {
   /** policies[0 … inlinePolicies-1] are written in the scenario; the rest come from policyFiles. */
   inlinePolicies: number;
   topologyFile?: string;
+  /** `quick.topology` loaded, when the scenario has one. */
+  quickTopology?: Topology;
 }

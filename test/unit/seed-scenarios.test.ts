@@ -42,7 +42,7 @@ for (const f of seeds)
     t.deepEqual(problems(f), []);
     const s = loadScenario(f, { knownDataplanes: dataplanes });
     t.truthy(s.reference, 'has a reference block');
-    t.true((ids as string[]).includes(s.reference!.table), s.reference!.table);
+    for (const id of [s.reference!.table, ...(s.reference!.also ?? [])]) t.true((ids as string[]).includes(id), id);
     t.true(Object.keys(s.reference!.scaling ?? {}).length > 0, 'records what was scaled');
     t.truthy(s.quick, 'has a quick block');
   });
@@ -50,9 +50,10 @@ for (const f of seeds)
 test('the quick forms of all seed scenarios together stay under 15 minutes (15 s set-up per case, 45 s for 100 pods)', (t) => {
   let total = 0;
   for (const f of seeds) {
-    const s = loadScenario(f, { knownDataplanes: dataplanes });
-    const cases = expandCases(applyOverrides(s, { quick: true }));
-    const pods = s.services.reduce((n, x) => n + x.replicas, 0);
+    const q = applyOverrides(loadScenario(f, { knownDataplanes: dataplanes }), { quick: true });
+    const cases = expandCases(q);
+    const pods = q.services.reduce((n, x) => n + x.replicas, 0);
+    t.true(pods <= 100, `${f}: ${pods} pods in the quick form`);
     const setup = pods > 20 ? 45 : 15;
     for (const c of cases) total += setup + c.workload.warmupS + c.workload.durationS;
   }
@@ -96,4 +97,41 @@ dataplanes: [baseline]
   const d = problems(f);
   t.true(d.some((x) => /reference: unknown key\(s\) "colour"/.test(x)), d.join('\n'));
   t.true(d.some((x) => /reference\.scaling\.qps: /.test(x)), d.join('\n'));
+});
+
+test('seed-000 runs 500 pods on 50 nodes, and its quick form 100 pods on 4 (quick.topology, quick.replicas)', (t) => {
+  const s = loadScenario('scenarios/seed-000-cluster-memory.yaml', { knownDataplanes: dataplanes });
+  const full = applyOverrides(s, {});
+  const quick = applyOverrides(s, { quick: true });
+  const pods = (x: typeof s) => x.services.reduce((n, svc) => n + svc.replicas, 0);
+  t.is(pods(full), 500);
+  t.is(full.topology.nodes, 50);
+  t.is(pods(quick), 100);
+  t.is(quick.topology.nodes, 4);
+  t.deepEqual(s.reference!.also, ['sidecar-cost-per-pod']);
+});
+
+test('quick.replicas must name services and quick.topology must hold the nodes the scenario names', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mb-quick-'));
+  const f = join(dir, 's.yaml');
+  writeFileSync(
+    f,
+    [
+      'kind: Scenario',
+      'name: q',
+      'topology: {kind: Topology, name: t, nodes: 3, podsPerNode: 0}',
+      'client: {node: node3}',
+      'services: [{name: a, port: 80, targetPort: 8080}]',
+      'workloads: [{name: w, protocol: http1, qps: 10, duration: 1s, chain: [a]}]',
+      'dataplanes: [baseline]',
+      'quick:',
+      '  topology: {kind: Topology, name: small, nodes: 2, podsPerNode: 0}',
+      '  replicas: {a: 2, nope: 1}',
+      '',
+    ].join('\n'),
+  );
+  const d = problems(f);
+  t.is(d.length, 2, d.join('\n'));
+  t.regex(d[0]!, /s\.yaml:4: client\.node: unknown node "node3" \(quick\.topology has: node1, node2\)/);
+  t.regex(d[1]!, /s\.yaml:10: quick\.replicas\.nope: unknown service "nope" \(services: a\)/);
 });
