@@ -2,7 +2,9 @@
 // what `p99` or `cpuPerPod:proxy` means, in which unit, and which direction is better.
 //
 // Names:
-//   p50 p90 p99 p999 max min mean   latency of successful requests, µs (latencyUs)
+//   p50 p90 p95 p99 p999 max min mean
+//                                    latency of successful requests, µs (latencyUs; p95 from the
+//                                    histogram for records written before p95 was recorded)
 //   qps                              achieved requests per second (load.actual.qps; higher is better)
 //   errors                           failed requests (load.actual.errors)
 //   cpu:<role> rss:<role> pss:<role> rssPeak:<role>
@@ -12,12 +14,13 @@
 //                                    the same divided by meshed pods / nodes (resources.normalized)
 //   startup:firstRequestMs startup:dataplaneDeployMs startup:topologyUpMs
 //   startup:podReadyMs               the slowest pod's ready time (max over pods)
+//   startup:podReadyMedianMs         the median pod's ready time
 //   kernel:softirqSeconds kernel:bpfRunTimeNs kernel:bpfMapBytes
 // A role is whatever the record names (app, load, proxy, node-proxy, waypoint, agent, wireguard…).
 // `metricOf` gives undefined when the case does not carry the figure (a failed case, a role the
 // dataplane does not have); an unknown name is bad input (E_INPUT) listing the valid ones.
 import { inputError } from '../errors.js';
-import type { CaseResult, Normalized, RoleResources } from '../results/types.js';
+import type { CaseResult, Histogram, Normalized, RoleResources } from '../results/types.js';
 
 export type MetricUnit = 'us' | 'ms' | 's' | 'ns' | 'bytes' | 'qps' | 'count';
 
@@ -47,9 +50,29 @@ const lat = (k: 'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'min' | 'mean', what: s
   get: (c) => c.latencyUs?.[k],
 });
 
+/**
+ * Nearest-rank percentile from a latency histogram: the middle of the bucket holding the rank
+ * (so within half a bucket of the exact figure). For records that lack a percentile.
+ */
+export function histogramPercentile(h: Histogram | undefined, p: number): number | undefined {
+  if (!h || !Array.isArray(h.buckets) || !(h.resolutionUs > 0)) return undefined;
+  const total = h.buckets.reduce((s, b) => s + b[1], 0);
+  if (total <= 0) return undefined;
+  const rank = Math.min(total, Math.max(1, Math.ceil((p / 100) * total)));
+  let seen = 0;
+  for (const [start, count] of [...h.buckets].sort((a, b) => a[0] - b[0])) {
+    seen += count;
+    if (seen >= rank) return start + h.resolutionUs / 2;
+  }
+  return undefined;
+}
+
+const podReady = (c: CaseResult) => Object.values(c.startup?.podReadyMs ?? {}).filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+
 const FIXED: Record<string, Fixed> = {
   p50: lat('p50', 'median'),
   p90: lat('p90', '90th percentile'),
+  p95: { ...lat('p90', '95th percentile'), get: (c) => c.latencyUs?.p95 ?? histogramPercentile(c.latencyUs?.histogram, 95) },
   p99: lat('p99', '99th percentile'),
   p999: lat('p999', '99.9th percentile'),
   max: lat('max', 'maximum'),
@@ -64,9 +87,16 @@ const FIXED: Record<string, Fixed> = {
     unit: 'ms',
     better: 'lower',
     description: "the slowest pod's ready time",
+    get: (c) => podReady(c).at(-1),
+  },
+  'startup:podReadyMedianMs': {
+    unit: 'ms',
+    better: 'lower',
+    description: "the median pod's ready time",
     get: (c) => {
-      const v = Object.values(c.startup?.podReadyMs ?? {});
-      return v.length ? Math.max(...v) : undefined;
+      const v = podReady(c);
+      const m = v.length >> 1;
+      return v.length ? (v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2) : undefined;
     },
   },
   'kernel:softirqSeconds': { unit: 's', better: 'lower', description: 'system-wide softirq time over the window', get: (c) => c.resources?.kernel?.softirqSeconds },
@@ -102,7 +132,7 @@ export function metricNames(): string[] {
 }
 
 /** The latency percentiles, in the order tables show them. */
-export const LATENCY_METRICS = ['p50', 'p90', 'p99', 'p999', 'max', 'min', 'mean'] as const;
+export const LATENCY_METRICS = ['p50', 'p90', 'p95', 'p99', 'p999', 'max', 'min', 'mean'] as const;
 
 function unknown(name: string): never {
   throw inputError(`unknown metric ${JSON.stringify(name)} (valid: ${metricNames().join(', ')})`, [], 'per-role metrics take the role as the record names it, e.g. cpu:proxy or pssPerPod:node-proxy');

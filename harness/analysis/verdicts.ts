@@ -37,21 +37,29 @@ export function publishedRange(f: PublishedFigure): [number, number] {
   return [Math.min(lo * (1 - t), lo * (1 + t)), Math.max(hi * (1 - t), hi * (1 + t))];
 }
 
-const fmt = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2));
-const show = (m: Interval) => `${fmt(m.estimate)} [${fmt(m.low)}, ${fmt(m.high)}]`;
+const fmt = (x: number) => {
+  const t = Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return /^-0(\.0+)?$/.test(t) ? t.slice(1) : t; // no "-0.00" for a tiny negative
+};
+/** "estimate [low, high]" with 3 significant figures or so; one figure when the interval is a point. */
+export function showInterval(m: Interval): string {
+  return m.low === m.high && m.low === m.estimate ? fmt(m.estimate) : `${fmt(m.estimate)} [${fmt(m.low)}, ${fmt(m.high)}]`;
+}
+const show = showInterval;
 
 /**
  * A measured figure (in the document's unit) against a published one. Reproduced when the
  * measured interval overlaps the published range; otherwise the same direction when the measured
  * estimate has the published figure's sign (both costs, say), and contradicted when the measured
  * interval lies wholly on the other side of zero. An interval that straddles zero while the
- * published figure is not zero cannot tell the direction: not measurable here.
+ * published figure is not zero cannot tell the direction: not measurable here. `shown` replaces
+ * the published figure's text in the reason (when `doc` is a reading of it, e.g. "0 s" as ±0.5 s).
  */
-export function judgeFigure(doc: PublishedFigure, measured: Interval | undefined, unit: string, missing = 'not measured in this run'): ClaimVerdict {
+export function judgeFigure(doc: PublishedFigure, measured: Interval | undefined, unit: string, missing = 'not measured in this run', shown?: string): ClaimVerdict {
   if (!measured || !Number.isFinite(measured.estimate)) return { verdict: 'not measurable here', why: missing };
   const [lo, hi] = publishedRange(doc);
-  const docText = `${Array.isArray(doc.value) ? `${doc.value[0]}–${doc.value[1]}` : doc.value} ${unit}${doc.approx ? ' (approx., ±25 %)' : ''}`;
-  const m = `measured ${show(measured)} ${unit} (median, 95 % interval, n = ${measured.n})`;
+  const docText = shown ?? `${Array.isArray(doc.value) ? `${doc.value[0]}–${doc.value[1]}` : doc.value} ${unit}${doc.approx ? ' (approx., ±25 %)' : ''}`;
+  const m = `measured ${show(measured)} ${unit} (${measured.n > 1 ? 'median, 95 % interval, ' : ''}n = ${measured.n})`;
   if (measured.high >= lo && measured.low <= hi) return { verdict: 'reproduced', why: `${m} meets the document's ${docText}` };
   const docSign = Math.sign((lo + hi) / 2);
   if (docSign !== 0 && measured.low <= 0 && measured.high >= 0) return { verdict: 'not measurable here', why: `${m} includes zero, so it cannot say whether there is the document's ${docText}` };
@@ -69,7 +77,8 @@ export function judgeFigure(doc: PublishedFigure, measured: Interval | undefined
 export function judgeRatio(band: [number, number], a: Interval | undefined, b: Interval | undefined, what: string): ClaimVerdict {
   if (!a || !b) return { verdict: 'not measurable here', why: `${what}: one side was not measured in this run` };
   const ratio = a.estimate / b.estimate;
-  const text = `${what}: ratio ${Number.isFinite(ratio) ? fmt(ratio) : '∞'} (${show(a)} / ${show(b)}), document ${band[0]}–${band[1]}×`;
+  const bandText = band[0] === band[1] ? fmt(band[0]) : `${fmt(band[0])}–${fmt(band[1])}`;
+  const text = `${what}: ratio ${Number.isFinite(ratio) ? fmt(ratio) : '∞'} (${show(a)} / ${show(b)}), document ${bandText}×`;
   if (b.low <= 0 || a.low <= 0) {
     if (a.low > b.high) return { verdict: 'same direction, different size', why: `${text}; the denominator's interval reaches zero, so only the direction is known` };
     return { verdict: 'not measurable here', why: `${text}; an interval reaches zero, so the ratio is unbounded` };

@@ -51,16 +51,20 @@ program
       const { writeReport } = await import('../report/report.js');
       report = (await writeReport([res.file], { reportsRoot: o.reports })).html;
     }
+    const { claimVerdicts, verdictCounts } = await import('../analysis/claims.js');
+    const claims = res.record.reference ? verdictCounts(claimVerdicts(res.record)).filter(([, n]) => n > 0) : [];
     const summary = {
       runId: res.record.runId,
       status: res.record.status,
       runJson: res.file,
       report,
+      claims: res.record.reference ? Object.fromEntries(claims) : undefined,
       cases: res.record.cases.map((c) => ({ dataplane: c.dataplane, workload: c.workload, repeat: c.repeat, status: c.status, p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99, qps: c.load.actual.qps, errors: c.load.actual.errors })),
     };
     if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     else {
       for (const c of summary.cases) process.stdout.write(`  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs  ${c.qps} qps  ${c.errors} errors\n`);
+      if (claims.length) process.stdout.write(`claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)\n`);
       process.stdout.write(`run record: ${res.file}\n`);
       if (report) process.stdout.write(`report: ${report}\n`);
       else if (o.report) process.stdout.write('report: none (no case produced latency figures)\n');

@@ -111,6 +111,7 @@ export function latencySummary(sortedUs: Float64Array, fortio?: FortioSummary): 
   return {
     p50: r1(percentile(sortedUs, 50)),
     p90: r1(percentile(sortedUs, 90)),
+    p95: r1(percentile(sortedUs, 95)),
     p99: r1(percentile(sortedUs, 99)),
     p999: r1(percentile(sortedUs, 99.9)),
     max: r1(sortedUs[sortedUs.length - 1] ?? NaN),

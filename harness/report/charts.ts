@@ -173,7 +173,7 @@ export function cdfSpec(rows: CdfRow[], labels: string[]): Record<string, unknow
 }
 
 /** Horizontal stacked bars: one bar per case, one segment per role. */
-export function stackedRoleSpec(rows: RoleRow[], labels: string[], roles: string[], axisTitle: string): Record<string, unknown> {
+export function stackedRoleSpec(rows: RoleRow[], labels: string[], roles: string[], axisTitle: string, legendTitle = 'role'): Record<string, unknown> {
   return {
     width: 520,
     height: { step: 26 },
@@ -182,7 +182,7 @@ export function stackedRoleSpec(rows: RoleRow[], labels: string[], roles: string
     encoding: {
       y: { field: 'case', type: 'nominal', sort: labels, title: null },
       x: { field: 'value', type: 'quantitative', stack: 'zero', title: axisTitle },
-      color: { field: 'role', type: 'nominal', title: 'role', scale: { domain: roles, scheme: scheme(roles.length) } },
+      color: { field: 'role', type: 'nominal', title: legendTitle, scale: { domain: roles, scheme: scheme(roles.length) } },
       order: { field: 'roleOrder', type: 'quantitative' },
     },
   };

@@ -30,6 +30,7 @@ import {
 } from './charts.js';
 import { DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
 import { edgeState, renderFlowMap } from './flowmap.js';
+import { CLAIMS_CSS, claimsSection } from './claims.js';
 
 export interface ReportOptions {
   /** Reports go to `<reportsRoot>/<scenario>/`; default `reports`. */
@@ -46,7 +47,7 @@ export interface ReportFiles {
 }
 
 /** Every chart the report may write; files of charts not drawn this time are removed (no stale charts). */
-export const CHART_NAMES = ['latency-percentiles', 'latency-cdf', 'memory-pss-by-role', 'cpu-by-role'] as const;
+export const CHART_NAMES = ['latency-percentiles', 'latency-cdf', 'memory-pss-by-role', 'cpu-by-role', 'startup-timeline'] as const;
 
 /** At most this many points per case in the CDF chart (every point kept is exact; ones between are dropped). */
 const CDF_MAX_POINTS = 300;
@@ -102,10 +103,11 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 
   const body = [
     headerSection(ctx),
+    claimsSection(ctx.runs),
     latencySection(ctx, byName),
     resourcesSection(ctx, byName),
     kernelSection(ctx),
-    startupSection(ctx),
+    startupSection(ctx, byName),
     pathSection(ctx),
     flowsSection(ctx),
     provenanceSection(ctx),
@@ -122,7 +124,8 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="generator" content="meshbench">
 <title>meshbench · ${esc(scenario)}</title>
-<style>${CSS}</style>
+<style>${CSS}
+${CLAIMS_CSS}</style>
 </head>
 <body>
 <main>
@@ -279,6 +282,40 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
         ),
       );
     }
+  }
+
+  // Start-up: the slowest pod's path, phase after phase (namespace, certificate, capture, proxy, app).
+  const phaseRows: RoleRow[] = [];
+  const phaseLabels: string[] = [];
+  const phaseNames: string[] = [];
+  for (const v of ctx.cases) {
+    const s = v.c.startup;
+    const slowest = Object.entries(s?.podReadyMs ?? {})
+      .filter(([, t]) => Number.isFinite(t))
+      .sort((a, b) => b[1] - a[1] || byString(a[0], b[0]))[0];
+    const phases = slowest && s?.phases?.[slowest[0]];
+    if (!phases) continue;
+    phaseLabels.push(v.label);
+    for (const [k, ms] of Object.entries(phases)) {
+      if (!Number.isFinite(ms)) continue;
+      const name = k.replace(/Ms$/, '');
+      if (!phaseNames.includes(name)) phaseNames.push(name);
+      phaseRows.push({ case: v.label, role: name, value: ms });
+    }
+  }
+  // In the order a pod goes through them (run.ts podStartup), names not known here last.
+  const PHASE_ORDER = ['namespace', 'certificate', 'capture', 'proxy', 'app'];
+  const rank = (p: string) => (PHASE_ORDER.includes(p) ? PHASE_ORDER.indexOf(p) : PHASE_ORDER.length);
+  phaseNames.sort((a, b) => rank(a) - rank(b) || byString(a, b));
+  if (phaseRows.length > 0) {
+    charts.push(
+      await renderChart(
+        'startup-timeline',
+        'Start-up of the slowest pod',
+        "Each case's slowest pod from the start of the case to ready, phase after phase as the run measured them (ms): namespace (the topology build), then what the dataplane adds (certificate, capture rules, proxy start), then the app until it listens.",
+        stackedRoleSpec(phaseRows, phaseLabels, phaseNames, 'time from the start of the case (ms)', 'phase'),
+      ),
+    );
   }
   return charts;
 }
@@ -596,7 +633,7 @@ function median(xs: number[]): number | undefined {
   return s.length % 2 ? s[m] : (s[m - 1]! + s[m]!) / 2;
 }
 
-function startupSection(ctx: Ctx): string {
+function startupSection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
   const withS = ctx.cases.filter((v) => v.c.startup);
   const head = [
     ...caseHead(ctx),
@@ -628,6 +665,7 @@ function startupSection(ctx: Ctx): string {
 <h2>Start-up</h2>
 ${withS.length ? table(head, rows, 'startup') : '<p class="note">No case recorded start-up times.</p>'}
 <p class="note">Milliseconds, 1 decimal, as recorded by the run: topology up (namespaces, links, addresses), dataplane deploy, the time each pod took to become ready (median and slowest shown), and the first successful request after deploy.</p>
+${figure(charts.get('startup-timeline'), 'No start-up timeline: no case recorded per-pod start-up phases.')}
 </section>`;
 }
 

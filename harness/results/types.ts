@@ -16,6 +16,8 @@ export interface Histogram {
 export interface LatencyUs {
   p50: number;
   p90: number;
+  /** Records from before P95 was recorded lack it; metrics take it from the histogram then. */
+  p95?: number;
   p99: number;
   p999: number;
   max: number;
@@ -190,6 +192,26 @@ export interface Environment {
   pinning: { load?: string; apps?: string; note: string };
 }
 
+/** A table of reference/claims.yaml as the claims file had it when the run started: published figures, never measured ones. */
+export interface ClaimsTable {
+  id: string;
+  source?: string;
+  title?: string;
+  [field: string]: unknown;
+}
+
+/** The source document's tables the scenario reproduces (scenario `reference`), with the tables copied in. */
+export interface RunReference {
+  table: string;
+  also?: string[];
+  /** "<what>": "<document> → <lab>". */
+  scaling?: Record<string, string>;
+  note?: string;
+  /** The claims file the tables were read from, and the tables (`table` first, then `also`). */
+  claimsFile: string;
+  tables: ClaimsTable[];
+}
+
 export interface RunRecord {
   schema: typeof RUN_SCHEMA;
   runId: string;
@@ -203,5 +225,7 @@ export interface RunRecord {
   finishedAt?: string;
   options: { dataplanes: string[]; repeats: number; quick: boolean; durationS?: number };
   environment: Environment;
+  /** Set when the scenario names a source document's table (scenario `reference`). */
+  reference?: RunReference;
   cases: CaseResult[];
 }

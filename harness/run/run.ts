@@ -3,11 +3,11 @@
 // end; teardown of a case always runs, on success, error or signal. A signal stops the current
 // case, tears it down and leaves the record marked incomplete.
 import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshbenchError, envError, runError } from '../errors.js';
-import { loadScenario } from '../scenario/load.js';
+import { CLAIMS_FILE, loadScenario, readClaimsTables } from '../scenario/load.js';
 import { readCiliumPolicies } from '../dataplanes/policy/cnp.js';
 import { checkScenarioPolicies } from './checks.js';
 import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
@@ -22,7 +22,7 @@ import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
 import { summarizeCaseFlows } from '../probes/flows.js';
-import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord } from '../results/types.js';
+import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord, type RunReference, type ClaimsTable } from '../results/types.js';
 import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { exec } from '../util/exec.js';
 import { cgroup2Root, isRoot } from '../util/host.js';
@@ -78,6 +78,15 @@ function windowed(before: Partial<KernelResources>, after: Partial<KernelResourc
   return out;
 }
 
+/** The scenario's reference with the tables it names copied from the claims file (checked when the scenario loaded). */
+function runReference(s: Scenario): RunReference | undefined {
+  if (!s.reference) return undefined;
+  const all = readClaimsTables(CLAIMS_FILE);
+  const ids = [s.reference.table, ...(s.reference.also ?? [])];
+  const tables = Array.isArray(all) ? ids.map((id) => all.find((t) => t.id === id)).filter((t): t is ClaimsTable => !!t) : [];
+  return { ...s.reference, claimsFile: relative(PROJECT_ROOT, CLAIMS_FILE), tables };
+}
+
 export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   const progress = opts.progress ?? new Progress();
   const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
@@ -103,6 +112,7 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
     startedAt: new Date().toISOString(),
     options: { dataplanes: s.dataplanes, repeats: s.repeats, quick: !!opts.quick, durationS: opts.durationS },
     environment: env,
+    reference: runReference(s),
     cases: [],
   };
   writeJsonAtomic(out, record);
@@ -206,7 +216,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     phase('starting workloads');
     const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
     check();
-    const firstMs = await firstRequest(e.fortio, cluster.client.netns, procs.cgroupFor('probe'), w.protocol, targetUrl(w, target), e.signal);
+    const firstMs = await firstRequest(e.fortio, cluster.client.netns, procs.cgroupFor('probe'), w, targetUrl(w, target), e.signal);
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
 
     phase(`warm-up ${w.warmupS}s`);
@@ -256,15 +266,24 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   return result;
 }
 
-/** Time until one request through the Service succeeds, from the client pod. */
-async function firstRequest(fortio: string, netns: string, cgroup: string | undefined, protocol: string, url: string, signal: AbortSignal): Promise<number> {
+/**
+ * Time until one request through the Service succeeds, from the client pod. The request is the
+ * workload's own (a POST with its body when it has one), so an L7 rule that lets the load through
+ * lets this through too.
+ */
+async function firstRequest(fortio: string, netns: string, cgroup: string | undefined, w: Case['workload'], url: string, signal: AbortSignal): Promise<number> {
   const t0 = performance.now();
-  const args = protocol === 'grpc' ? ['grpcping', '-loglevel', 'error', '-n', '1', url] : ['curl', '-loglevel', 'error', ...(protocol === 'http2' ? ['-h2'] : []), url];
+  const args =
+    w.protocol === 'grpc'
+      ? ['grpcping', '-loglevel', 'error', '-n', '1', url]
+      : ['curl', '-loglevel', 'error', ...(w.protocol === 'http2' ? ['-h2'] : []), ...(w.payloadBytes > 0 ? ['-payload-size', String(w.payloadBytes)] : []), url];
   let last = '';
   while (performance.now() - t0 < 15000 && !signal.aborted) {
     const r = await exec(fortio, args, { netns, cgroup, allowFail: true, timeoutMs: 5000 });
     if (r.code === 0) return performance.now() - t0;
-    last = (r.stderr || r.stdout).trim().split('\n').slice(-1)[0];
+    // fortio's first line announces the log level; the reason is on a later one.
+    const lines = `${r.stderr}\n${r.stdout}`.split('\n').filter((l) => l.trim() && !l.includes('Log level is now'));
+    last = lines.at(-1)?.trim() ?? `exit code ${r.code}`;
     await sleep(20);
   }
   if (signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');

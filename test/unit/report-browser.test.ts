@@ -1,7 +1,8 @@
 // The report in a real browser: headless Chromium (Debian's package, driven by playwright-core;
 // no browser is downloaded) loads the self-contained HTML with the network cut off, and the page
 // must render its sections and charts without a console or page error. The screenshots are kept
-// as test artifacts in test-artifacts/ (.ci/run prints their paths). Also: `meshbench report`
+// as test artifacts in test-artifacts/ (.ci/run prints their paths), one of them of a seed
+// scenario's report with its claims section. Also: `meshbench report`
 // run twice, in two fresh processes, on the same run.json writes byte-identical files.
 //
 // Without chromium these tests fail (not skip) and say to run scripts/setup.sh: the issue asks
@@ -25,6 +26,8 @@ const SYNTH = resolve('test/fixtures/report/synthetic-quick-incomplete.json');
 // A real run record; given the recorded ebpf-l7 flow log's summary below, as `meshbench run` does.
 const REAL = resolve('test/fixtures/runs/quick-baseline.json');
 const FLOWS_L7 = resolve('test/fixtures/flows/002-ebpf-l7-products-r0');
+// A real run of seed-001's quick form, with its reference tables (claims section).
+const SEED_001 = resolve('test/fixtures/runs/seed-001-quick.json');
 
 function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'mb-report-browser-'));
@@ -54,6 +57,10 @@ interface Rendered {
   charts: { id: string; width: number; height: number; marks: number }[];
   height: number;
   shot: string;
+  /** Verdict badges laid out with a size. */
+  verdicts: number;
+  /** Claims tables wider than their container (cut off without scrolling). */
+  overflowing: string[];
 }
 
 /** Open the page offline in headless Chromium, wait for its charts, screenshot it into ARTIFACTS. */
@@ -100,10 +107,14 @@ async function render(t: ExecutionContext, html: string, shotName: string): Prom
       }),
     );
     const height = await page.evaluate(() => document.documentElement.scrollHeight);
+    const verdicts = await page.locator('#claims .verdict').evaluateAll((els) => els.filter((e) => e.getBoundingClientRect().width > 0).length);
+    const overflowing = await page.locator('table.claims').evaluateAll((els) =>
+      els.filter((e) => e.scrollWidth > (e.parentElement?.clientWidth ?? 0) + 1).map((e) => e.closest('.claims-table')?.id ?? '?'),
+    );
     await page.screenshot({ path: shot, fullPage: true });
     t.log(`screenshot: ${shot}`);
     t.log(`sections: ${sections.join(' | ')}; charts: ${charts.map((c) => `${c.id} ${c.width}×${c.height}`).join(', ')}`);
-    return { errors, requests, sections, figures, charts, height, shot };
+    return { errors, requests, sections, figures, charts, height, shot, verdicts, overflowing };
   } finally {
     await browser.close();
   }
@@ -147,16 +158,29 @@ test('an incomplete run with a failed case, beside a run with a service dependen
   t.true(r.charts.some((c) => c.id.includes('flowmap')), 'the flow map is drawn');
 });
 
+test('a seed scenario\'s report: claims of the source documents first, verdicts shown, start-up timeline drawn; screenshot kept', async (t) => {
+  const out = tmp();
+  const { html } = await writeReport([SEED_001], { outDir: out });
+  const r = await render(t, html, 'report-claims.png');
+  if (!r) return;
+  checkPage(t, r, 5);
+  t.is(r.sections[0], 'Claims of the source documents', r.sections.join(' | '));
+  t.true(r.charts.some((c) => c.id === 'chart-startup-timeline'), 'start-up timeline drawn');
+  t.true(r.verdicts >= 20, `${r.verdicts} verdict badges visible`);
+  t.true(r.overflowing.length === 0, `claims tables fit the 1280 px page: ${r.overflowing.join(', ')}`);
+});
+
 test('meshbench report: the same run.json twice, in fresh processes, gives byte-identical files', async (t) => {
   const dir = tmp();
-  const runs = [runWithFlows(dir), COMPARE];
+  const runs = [runWithFlows(dir), COMPARE, SEED_001];
   for (const run of runs) {
+    const scenario = (JSON.parse(readFileSync(run, 'utf8')) as RunRecord).scenario;
     const outs = [join(dir, `a-${runs.indexOf(run)}`), join(dir, `b-${runs.indexOf(run)}`)];
     const res = await Promise.all(outs.map((o) => cli(['report', run, '--reports', o])));
     for (const r of res) t.is(r.code, 0, r.stderr);
-    const pages = outs.map((o) => join(o, 'quick', 'index.html'));
+    const pages = outs.map((o) => join(o, scenario, 'index.html'));
     t.deepEqual(res.map((r) => r.stdout.trim()), pages.map((p) => `report: ${p}`));
-    const [a, b] = outs.map((o) => join(o, 'quick'));
+    const [a, b] = outs.map((o) => join(o, scenario));
     const names = readdirSync(a!).sort();
     t.deepEqual(readdirSync(b!).sort(), names);
     t.true(names.includes('index.html') && names.length >= 2, names.join(' '));
