@@ -47,7 +47,17 @@ export interface ReportFiles {
 }
 
 /** Every chart the report may write; files of charts not drawn this time are removed (no stale charts). */
-export const CHART_NAMES = ['latency-percentiles', 'latency-cdf', 'memory-pss-by-role', 'cpu-by-role', 'startup-timeline'] as const;
+export const CHART_NAMES = [
+  'latency-percentiles',
+  'latency-cdf',
+  'memory-pss-by-role',
+  'cpu-by-role',
+  'memory-pss-per-pod',
+  'memory-pss-per-node',
+  'cpu-per-pod',
+  'cpu-per-node',
+  'startup-timeline',
+] as const;
 
 /** At most this many points per case in the CDF chart (every point kept is exact; ones between are dropped). */
 const CDF_MAX_POINTS = 300;
@@ -282,6 +292,35 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
         ),
       );
     }
+  }
+
+  // The same per meshed pod and per node (resources.normalized), where a sidecar's cost and a
+  // node proxy's compare on one scale.
+  const withNorm = withRes.filter((v) => v.c.resources!.normalized);
+  for (const [scope, unit] of [
+    ['perPod', 'pod'],
+    ['perNode', 'node'],
+  ] as const) {
+    if (!withNorm.length) break;
+    const roles = [...new Set(withNorm.flatMap((v) => Object.keys(v.c.resources!.normalized![scope])))].sort(byString);
+    const labels = withNorm.map((v) => v.label);
+    const mem: RoleRow[] = [];
+    const cpu: RoleRow[] = [];
+    for (const v of withNorm) {
+      const r = v.c.resources!;
+      for (const role of Object.keys(r.normalized![scope]).sort(byString)) {
+        const x = r.normalized![scope][role]!;
+        if (Number.isFinite(x.pssBytes)) mem.push({ case: v.label, role, value: round(x.pssBytes / 1048576, 3) });
+        if (Number.isFinite(x.cpuSeconds) && r.windowS > 0) cpu.push({ case: v.label, role, value: round((x.cpuSeconds / r.windowS) * 100, 4) });
+      }
+    }
+    const each = `each role's total divided by the case's ${unit === 'pod' ? 'meshed pods' : 'nodes'}`;
+    if (mem.length)
+      charts.push(await renderChart(`memory-pss-per-${unit}`, `Memory (PSS) per ${unit}`, `PSS in MiB, ${each}, stacked by role.`, stackedRoleSpec(mem, labels, roles, `PSS per ${unit} (MiB)`)));
+    if (cpu.length)
+      charts.push(
+        await renderChart(`cpu-per-${unit}`, `CPU per ${unit}`, `User + system CPU as a percentage of one CPU over the window, ${each}, stacked by role.`, stackedRoleSpec(cpu, labels, roles, `CPU per ${unit} (% of one CPU)`)),
+      );
   }
 
   // Start-up: the slowest pod's path, phase after phase (namespace, certificate, capture, proxy, app).
@@ -601,6 +640,11 @@ ${withRes.length ? table(head, rows, 'resources') : '<p class="note">No case rec
 <p class="note">Memory in MiB (1 MiB = 1,048,576 bytes), 1 decimal: RSS and PSS from the last sample in the window, peak RSS the highest per-role sum seen while sampling (so peaks of different roles need not add up, and no total is given). PSS splits shared pages among the processes that map them; RSS counts them in each. CPU is user + system time of the role's processes over the window; kernel time no process owns is under “Kernel”.</p>
 ${figure(charts.get('memory-pss-by-role'), 'No memory chart: no case recorded memory by role.')}
 ${figure(charts.get('cpu-by-role'), 'No CPU chart: no case recorded CPU by role.')}
+${['memory-pss-per-pod', 'cpu-per-pod', 'memory-pss-per-node', 'cpu-per-node']
+  .map((n) => charts.get(n))
+  .filter((ch): ch is RenderedChart => !!ch)
+  .map((ch) => figure(ch, ''))
+  .join('\n')}
 </section>`;
 }
 

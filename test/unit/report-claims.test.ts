@@ -74,12 +74,13 @@ test('extrapolated rows are marked and the figures measured at the lab size are 
   t.true(claimVerdicts(run).find((x) => x.id === 'sidecar-cost-per-pod')!.rows.every((r) => !r.extrapolated));
 });
 
-test('a run without a reference has no claims section; the start-up timeline is drawn from per-pod phases', async (t) => {
+test('a run without a reference has no claims section; start-up timeline and per-pod / per-node charts are drawn', async (t) => {
   const plain = await renderReport([load(PLAIN)]);
   t.false(plain.html.includes('id="claims"'));
   const dir = mkdtempSync(join(tmpdir(), 'mb-claims-report-'));
   const res = await writeReport([SEED_001], { outDir: dir });
-  t.true(res.svgs.some((f) => f.endsWith('startup-timeline.svg')), res.svgs.join(', '));
+  for (const chart of ['startup-timeline', 'memory-pss-per-pod', 'memory-pss-per-node', 'cpu-per-pod', 'cpu-per-node'])
+    t.true(res.svgs.some((f) => f.endsWith(`/${chart}.svg`)), `${chart}: ${res.svgs.join(', ')}`);
   const html = readFileSync(res.html, 'utf8');
   t.regex(html, /id="chart-startup-timeline"/);
   t.true(html.indexOf('id="chart-startup-timeline"') > html.indexOf('id="startup"'));
