@@ -143,9 +143,10 @@ program
   .command('validate')
   .description('Check a scenario or topology file without touching the host; prints every problem as file:line: message (exit 2) or a summary of the cluster it declares.')
   .argument('<file.yaml>', 'scenario or topology file')
-  .action(async (file: string) => {
+  .option('--quick', "describe the scenario's quick form (what `run --quick` runs)")
+  .action(async (file: string, o: { quick?: boolean }) => {
     const { validateFile } = await import('./validate.js');
-    process.stdout.write(validateFile(file) + '\n');
+    process.stdout.write(validateFile(file, { quick: o.quick }) + '\n');
   });
 
 program

@@ -19,6 +19,10 @@ test('validate: a good scenario prints the cluster it declares', async (t) => {
   t.regex(r.stdout, /svc default\/echo 198\.18\.64\.1:80/);
   const topo = await cli(['validate', 'topologies/scale-100x10.yaml']);
   t.regex(topo.stdout, /100 node\(s\), 10 idle pod\(s\) per node/);
+  const full = await cli(['validate', 'scenarios/seed-000-cluster-memory.yaml']);
+  t.regex(full.stdout, /valid scenario "seed-000-cluster-memory": 15 case\(s\)[^\n]*\n50 node\(s\), 501 pod\(s\)/);
+  const quick = await cli(['validate', '--quick', 'scenarios/seed-000-cluster-memory.yaml']);
+  t.regex(quick.stdout, /valid scenario "seed-000-cluster-memory" \(quick form\): 5 case\(s\)[^\n]*\n4 node\(s\), 101 pod\(s\)/);
 });
 
 test('validate: a broken scenario lists file:line errors and exits 2', async (t) => {
