@@ -39,9 +39,10 @@ export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) 
   const procs = new ProcessGroup(prefix, dir);
   const dp = getDataplane(dataplane);
   const ctx = { cluster: c, scenario: s, procs, caseDir: dir, log: () => {} };
+  let d: Deployed | undefined;
   try {
     await clusterUp(c);
-    const d = await dp.deploy(ctx);
+    d = await dp.deploy(ctx);
     await startApps({ cluster: c, workload: expandCases(s)[0].workload, procs, fortio, logDir: dir });
     const pod = (name: string) => c.pods.find((p) => p.name === name)!;
     const curl = async (from: PodSpec, url: string, args: string[] = [], opts: { uid?: number } = {}) => {
@@ -51,6 +52,7 @@ export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) 
     };
     await fn({ c, d, procs, dir, fortio, pod, curl });
   } finally {
+    await d?.beforeStop?.();
     await procs.stopAll();
     await dp.teardown(ctx);
     procs.close();

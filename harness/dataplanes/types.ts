@@ -33,6 +33,12 @@ export interface Deployed {
   path: DataplanePath;
   /** Kernel-side cost the dataplane can read at the end of the window (BPF run time, map memory). */
   kernelResources?: () => Promise<Partial<KernelResources>>;
+  /**
+   * Called once per case just before the lab's processes are stopped (after the measured window,
+   * or after a failure): the dataplane's last look at its live processes, e.g. counters it writes
+   * beside its logs. Must not fail for a process that is already gone.
+   */
+  beforeStop?: () => Promise<void>;
 }
 
 export interface Dataplane {

@@ -58,7 +58,12 @@ export interface FlowLog {
   flows: Flow[];
   /** `file:line` of lines that start with `{` but are not JSON (a record cut short). */
   unreadable: string[];
+  /** L7 request records the node proxies could not write, summed over nodes (only when they said). */
+  l7Dropped?: number;
 }
+
+/** Beside `<node>-l7.jsonl`, the node L7 proxy's counters at the end of the case: {node, droppedLogs, source}. */
+export const L7_STATS_SUFFIX = '-l7-stats.json';
 
 /** One flows/ directory: every `*.jsonl` file (in name order), named from its identities.json. */
 export function readFlowDir(dir: string): FlowLog {
@@ -92,7 +97,17 @@ export function readFlowDir(dir: string): FlowLog {
   }
   // Array.prototype.sort is stable: equal times keep file and line order.
   flows.sort((a, b) => a.timeNs - b.timeNs);
-  return { flows, unreadable };
+  const stats = readdirSync(dir).filter((x) => x.endsWith(L7_STATS_SUFFIX));
+  let l7Dropped: number | undefined;
+  for (const f of stats) {
+    try {
+      const n = (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { droppedLogs?: unknown }).droppedLogs;
+      if (typeof n === 'number' && Number.isFinite(n)) l7Dropped = (l7Dropped ?? 0) + n;
+    } catch {
+      unreadable.push(`${join(dir, f)}:1`);
+    }
+  }
+  return { flows, unreadable, ...(l7Dropped !== undefined ? { l7Dropped } : {}) };
 }
 
 /** HAProxy logs an absent value as "-": leave such fields out of an L7 record. */
@@ -169,7 +184,7 @@ const bump = (m: Map<string, number>, k: string, n = 1) => m.set(k, (m.get(k) ??
  * Flows → workloads and edges. Order-independent: records are put in time order first (ties by
  * node, observation point, direction, verdict), so the same records give the same summary.
  */
-export function summarizeFlows(flows: Flow[], unreadable = 0): FlowSummary {
+export function summarizeFlows(flows: Flow[], unreadable = 0, l7Dropped?: number): FlowSummary {
   const ordered = flows
     .map((f, i) => ({ f, i }))
     .sort(
@@ -258,7 +273,7 @@ export function summarizeFlows(flows: Flow[], unreadable = 0): FlowSummary {
     .map(({ w, pods, identities }) => ({ ...w, ...(pods.size ? { pods: pods.size } : {}), identities: [...identities].sort((a, b) => a - b) }));
   return {
     method: FLOW_SUMMARY_METHOD,
-    records: { l3, l7, unreadable },
+    records: { l3, l7, unreadable, ...(l7Dropped !== undefined ? { l7Dropped } : {}) },
     nodes: [...nodes].sort(byString),
     workloads: outWorkloads,
     edges: outEdges,
@@ -268,7 +283,7 @@ export function summarizeFlows(flows: Flow[], unreadable = 0): FlowSummary {
 /** The summary of a case directory's flow log, or undefined when the case wrote none. */
 export function summarizeCaseFlows(caseDir: string): FlowSummary | undefined {
   const log = readCaseFlows(caseDir);
-  return log && summarizeFlows(log.flows, log.unreadable.length);
+  return log && summarizeFlows(log.flows, log.unreadable.length, log.l7Dropped);
 }
 
 /** Does the edge lose traffic: connections that ended dropped, or requests the L7 proxy refused. */

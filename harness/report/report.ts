@@ -774,7 +774,7 @@ function flowsSection(ctx: Ctx): string {
       ].join('')}</tr>`;
     });
     const rec = f.records ?? { l3: 0, l7: 0, unreadable: 0 };
-    const caption = `${int(f.workloads?.length ?? 0)} workloads, ${int(f.edges.length)} edges, from ${int(rec.l3)} datapath and ${int(rec.l7)} L7 flow records${f.nodes?.length ? ` of ${f.nodes.map(esc).join(', ')}` : ''}${rec.unreadable ? `; ${int(rec.unreadable)} unreadable lines left out` : ''}.`;
+    const caption = `${int(f.workloads?.length ?? 0)} workloads, ${int(f.edges.length)} edges, from ${int(rec.l3)} datapath and ${int(rec.l7)} L7 flow records${f.nodes?.length ? ` of ${f.nodes.map(esc).join(', ')}` : ''}${rec.unreadable ? `; ${int(rec.unreadable)} unreadable lines left out` : ''}${rec.l7Dropped ? `; ${int(rec.l7Dropped)} L7 records the proxy counted but could not write (HAProxy DroppedLogs), so the L7 request counts are short by that many` : ''}.`;
     return `<figure class="chart flowmap" id="flowmap-${i}">
 <figcaption><strong>${esc(v.label)}.</strong> ${caption}${v.c.status !== 'ok' ? ` ${badge(v.c.status)}` : ''}</figcaption>
 ${renderFlowMap(f, `mb-flowmap-${i}`, `service dependency map of ${v.label}`)}

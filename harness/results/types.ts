@@ -139,8 +139,12 @@ export interface FlowEdge {
 /** A case's flow log summarized into a service dependency map (no per-flow data). */
 export interface FlowSummary {
   method: string;
-  /** Records read: from the datapath (l3), from the L7 proxy (l7), and lines that were not JSON. */
-  records: { l3: number; l7: number; unreadable: number };
+  /**
+   * Records read: from the datapath (l3), from the L7 proxy (l7), and lines that were not JSON;
+   * l7Dropped: request records the L7 proxies counted but could not write (so l7 counts are lower
+   * bounds by that much), when they said.
+   */
+  records: { l3: number; l7: number; unreadable: number; l7Dropped?: number };
   /** Nodes whose records were read. */
   nodes: string[];
   workloads: FlowWorkload[];

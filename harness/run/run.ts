@@ -249,6 +249,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   } finally {
     probe?.stop();
     phase('tearing down');
+    await deployed?.beforeStop?.().catch((err) => e.progress.warn(`${c.dataplane}: before stopping: ${err instanceof Error ? err.message : String(err)}`));
     await procs.stopAll();
     await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));
     await sweep(e.prefix);

@@ -10,6 +10,7 @@ import { exec } from '../../harness/util/exec.js';
 import type { PodSpec } from '../../harness/topology/graph.js';
 import { l7AdminSocket } from '../../harness/dataplanes/ebpf/index.js';
 import { statsCommand } from '../../harness/dataplanes/proxy/haproxy.js';
+import { summarizeCaseFlows } from '../../harness/probes/flows.js';
 
 cleanAround();
 const SCENARIO = 'test/fixtures/scenarios/ebpf-l7.yaml';
@@ -120,6 +121,12 @@ rootTest('ebpf-l7: traffic to ports without L7 rules never reaches the proxy; th
       const lost = Number((await statsCommand(l7AdminSocket(c.prefix, 'node1'), 'show info')).match(/^DroppedLogs: (\d+)/m)?.[1]);
       t.is(toV1 + toV2 + lost, 2000, `${routed.length} records, ${lost} lost; fortio: ${(big.stdout + big.stderr).match(/Code .*/g)?.join('; ')}`);
       if (lost) t.log(`${lost} L7 records lost (HAProxy DroppedLogs)`);
+      // What a run records of it: the dataplane writes each proxy's count before its processes
+      // stop, and the flow summary in run.json carries the sum.
+      await lab.d.beforeStop!();
+      const stats = JSON.parse(readFileSync(join(lab.dir, 'flows', 'node1-l7-stats.json'), 'utf8')) as { droppedLogs: number };
+      t.is(stats.droppedLogs, lost);
+      t.true((summarizeCaseFlows(lab.dir)!.records.l7Dropped ?? -1) >= lost);
       t.log(`split over 2000 requests: v1 ${toV1}, v2 ${toV2}`);
       t.true(Math.abs((toV1 / (toV1 + toV2)) * 100 - 90) <= 3, `v1 share ${toV1 / 20} %`);
     },

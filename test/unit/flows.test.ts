@@ -165,6 +165,19 @@ test('a record cut short is counted, not fatal, for the summary; observe skips i
   t.is(summarizeCaseFlows(dir), undefined);
 });
 
+test('the L7 proxies\' dropped-record counts (node stats files) are summed into the summary; a stats file that is not JSON is counted unreadable', (t) => {
+  const dir = mkdtempSync(join(os.tmpdir(), 'meshbench-flows-'));
+  const flows = join(dir, 'case', 'flows');
+  mkdirSync(flows, { recursive: true });
+  for (const f of ['identities.json', 'node1.jsonl', 'node2.jsonl']) copyFileSync(join(RECORDED, 'flows', f), join(flows, f));
+  t.is(summarizeCaseFlows(join(dir, 'case'))!.records.l7Dropped, undefined, 'no stats file: nothing said');
+  writeFileSync(join(flows, 'node1-l7-stats.json'), JSON.stringify({ node: 'node1', droppedLogs: 7, source: 'x' }) + '\n');
+  writeFileSync(join(flows, 'node2-l7-stats.json'), JSON.stringify({ node: 'node2', droppedLogs: 0, source: 'x' }) + '\n');
+  t.deepEqual(summarizeCaseFlows(join(dir, 'case'))!.records, { l3: 4, l7: 0, unreadable: 0, l7Dropped: 7 });
+  writeFileSync(join(flows, 'node2-l7-stats.json'), 'not json');
+  t.deepEqual(summarizeCaseFlows(join(dir, 'case'))!.records, { l3: 4, l7: 0, unreadable: 1, l7Dropped: 7 });
+});
+
 test('observe still reads L7 records and names both ends', (t) => {
   const flows = readFlows(L7);
   t.is(flows.length, 17);

@@ -21,7 +21,8 @@ import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
 import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js';
 import { compileEgress, compileIngress, policyName } from '../policy/model.js';
-import { haproxy, renderL7Proxy, type NodeProxyConfig } from '../proxy/haproxy.js';
+import { haproxy, renderL7Proxy, statsCommand, type NodeProxyConfig } from '../proxy/haproxy.js';
+import { L7_STATS_SUFFIX } from '../../probes/flows.js';
 import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
 import type { L7IngressPort, L7ProxySpec, OutboundRoute, OutboundService } from '../proxy/types.js';
 import type { ProcessGroup } from '../../util/procs.js';
@@ -239,6 +240,20 @@ async function startL7Proxies(rendered: RenderedL7Proxy[], plan: L7Plan, procs: 
     }),
   );
   return { nodes: started.sort(), configBytes };
+}
+
+/**
+ * Each node L7 proxy's count of request records it could not write (HAProxy's DroppedLogs: with
+ * `log stdout`, a thread that finds the output busy drops its line and counts it, like Hubble's
+ * lost events), written as flows/<node>-l7-stats.json for the flow summary. A proxy that is gone
+ * (a failed case) leaves no file.
+ */
+async function writeL7Stats(prefix: string, nodes: string[], flowDir: string): Promise<void> {
+  for (const node of nodes) {
+    const info = await statsCommand(l7AdminSocket(prefix, node), 'show info').catch(() => '');
+    const dropped = /^DroppedLogs: (\d+)/m.exec(info)?.[1];
+    if (dropped !== undefined) writeFileSync(join(flowDir, `${node}${L7_STATS_SUFFIX}`), JSON.stringify({ node, droppedLogs: Number(dropped), source: 'HAProxy show info (DroppedLogs)' }) + '\n');
+  }
 }
 
 /** Cilium's mutual-auth port (mesh-auth-mutual-listener-port). */
@@ -476,6 +491,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           const k = await kernelCost(c.prefix, c);
           return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs, bpfRunCount: k.bpfRunCount, wireguardTxBytes: await wireguardTxBytes(c) };
         },
+        ...(l7?.nodes.length ? { beforeStop: () => writeL7Stats(c.prefix, l7.nodes, flowDir) } : {}),
       };
     },
 
