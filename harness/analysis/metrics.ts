@@ -43,7 +43,7 @@ interface Fixed {
   get: Getter;
 }
 
-const lat = (k: 'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'min' | 'mean', what: string): Fixed => ({
+const lat = (k: 'p50' | 'p90' | 'p95' | 'p99' | 'p999' | 'max' | 'min' | 'mean', what: string): Fixed => ({
   unit: 'us',
   better: 'lower',
   description: `${what} latency of successful requests`,
@@ -72,7 +72,7 @@ const podReady = (c: CaseResult) => Object.values(c.startup?.podReadyMs ?? {}).f
 const FIXED: Record<string, Fixed> = {
   p50: lat('p50', 'median'),
   p90: lat('p90', '90th percentile'),
-  p95: { ...lat('p90', '95th percentile'), get: (c) => c.latencyUs?.p95 ?? histogramPercentile(c.latencyUs?.histogram, 95) },
+  p95: { ...lat('p95', '95th percentile'), get: (c) => c.latencyUs?.p95 ?? histogramPercentile(c.latencyUs?.histogram, 95) },
   p99: lat('p99', '99th percentile'),
   p999: lat('p999', '99.9th percentile'),
   max: lat('max', 'maximum'),
