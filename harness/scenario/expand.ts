@@ -2,7 +2,7 @@
 // dataplanes the inner one, so an A/B comparison interleaves its cases within one run and a slow
 // drift of the host (thermal, noisy neighbour) spreads over every dataplane alike.
 import { inputError } from '../errors.js';
-import { durationSeconds, type Scenario, type Workload } from './schema.js';
+import { durationProblem, durationSeconds, MAX_REPEATS, type Scenario, type Workload } from './schema.js';
 
 export interface RunOverrides {
   dataplanes?: string[];
@@ -31,6 +31,13 @@ export function applyOverrides(s: Scenario, o: RunOverrides, knownDataplanes?: s
     const unknown = dataplanes.filter((d) => !knownDataplanes.includes(d));
     if (unknown.length) throw inputError(`--dataplanes: unknown dataplane(s) ${unknown.join(', ')}`, [], `known: ${knownDataplanes.join(', ')}`);
   }
+  // Flags are input too: the same bounds as the scenario's keys (a 0 duration never ends).
+  const bad = [
+    ...(o.durationS !== undefined ? [['--duration', durationProblem(o.durationS, 'duration')]] : []),
+    ...(o.warmupS !== undefined ? [['--warmup', durationProblem(o.warmupS, 'warmup')]] : []),
+    ...(o.repeats !== undefined && !(Number.isInteger(o.repeats) && o.repeats >= 1 && o.repeats <= MAX_REPEATS) ? [['--repeats', `must be a whole number from 1 to ${MAX_REPEATS}`]] : []),
+  ].filter(([, p]) => p);
+  if (bad.length) throw inputError(bad.map(([f, p]) => `${f}: ${p}`).join('; '), bad.map(([f, p]) => `${f}: ${p}`));
   const q = o.quick ? s.quick ?? {} : {};
   const repeats = o.repeats ?? q.repeats ?? s.repeats;
   const workloads = s.workloads.map((w) => ({

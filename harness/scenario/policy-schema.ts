@@ -32,6 +32,9 @@
 //   match the whole request target (it is anchored as ^(?:…)$, like Cilium/Envoy full-match
 //   regexes; the target includes any query string, as Envoy's :path does); headers "Name: value",
 //   name case-insensitive, value exact. gRPC rules are HTTP POST /<package.Service>/<Method>.
+// Every string here may end up in a proxy config (HAProxy quotes words in '…', which cannot hold
+// a single quote or a line break): paths, header names and values keep to printable ASCII without
+// quotes or control characters, and lists have upper bounds (docs/inputs.md).
 import { z } from 'zod';
 
 export const DNS_LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -39,33 +42,65 @@ const DNS_LABEL_MSG = 'must be a lowercase DNS label (a-z, 0-9, "-", at most 63 
 const dnsLabel = z.string().regex(DNS_LABEL_RE, DNS_LABEL_MSG);
 const port = z.number().int().min(1).max(65535);
 
-export const LABEL_KEY_RE = /^[A-Za-z0-9./_-]{1,63}$/;
-const labelKey = z.string().regex(LABEL_KEY_RE, 'bad label key');
+/** Most entries in a list of the policy and route format (rules, ports, selectors, headers …). */
+export const MAX_LIST = 64;
+
+/**
+ * Kubernetes qualified name: an optional DNS-subdomain prefix and "/", then a name of at most 63
+ * characters, alphanumeric at both ends, "-", "_", "." inside.
+ */
+export const LABEL_KEY_RE = /^(?=.{1,317}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\/)?(?=[^/]{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+export const LABEL_KEY_MSG = 'bad label key (a Kubernetes qualified name: [prefix/]name, name at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)';
+/** Kubernetes label value: empty, or at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric. */
+export const LABEL_VALUE_RE = /^(?=.{0,63}$)(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+export const LABEL_VALUE_MSG = 'bad label value (at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, or empty)';
+/** Label maps: at most this many labels. */
+export const MAX_LABELS = 32;
+export const labelKey = z.string().regex(LABEL_KEY_RE, LABEL_KEY_MSG);
+export const labelValue = z.string().regex(LABEL_VALUE_RE, LABEL_VALUE_MSG);
+const maxKeys = (n: number) => (m: Record<string, unknown>) => Object.keys(m).length <= n;
 /** matchLabels: a pod is selected when it carries every one of these labels. {} selects all. */
-export const LabelSelectorSchema = z.record(labelKey, z.string().max(63));
+export const LabelSelectorSchema = z.record(labelKey, labelValue).refine(maxKeys(MAX_LABELS), `at most ${MAX_LABELS} labels`);
 
 /** An HTTP method name. Stricter than RFC 9110's token (no "|", "*" …) so it stays a plain name in every engine's config. */
 export const HTTP_METHOD_RE = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
-/** RFC 9110 token: what an HTTP header name may be made of. */
-export const HTTP_TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const HEADER_RE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:[ \t]*(.*?)[ \t]*$/;
+/** An HTTP header name: RFC 9110 token characters except ' and ` (which no proxy config word can quote), at most 128. */
+export const HTTP_TOKEN_RE = /^[!#$%&*+.^_|~0-9A-Za-z-]{1,128}$/;
+/** A header value: printable ASCII and inner spaces; no quotes, backslash or control characters (CR/LF would split a config line). */
+export const HEADER_VALUE_RE = /^([!#-&(-\[\]-~]([ !#-&(-\[\]-~]{0,1022}[!#-&(-\[\]-~])?)?$/;
+export const HEADER_VALUE_MSG = 'header values may hold printable ASCII and inner spaces (no quotes, backslash or control characters), at most 1024';
+const HEADER_RE = /^([!#$%&*+.^_|~0-9A-Za-z-]{1,128})[ \t]*:[ \t]*(.*?)[ \t]*$/s;
 
-/** Split "Name: value" into [name, value]; undefined when it is not of that form or has no value. */
+/** Split "Name: value" into [name, value]; undefined when it is not of that form, has no value, or has characters no proxy config can hold. */
 export function parseHeader(s: string): [name: string, value: string] | undefined {
   const m = HEADER_RE.exec(s);
-  return m && m[2] !== '' ? [m[1], m[2]] : undefined;
+  return m && m[2] !== '' && HEADER_VALUE_RE.test(m[2]) ? [m[1], m[2]] : undefined;
 }
+
+/** A path regex: printable ASCII without space, quotes or control characters (backslash is regex syntax), at most 1024. */
+export const PATH_REGEX_RE = /^[!#-&(-~]{1,1024}$/;
+export const PATH_REGEX_MSG = 'paths may hold printable ASCII without spaces, quotes or control characters, at most 1024';
+/** A path prefix: "/" then RFC 3986 path characters except the single quote, at most 1024. */
+export const PATH_PREFIX_RE = /^\/[-A-Za-z0-9._~!$&()*+,;=:@%/]{0,1023}$/;
 
 /** Why a JavaScript regular expression does not compile, or undefined when it does. */
 export function regexError(source: string): string | undefined {
   try {
     new RegExp(`^(?:${source})$`);
   } catch (e) {
-    return (e as Error).message.replace(/^Invalid regular expression: /, '');
+    // V8 quotes the whole pattern before the reason: keep the reason only.
+    return (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '').slice(0, 80);
   }
   // Engines hand the pattern to RE2 (Envoy) or PCRE (HAProxy): keep to what all of them read.
   if (/\(\?<?[=!]|\\[1-9]|\\k</.test(source)) return 'lookaround and backreferences are not supported (Envoy matches with RE2)';
   return undefined;
+}
+
+/** What is wrong with an HTTP path rule (charset, then regex syntax), or undefined. */
+export function pathError(source: string): string | undefined {
+  if (!PATH_REGEX_RE.test(source)) return PATH_REGEX_MSG;
+  const e = regexError(source);
+  return e ? `not a valid regular expression: ${e}` : undefined;
 }
 
 /** A path rule as the full-match regex engines use: ^(?:path)$. */
@@ -75,8 +110,8 @@ export const GRPC_SERVICE_RE = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*
 export const GRPC_METHOD_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const regexString = z.string().superRefine((s, ctx) => {
-  const e = regexError(s);
-  if (e) ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${e}` });
+  const e = pathError(s);
+  if (e) ctx.addIssue({ code: 'custom', message: e });
 });
 
 export const HttpRuleSchema = z
@@ -87,7 +122,8 @@ export const HttpRuleSchema = z
     path: regexString.optional(),
     /** "Name: value" headers the request must carry (name case-insensitive, value exact). */
     headers: z
-      .array(z.string().refine((s) => parseHeader(s) !== undefined, 'must be "Name: value" (a header name, a colon, a value)'))
+      .array(z.string().max(1200).refine((s) => parseHeader(s) !== undefined, 'must be "Name: value" (a header name, a colon, a value of printable ASCII without quotes or backslash)'))
+      .max(MAX_LIST)
       .optional(),
   })
   .strict();
@@ -103,13 +139,13 @@ export const GrpcRuleSchema = z
 
 const ruleFields = {
   /** Peer namespaces; default: the policy's namespace when a selector list is given, else any. */
-  namespaces: z.array(dnsLabel).min(1).optional(),
+  namespaces: z.array(dnsLabel).min(1).max(MAX_LIST).optional(),
   /** TCP ports (the destination port: the pod's port on ingress, the peer's on egress); omitted = every port. */
-  ports: z.array(port).min(1).optional(),
+  ports: z.array(port).min(1).max(MAX_LIST).optional(),
   /** Mutual authentication required of the peer. */
   auth: z.literal('required').optional(),
-  http: z.array(HttpRuleSchema).min(1).optional(),
-  grpc: z.array(GrpcRuleSchema).min(1).optional(),
+  http: z.array(HttpRuleSchema).min(1).max(MAX_LIST).optional(),
+  grpc: z.array(GrpcRuleSchema).min(1).max(MAX_LIST).optional(),
 };
 
 type RuleLike = { ports?: number[]; http?: unknown[]; grpc?: unknown[] };
@@ -119,12 +155,12 @@ const needsPortsForL7 = (r: RuleLike, ctx: z.core.$RefinementCtx<RuleLike>) => {
 };
 
 export const IngressRuleSchema = z
-  .object({ from: z.array(LabelSelectorSchema).min(1).optional(), ...ruleFields })
+  .object({ from: z.array(LabelSelectorSchema).min(1).max(MAX_LIST).optional(), ...ruleFields })
   .strict()
   .superRefine(needsPortsForL7);
 
 export const EgressRuleSchema = z
-  .object({ to: z.array(LabelSelectorSchema).min(1).optional(), ...ruleFields })
+  .object({ to: z.array(LabelSelectorSchema).min(1).max(MAX_LIST).optional(), ...ruleFields })
   .strict()
   .superRefine(needsPortsForL7);
 
@@ -135,9 +171,9 @@ export const PolicySchema = z
     /** The pods of `namespace` this policy applies to. */
     selector: LabelSelectorSchema,
     /** Present (even empty) = the selected pods are default-deny for ingress. */
-    ingress: z.array(IngressRuleSchema).optional(),
+    ingress: z.array(IngressRuleSchema).max(MAX_LIST).optional(),
     /** Present (even empty) = the selected pods are default-deny for egress. */
-    egress: z.array(EgressRuleSchema).optional(),
+    egress: z.array(EgressRuleSchema).max(MAX_LIST).optional(),
   })
   .strict();
 
@@ -157,9 +193,15 @@ export const RouteDestinationSchema = z
 export const RouteMatchSchema = z
   .object({
     /** Request headers with exact values (names case-insensitive). */
-    headers: z.record(z.string().regex(HTTP_TOKEN_RE, 'bad header name'), z.string()).optional(),
+    headers: z
+      .record(
+        z.string().regex(HTTP_TOKEN_RE, "bad header name (RFC 9110 token characters except ' and `, at most 128)"),
+        z.string().regex(HEADER_VALUE_RE, HEADER_VALUE_MSG),
+      )
+      .refine(maxKeys(MAX_LIST), `at most ${MAX_LIST} headers`)
+      .optional(),
     /** Path prefix, e.g. /api/. */
-    pathPrefix: z.string().startsWith('/', 'must start with "/"').optional(),
+    pathPrefix: z.string().regex(PATH_PREFIX_RE, 'must start with "/" and hold only URL path characters (A-Z a-z 0-9 - . _ ~ ! $ & ( ) * + , ; = : @ % /), at most 1024').optional(),
   })
   .strict();
 
@@ -167,7 +209,7 @@ export const RouteRuleSchema = z
   .object({
     /** Omitted = every request. */
     match: RouteMatchSchema.optional(),
-    to: z.array(RouteDestinationSchema).min(1),
+    to: z.array(RouteDestinationSchema).min(1).max(MAX_LIST),
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -187,7 +229,7 @@ export const RouteSchema = z
     /** The Service whose traffic is routed (clients address it; the proxy picks the destinations). */
     service: dnsLabel,
     namespace: dnsLabel.default('default'),
-    rules: z.array(RouteRuleSchema).min(1),
+    rules: z.array(RouteRuleSchema).min(1).max(MAX_LIST),
   })
   .strict()
   .superRefine((r, ctx) => {

@@ -1,20 +1,53 @@
 // Schemas for the two YAML files a user writes: a topology (nodes, idle pods) and a scenario
 // (services, client, workloads, dataplanes, repeats). Plain data; nothing here touches the host.
 // `npm run build` turns these into JSON Schemas under schemas/ for editors.
+// Every count, duration and string has an upper bound and strings a charset, so whatever passes
+// `validate` can be built and run (docs/inputs.md lists the bounds and why).
 import { z } from 'zod';
-import { PolicySchema, RouteSchema } from './policy-schema.js';
+import { PolicySchema, RouteSchema, LabelSelectorSchema } from './policy-schema.js';
 
 const dnsLabel = z
   .string()
   .regex(/^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$/, 'must be a lowercase DNS label (a-z, 0-9, "-", at most 32 characters)');
 const port = z.number().int().min(1).max(65535);
-const labelMap = z.record(z.string().regex(/^[A-Za-z0-9./_-]{1,63}$/, 'bad label key'), z.string().max(63));
+/** Pod labels: Kubernetes label keys and values (policy-schema.ts), at most 32 of them. */
+const labelMap = LabelSelectorSchema;
 
-/** "20s", "1m30s", "500ms", or a number of seconds. */
-export const duration = z.union([
-  z.number().positive(),
-  z.string().regex(/^(\d+(\.\d+)?(ms|s|m|h))+$/, 'must be a duration like 500ms, 20s, 1m30s'),
-]);
+/** Longest free text (description, note, scaling values). */
+export const MAX_TEXT = 4096;
+/** Free text: no control characters but tab and newline. */
+// eslint-disable-next-line no-control-regex
+const text = z.string().max(MAX_TEXT).regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, 'must not hold control characters');
+/** A short name such as a reference table id or a scaling key. */
+const shortText = (n = 128) => z.string().min(1).max(n).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
+
+/** Bounds of durations, in seconds: a 0 duration makes fortio run forever, a huge one as good as. */
+export const DURATION_BOUNDS = { min: 0.001, duration: 3600, warmup: 600 } as const;
+const DURATION_RE = /^(\d{1,9}(\.\d{1,9})?(ms|s|m|h)){1,4}$/;
+
+/** "20s", "1m30s", "500ms", or a number of seconds; between 1 ms and `maxS` seconds. */
+export const durationUpTo = (maxS: number) =>
+  z
+    .union([z.number(), z.string().max(64).regex(DURATION_RE, 'must be a duration like 500ms, 20s, 1m30s')])
+    .superRefine((d, ctx) => {
+      if (typeof d === 'string' && !DURATION_RE.test(d)) return; // reported by the regex
+      const s = durationSeconds(d);
+      if (!(s >= DURATION_BOUNDS.min)) ctx.addIssue({ code: 'custom', message: 'must be more than 0 (at least 1ms); a 0 duration never ends' });
+      else if (!(s <= maxS)) ctx.addIssue({ code: 'custom', message: `must be at most ${formatSeconds(maxS)}` });
+    });
+/** A measured duration: at most 1h. */
+export const duration = durationUpTo(DURATION_BOUNDS.duration);
+/** A warm-up: at most 10m. */
+export const warmupDuration = durationUpTo(DURATION_BOUNDS.warmup);
+
+const formatSeconds = (s: number) => (s % 3600 === 0 ? `${s / 3600}h` : s % 60 === 0 ? `${s / 60}m` : `${s}s`);
+
+/** Why `s` seconds cannot be a duration (`what` = duration or warmup), or undefined; for CLI overrides. */
+export function durationProblem(s: number, what: 'duration' | 'warmup'): string | undefined {
+  if (!Number.isFinite(s) || s < DURATION_BOUNDS.min) return 'must be a number of seconds ≥ 0.001';
+  if (s > DURATION_BOUNDS[what]) return `must be at most ${DURATION_BOUNDS[what]} seconds (${formatSeconds(DURATION_BOUNDS[what])})`;
+  return undefined;
+}
 
 export function durationSeconds(d: number | string): number {
   if (typeof d === 'number') return d;
@@ -24,11 +57,27 @@ export function durationSeconds(d: number | string): number {
   return total;
 }
 
+/** Largest repeats, in the scenario and its quick form. */
+export const MAX_REPEATS = 100;
+/** Upper bounds of the scenario's lists. */
+export const MAX_COUNT = { services: 100, workloads: 32, dataplanes: 16, policies: 256, policyFiles: 32, routes: 100, nodesOfService: 250, also: 16, scaling: 32 } as const;
+/** CPU list for taskset -c: 0 or 1-3 or 0,2-3 (numbers < 4096, at most 16 items). */
+export const CPU_LIST_RE = /^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?){0,15}$/;
+const cpuList = z
+  .string()
+  .regex(CPU_LIST_RE, 'must be a CPU list such as 0, 1-3 or 0,2-3')
+  .refine((s) => !CPU_LIST_RE.test(s) || s.split(',').every((r) => { const [a, b = a] = r.split('-').map(Number); return a <= b && b < 4096; }), 'ranges must go up (1-3, not 3-1), CPUs below 4096');
+/** A file name the scenario refers to (relative to it); a YAML file. */
+export const FileRefSchema = z.string().min(1).max(1024).regex(/\.ya?ml$/, 'must name a .yaml or .yml file').regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
+
+/** Defaults of `validity`: at most 0.1 % errors, at least 95 % of the requested rate. */
+export const VALIDITY_DEFAULTS = { maxErrorRate: 0.001, minRateRatio: 0.95 } as const;
+
 export const TopologySchema = z
   .object({
     kind: z.literal('Topology'),
     name: dnsLabel,
-    description: z.string().optional(),
+    description: text.optional(),
     /** A count (named node1..nodeN) or explicit names. */
     nodes: z.union([z.number().int().min(1).max(250), z.array(dnsLabel).min(1).max(250)]),
     /** Idle pods per node (a namespace with an address and no process), for scale. */
@@ -52,7 +101,7 @@ export const ServiceSchema = z
     /** Extra labels on the backend pods (version: v2 …). */
     labels: labelMap.optional(),
     /** Nodes the replicas are placed on, round-robin; default all nodes. */
-    nodes: z.array(dnsLabel).min(1).optional(),
+    nodes: z.array(dnsLabel).min(1).max(MAX_COUNT.nodesOfService).optional(),
   })
   .strict();
 
@@ -64,7 +113,7 @@ export const WorkloadSchema = z
     qps: z.union([z.number().positive().max(1_000_000), z.literal('max')]),
     connections: z.number().int().min(1).max(1024).default(4),
     duration: duration,
-    warmup: duration.default('3s'),
+    warmup: warmupDuration.default('3s'),
     /** Request body bytes (POST when > 0). */
     payloadBytes: z.number().int().min(0).max(1_048_576).default(0),
     /** Response body bytes asked of the echo server. */
@@ -78,22 +127,25 @@ export const ScenarioSchema = z
   .object({
     kind: z.literal('Scenario'),
     name: dnsLabel,
-    description: z.string().optional(),
-    /** Path to a topology file, relative to this file, or an inline topology. */
-    topology: z.union([z.string().min(1), TopologySchema]),
-    services: z.array(ServiceSchema).min(1),
+    description: text.optional(),
+    /** Path to a topology file (.yaml), relative to this file, or an inline topology. */
+    topology: z.union([FileRefSchema, TopologySchema]),
+    services: z.array(ServiceSchema).min(1).max(MAX_COUNT.services),
     client: z
       .object({ name: dnsLabel.default('client'), namespace: dnsLabel.default('default'), node: dnsLabel, labels: labelMap.optional() })
       .strict(),
-    workloads: z.array(WorkloadSchema).min(1),
-    dataplanes: z.array(z.string()).min(1),
+    workloads: z.array(WorkloadSchema).min(1).max(MAX_COUNT.workloads),
+    dataplanes: z
+      .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be a dataplane name (lowercase letters, digits, "-")'))
+      .min(1)
+      .max(MAX_COUNT.dataplanes),
     /** Who may talk to whom (the lab's own format, shared by every dataplane). */
-    policies: z.array(PolicySchema).default([]),
-    /** CiliumNetworkPolicy files (the subset the source documents use), relative to this file. */
-    policyFiles: z.array(z.string().min(1)).default([]),
+    policies: z.array(PolicySchema).max(MAX_COUNT.policies).default([]),
+    /** CiliumNetworkPolicy files (the subset the source documents use, .yaml), relative to this file. */
+    policyFiles: z.array(FileRefSchema).max(MAX_COUNT.policyFiles).default([]),
     /** L7 traffic routing (canary): header matches and weighted splits, done by the client-side proxy. */
-    routes: z.array(RouteSchema).default([]),
-    repeats: z.number().int().min(1).max(100).default(1),
+    routes: z.array(RouteSchema).max(MAX_COUNT.routes).default([]),
+    repeats: z.number().int().min(1).max(MAX_REPEATS).default(1),
     /**
      * The source document's table this scenario reproduces: an id in reference/claims.yaml, other
      * tables its cases also measure (`also`), what was scaled to fit this machine
@@ -101,10 +153,13 @@ export const ScenarioSchema = z
      */
     reference: z
       .object({
-        table: z.string().min(1),
-        also: z.array(z.string().min(1)).optional(),
-        scaling: z.record(z.string(), z.string()).optional(),
-        note: z.string().optional(),
+        table: shortText(),
+        also: z.array(shortText()).max(MAX_COUNT.also).optional(),
+        scaling: z
+          .record(shortText(), text)
+          .refine((m) => Object.keys(m).length <= MAX_COUNT.scaling, `at most ${MAX_COUNT.scaling} entries`)
+          .optional(),
+        note: text.optional(),
       })
       .strict()
       .optional(),
@@ -116,17 +171,31 @@ export const ScenarioSchema = z
     quick: z
       .object({
         duration: duration.optional(),
-        warmup: duration.optional(),
-        repeats: z.number().int().min(1).optional(),
-        topology: z.union([z.string().min(1), TopologySchema]).optional(),
-        replicas: z.record(z.string(), z.number().int().min(1).max(64)).optional(),
+        warmup: warmupDuration.optional(),
+        repeats: z.number().int().min(1).max(MAX_REPEATS).optional(),
+        topology: z.union([FileRefSchema, TopologySchema]).optional(),
+        replicas: z
+          .record(shortText(63), z.number().int().min(1).max(64))
+          .refine((m) => Object.keys(m).length <= MAX_COUNT.services, `at most ${MAX_COUNT.services} entries`)
+          .optional(),
       })
       .strict()
       .optional(),
     /** CPUs to pin the load generator and the app servers to; "auto" splits the host's CPUs. */
     pinning: z
-      .union([z.literal('auto'), z.literal('none'), z.object({ load: z.string(), apps: z.string() }).strict()])
+      .union([z.literal('auto'), z.literal('none'), z.object({ load: cpuList, apps: cpuList }).strict()])
       .default('auto'),
+    /**
+     * When a case counts as valid (harness/run): errors at most `maxErrorRate` of the requests,
+     * and for fixed-rate loads an achieved rate at least `minRateRatio` of the requested one.
+     */
+    validity: z
+      .object({
+        maxErrorRate: z.number().min(0).max(1).default(VALIDITY_DEFAULTS.maxErrorRate),
+        minRateRatio: z.number().gt(0).max(1).default(VALIDITY_DEFAULTS.minRateRatio),
+      })
+      .strict()
+      .default({ ...VALIDITY_DEFAULTS }),
   })
   .strict();
 

@@ -25,14 +25,30 @@ export interface Identities {
   labels: Map<number, string[]>;
 }
 
+/**
+ * The identity key of a pod: JSON of its sorted [key, value] pairs, so two different label sets
+ * never share a key whatever characters they hold (joining "k=v" strings with "," let
+ * {a: "x,k8s:b=y"} and {a: x, b: y} collide).
+ */
+export function identityKey(p: PodSpec): string {
+  const pairs: [string, string][] = [
+    ...Object.entries(p.labels).map(([k, v]): [string, string] => [`k8s:${k}`, v]),
+    ['k8s:io.kubernetes.pod.namespace', p.namespace],
+    ['k8s:io.cilium.k8s.policy.serviceaccount', p.serviceAccount],
+  ];
+  return JSON.stringify(pairs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 /** One number per distinct label set, in sorted label-set order (deterministic for a scenario). */
 export function allocateIdentities(c: Cluster): Identities {
   const sets = new Map<string, string[]>();
-  for (const p of c.pods) sets.set(securityLabels(p).join(','), securityLabels(p));
-  const keys = [...sets.keys()].sort();
+  for (const p of c.pods) sets.set(identityKey(p), securityLabels(p));
+  // Numbered in the order of the printed label sets (as before), the key breaking ties.
+  const order = (k: string) => sets.get(k)!.join(',');
+  const keys = [...sets.keys()].sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : a < b ? -1 : a > b ? 1 : 0));
   const idOf = new Map(keys.map((k, i) => [k, FIRST_IDENTITY + i]));
   return {
-    byPod: new Map(c.pods.map((p) => [p.name, idOf.get(securityLabels(p).join(','))!])),
+    byPod: new Map(c.pods.map((p) => [p.name, idOf.get(identityKey(p))!])),
     labels: new Map(keys.map((k) => [idOf.get(k)!, sets.get(k)!])),
   };
 }

@@ -20,20 +20,26 @@
 //   `ingress: []` (empty list) does not enable default-deny in Cilium → no `ingress` key;
 //   a rule with several toPorts entries becomes one native rule per entry (same peers, auth);
 //   a fromEndpoints list naming several namespaces becomes one native rule per namespace.
-import { readFileSync, existsSync } from 'node:fs';
+// The file is hostile until checked, like a scenario: read only when regular and small, every
+// label, path and header held to the charsets of policy-schema.ts, messages quoting at most a
+// short token of it.
 import { relative } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { inputError } from '../../errors.js';
-import { yamlLine } from '../../util/yaml.js';
+import { readInputFile, safeLine, safeToJS, token, yamlErrorMessage, yamlLine, YAML_PARSE_OPTIONS } from '../../util/yaml.js';
 import {
   PolicySchema,
   HTTP_METHOD_RE,
   DNS_LABEL_RE,
   LABEL_KEY_RE,
+  LABEL_KEY_MSG,
+  LABEL_VALUE_RE,
+  LABEL_VALUE_MSG,
+  MAX_LABELS,
   GRPC_SERVICE_RE,
   GRPC_METHOD_RE,
   parseHeader,
-  regexError,
+  pathError,
   type Policy,
   type LabelSelector,
   type HttpRule,
@@ -57,9 +63,14 @@ function shown(file: string): string {
 
 /** Read and convert a CiliumNetworkPolicy file; problems are returned, not thrown. */
 export function readCiliumPolicies(file: string): CiliumLoadResult {
-  if (!existsSync(file)) return { policies: [], errors: [`${shown(file)}:1: file not found`], origins: [] };
-  return parseCiliumPolicies(readFileSync(file, 'utf8'), file);
+  const r = readInputFile(file);
+  if ('error' in r) return { policies: [], errors: [`${shown(file)}:1: ${r.error}`], origins: [] };
+  return parseCiliumPolicies(r.text, file);
 }
+
+/** Most problems reported per file, and most policies (documents) a file may hold. */
+const MAX_REPORTED = 100;
+export const MAX_POLICIES_PER_FILE = 256;
 
 /** Read and convert a CiliumNetworkPolicy file; throws one E_INPUT error listing every problem. */
 export function loadCiliumPolicies(file: string): Policy[] {
@@ -78,18 +89,31 @@ export function parseCiliumPolicies(text: string, file: string): CiliumLoadResul
   const policies: Policy[] = [];
   const origins: string[] = [];
   const lines = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const parsed = parseAllDocuments(text, { lineCounter: lines, ...YAML_PARSE_OPTIONS });
   const docs = Array.isArray(parsed) ? parsed : [];
   const seen = new Map<string, number>();
   for (const doc of docs) {
+    if (errors.length >= MAX_REPORTED) break;
     if (doc.errors.length) {
-      for (const e of doc.errors) errors.push(`${shown(file)}:${e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0]}`);
+      for (const e of doc.errors) errors.push(`${shown(file)}:${e.linePos?.[0]?.line ?? lines.linePos(e.pos[0]).line}: ${yamlErrorMessage(e)}`);
       continue;
     }
-    const js = doc.toJS();
+    const tree = safeToJS(doc, lines);
+    if ('error' in tree) {
+      errors.push(`${shown(file)}:${tree.line}: ${tree.error}`);
+      continue;
+    }
+    const js = tree.value as Loose;
     if (js === null || js === undefined) continue; // an empty document between two `---`
+    if (policies.length >= MAX_POLICIES_PER_FILE) {
+      errors.push(`${shown(file)}:${lineOf(doc, lines, [])}: more than ${MAX_POLICIES_PER_FILE} policies in one file`);
+      break;
+    }
     const docErrors: string[] = [];
-    const c = new Converter((path, msg) => docErrors.push(`${shown(file)}:${lineOf(doc, lines, path)}: ${path.length ? `${path.join('.')}: ` : ''}${msg}`));
+    const c = new Converter((path, msg) => {
+      // Past the cap, stop locating problems too (each lookup walks the document).
+      if (errors.length + docErrors.length < MAX_REPORTED) docErrors.push(safeLine(`${shown(file)}:${lineOf(doc, lines, path)}: ${pathText(path)}${msg}`));
+    });
     const policy = c.policy(js);
     if (policy) {
       const key = `${policy.namespace}/${policy.name}`;
@@ -107,6 +131,8 @@ export function parseCiliumPolicies(text: string, file: string): CiliumLoadResul
 }
 
 const lineOf = (doc: Document.Parsed, lines: LineCounter, path: Path): number => yamlLine(doc, lines, path);
+/** "a.b.0: " for a message, keys from the file cut short. */
+const pathText = (path: Path) => (path.length ? `${path.map((k) => (typeof k === 'string' && k.length > 40 ? token(k) : String(k))).join('.')}: ` : '');
 
 const isObj = (x: unknown): x is Record<string, Loose> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const NS_KEY = 'io.kubernetes.pod.namespace';
@@ -164,7 +190,7 @@ class Converter {
     for (const k of Object.keys(o)) {
       if (allowed.includes(k)) continue;
       ok = false;
-      this.err([...path, k], UNSUPPORTED[k] ?? `unsupported key "${k}" (supported here: ${allowed.join(', ')})`);
+      this.err([...path, k], (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined) ?? `unsupported key ${token(k)} (supported here: ${allowed.join(', ')})`);
     }
     return ok;
   }
@@ -184,10 +210,14 @@ class Converter {
   policy(js: Loose): Policy | undefined {
     if (!this.object(js, [], 'a CiliumNetworkPolicy (a YAML map)')) return undefined;
     const before = this.count;
+    // Not a policy at all (a file named by mistake): one line, none of its content quoted back.
+    if (js.kind !== 'CiliumNetworkPolicy' && js.kind !== 'CiliumClusterwideNetworkPolicy') {
+      this.err(['kind' in js ? 'kind' : []].flat(), `not a CiliumNetworkPolicy: ${'kind' in js ? 'kind' : 'the key "kind"'} must be CiliumNetworkPolicy${'kind' in js ? '' : ' (missing)'}`);
+      return undefined;
+    }
     if (js.kind === 'CiliumClusterwideNetworkPolicy')
       this.err(['kind'], 'CiliumClusterwideNetworkPolicy is not supported; write a CiliumNetworkPolicy in each namespace');
-    else if (js.kind !== 'CiliumNetworkPolicy') this.err(['kind'], `unsupported kind ${JSON.stringify(js.kind ?? null)} (supported: CiliumNetworkPolicy)`);
-    if (js.apiVersion !== 'cilium.io/v2') this.err(['apiVersion'], `unsupported apiVersion ${JSON.stringify(js.apiVersion ?? null)} (supported: cilium.io/v2)`);
+    if (js.apiVersion !== 'cilium.io/v2') this.err(['apiVersion'], `unsupported apiVersion ${token(js.apiVersion ?? null)} (supported: cilium.io/v2)`);
     this.keys(js, [], ['apiVersion', 'kind', 'metadata', 'spec']);
     let name: unknown;
     if (this.object(js.metadata, ['metadata'], 'metadata with a name')) {
@@ -236,18 +266,31 @@ class Converter {
     const labels: LabelSelector = {};
     let namespace: string | undefined;
     let ok = true;
-    for (const [rawKey, value] of Object.entries(x.matchLabels)) {
+    const entries = Object.entries(x.matchLabels);
+    if (entries.length > MAX_LABELS) {
+      this.err([...path, 'matchLabels'], `at most ${MAX_LABELS} labels`);
+      return undefined;
+    }
+    for (const [rawKey, value] of entries) {
       const at = [...path, 'matchLabels', rawKey];
       const key = rawKey.replace(/^(k8s|any):/, '');
       if (typeof value !== 'string') {
         this.err(at, 'label values must be strings (quote it)');
         ok = false;
-      } else if (key === NS_KEY) namespace = value;
-      else if (key.includes(':')) {
-        this.err(at, `label source "${key.split(':')[0]}:" is not supported (use plain keys, k8s: or any:)`);
+      } else if (key === NS_KEY) {
+        if (DNS_LABEL_RE.test(value)) namespace = value;
+        else {
+          this.err(at, `namespace ${DNS_LABEL_MSG}`);
+          ok = false;
+        }
+      } else if (key.includes(':')) {
+        this.err(at, `label source ${token(key.split(':')[0] + ':')} is not supported (use plain keys, k8s: or any:)`);
         ok = false;
       } else if (!LABEL_KEY_RE.test(key)) {
-        this.err(at, 'bad label key');
+        this.err(at, LABEL_KEY_MSG);
+        ok = false;
+      } else if (!LABEL_VALUE_RE.test(value)) {
+        this.err(at, LABEL_VALUE_MSG);
         ok = false;
       } else labels[key] = value;
     }
@@ -292,7 +335,7 @@ class Converter {
         this.keys(rule.authentication, [...at, 'authentication'], ['mode']);
         const mode = rule.authentication.mode;
         if (mode === 'required') auth = 'required';
-        else if (mode !== 'disabled') this.err([...at, 'authentication', 'mode'], `unsupported authentication mode ${JSON.stringify(mode ?? null)} (supported: required, disabled)`);
+        else if (mode !== 'disabled') this.err([...at, 'authentication', 'mode'], `unsupported authentication mode ${token(mode ?? null)} (supported: required, disabled)`);
       }
 
       // Port sections: undefined = every port.
@@ -336,10 +379,10 @@ class Converter {
         this.keys(p, pat, ['port', 'protocol']);
         const n = typeof p.port === 'number' ? p.port : typeof p.port === 'string' && /^\d+$/.test(p.port) ? Number(p.port) : NaN;
         if (!Number.isInteger(n) || n < 1 || n > 65535)
-          this.err([...pat, 'port'], p.port === undefined ? 'port is missing' : `unsupported port ${JSON.stringify(p.port)} (supported: a number 1-65535; no named ports, no 0 = all ports)`);
+          this.err([...pat, 'port'], p.port === undefined ? 'port is missing' : `unsupported port ${token(p.port)} (supported: a number 1-65535; no named ports, no 0 = all ports)`);
         else ports.push(n);
         if (p.protocol !== undefined && p.protocol !== 'TCP' && p.protocol !== 'ANY')
-          this.err([...pat, 'protocol'], `unsupported protocol ${JSON.stringify(p.protocol)} (supported: TCP; the lab carries TCP only)`);
+          this.err([...pat, 'protocol'], `unsupported protocol ${token(p.protocol)} (supported: TCP; the lab carries TCP only)`);
       });
     }
     if (x.rules === undefined || x.rules === null) return { ports };
@@ -362,7 +405,7 @@ class Converter {
     }
     if (rules.l7proto !== undefined || rules.l7 !== undefined) {
       if (rules.l7proto !== 'grpc') {
-        this.err([...rat, 'l7proto'], `unsupported l7proto ${JSON.stringify(rules.l7proto ?? null)} (supported: grpc)`);
+        this.err([...rat, 'l7proto'], `unsupported l7proto ${token(rules.l7proto ?? null)} (supported: grpc)`);
         return undefined;
       }
       const grpc: GrpcRule[] = [];
@@ -395,14 +438,14 @@ class Converter {
     if (x.method !== undefined) {
       if (typeof x.method === 'string' && HTTP_METHOD_RE.test(x.method)) r.method = x.method;
       else {
-        this.err([...at, 'method'], `unsupported method ${JSON.stringify(x.method)} (supported: one method name such as GET; method regexes are not)`);
+        this.err([...at, 'method'], `unsupported method ${token(x.method)} (supported: one method name such as GET; method regexes are not)`);
         ok = false;
       }
     }
     if (x.path !== undefined) {
-      const e = typeof x.path === 'string' ? regexError(x.path) : 'expected a string';
+      const e = typeof x.path === 'string' ? pathError(x.path) : 'expected a string';
       if (e) {
-        this.err([...at, 'path'], `not a valid regular expression: ${e}`);
+        this.err([...at, 'path'], e);
         ok = false;
       } else r.path = x.path;
     }
@@ -410,7 +453,7 @@ class Converter {
       if (this.list(x.headers, [...at, 'headers'], 'headers ("Name: value")')) {
         x.headers.forEach((h: unknown, i: number) => {
           if (typeof h !== 'string' || !parseHeader(h)) {
-            this.err([...at, 'headers', i], 'expected "Name: value" (header presence without a value is not supported)');
+            this.err([...at, 'headers', i], 'expected "Name: value" with a value of printable ASCII without quotes or backslash (header presence without a value is not supported)');
             ok = false;
           }
         });
