@@ -15,6 +15,7 @@ import { getDataplane, dataplaneNames } from '../harness/dataplanes/registry.js'
 import type { Deployed } from '../harness/dataplanes/types.js';
 import { startApps } from '../harness/workloads/fortio-server.js';
 import { exec } from '../harness/util/exec.js';
+import { haproxy } from '../harness/dataplanes/proxy/haproxy.js';
 import { ProcessGroup } from '../harness/util/procs.js';
 import { requireTool } from '../harness/util/tools.js';
 
@@ -83,3 +84,19 @@ export async function captureUnderlay(c: Cluster, fn: () => Promise<void>, filte
   return out;
 }
 
+
+/**
+ * routes-path.yaml through one HAProxy (a sidecar or a waypoint, its admin socket `sock`): for each
+ * [path, fortio args, backend], 50 requests from the client all reach that backend, counted on
+ * the proxy's backends `key(svc)`.
+ */
+export async function checkPathRoutes(t: import('ava').ExecutionContext, { c, fortio }: Pick<Lab, 'c' | 'fortio'>, sock: string, key: (svc: string) => string, cases: [string, string[], string][]): Promise<void> {
+  for (const [path, args, want] of cases) {
+    const before = await haproxy.counters(sock);
+    const r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '2', '-n', '50', ...args, `${vip(c, 'api-service')}${path}`], { netns: c.client.netns });
+    t.regex(r.stdout + r.stderr, /Code 200 : 50 /, `${path} ${args.join(' ')}`);
+    const after = await haproxy.counters(sock);
+    const n = (svc: string) => (after.backends[key(svc)] ?? 0) - (before.backends[key(svc)] ?? 0);
+    t.deepEqual([n('api-service-v1'), n('api-service-v2')], want === 'api-service-v1' ? [50, 0] : [0, 50], `${path} ${args.join(' ')} → ${want}`);
+  }
+}

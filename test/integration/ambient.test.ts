@@ -1,7 +1,7 @@
 // Ambient on the real kernel: one node proxy per node, two L4 hops per request, only TLS on the
 // wire, identities from the node proxies, no proxy start when a pod joins.
 import { rootTest, cleanAround } from '../helpers.js';
-import { withLab, vip, captureUnderlay, MARKER } from '../lab.js';
+import { withLab, vip, captureUnderlay, MARKER, checkPathRoutes } from '../lab.js';
 import { join } from 'node:path';
 import { haproxy, statsCommand } from '../../harness/dataplanes/proxy/haproxy.js';
 import { exec } from '../../harness/util/exec.js';
@@ -129,4 +129,24 @@ rootTest('ambient-waypoint: canary — x-canary: true always reaches v2; otherwi
     t.log(`split through the waypoint: v1 ${v1}, v2 ${v2}`);
     t.true(Math.abs(v1 / 2000 - 0.9) <= 0.03, `v1 share ${v1 / 2000}`);
   });
+});
+
+// Issue 12 item 10: the waypoint routes by path prefix (routes-path.yaml).
+rootTest('ambient-waypoint: routes by path prefix — /v2/… and x-canary on /beta/… reach v2, the rest v1', async (t) => {
+  await withLab(
+    'ambient-waypoint',
+    'mbamw6',
+    async ({ c, d, fortio }) => {
+      const sock = d.adminSockets!['waypoint-default'];
+      const key = (svc: string) => `wo_default_${svc}_80`;
+      const cases: [string, string[], string][] = [
+        ['/v2/echo', [], 'api-service-v2'],
+        ['/echo', [], 'api-service-v1'],
+        ['/beta/echo', ['-H', 'x-canary: true'], 'api-service-v2'],
+        ['/beta/echo', [], 'api-service-v1'],
+      ];
+      await checkPathRoutes(t, { c, fortio }, sock, key, cases);
+    },
+    'test/fixtures/scenarios/routes-path.yaml',
+  );
 });

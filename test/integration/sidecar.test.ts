@@ -2,7 +2,7 @@
 // identity required, the L7 policy and the canary split of 001_0f5dc0d57a371ed9.txt.
 import { join } from 'node:path';
 import { rootTest, cleanAround, labNetns } from '../helpers.js';
-import { withLab, vip, captureUnderlay, MARKER } from '../lab.js';
+import { withLab, vip, captureUnderlay, MARKER, checkPathRoutes } from '../lab.js';
 import { haproxy } from '../../harness/dataplanes/proxy/haproxy.js';
 import { createMeshCA } from '../../harness/dataplanes/mesh-ca/index.js';
 import { exec } from '../../harness/util/exec.js';
@@ -115,4 +115,25 @@ rootTest('sidecar teardown leaves no proxy process, rule or namespace behind', a
   });
   for (const pid of pids) t.false(pidAlive(pid));
   t.deepEqual(await labNetns(), []);
+});
+
+// Issue 12 item 10: a path-only rule steers by path, not as the weighted split (routes-path.yaml).
+for (const [dp, prefix] of [['istio-sidecar', 'mbsci6'], ['linkerd-sidecar', 'mbscl6']]) rootTest(`${dp}: routes by path prefix — /v2/… and x-canary on /beta/… reach v2, the rest v1`, async (t) => {
+  await withLab(
+    dp,
+    prefix,
+    async ({ c, d, fortio }) => {
+      const sock = d.adminSockets![c.client.name];
+      const key = (svc: string) => `out_default_${svc}_80`;
+      const cases: [string, string[], string][] = [
+        ['/v2/echo', [], 'api-service-v2'],
+        ['/echo', [], 'api-service-v1'],
+        ['/beta/echo', ['-H', 'x-canary: true'], 'api-service-v2'],
+        ['/beta/echo', [], 'api-service-v1'],
+        ['/echo', ['-H', 'x-canary: true'], 'api-service-v1'],
+      ];
+      await checkPathRoutes(t, { c, fortio }, sock, key, cases);
+    },
+    'test/fixtures/scenarios/routes-path.yaml',
+  );
 });

@@ -14,6 +14,9 @@ import { renderL7Proxy } from '../../harness/dataplanes/proxy/haproxy.js';
 import { exec } from '../../harness/util/exec.js';
 import { findTool } from '../../harness/util/tools.js';
 import { MeshbenchError } from '../../harness/errors.js';
+import { resolveRoutes } from '../../harness/dataplanes/policy/model.js';
+import { RouteSchema } from '../../harness/scenario/policy-schema.js';
+import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers.js';
 
 const load = () => loadScenario('test/fixtures/scenarios/ebpf-l7.yaml', { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
 
@@ -113,3 +116,31 @@ test('an L7 rule HAProxy cannot express is bad input before anything is built', 
   const e = t.throws(() => renderL7Proxies(c, s, l7Plan(s, c), ids, '/l7'));
   t.true(e instanceof MeshbenchError && e.code === 'E_INPUT', String(e));
 });
+
+// Issue 12 item 10: the ebpf-l7 proxy balances routed Services by path prefix like the model.
+for (const [name, input] of Object.entries(pathRouteSets('production')))
+  test(`L7 proxy routes with path prefixes (${name}): every request goes where the model sends it`, async (t) => {
+    const s = load();
+    s.routes = input.map((r) => RouteSchema.parse(r));
+    const c = buildCluster(s, 'mbl7u');
+    const plan = l7Plan(s, c);
+    const spec = l7ProxySpec(c, s, plan, allocateIdentities(c), c.nodes.find((n) => n.name === 'node1')!, '/l7')!;
+    const { config } = renderL7Proxy(spec);
+    const model = resolveRoutes(s.routes, c)[0];
+    const api = c.services.find((x) => x.name === 'api-service')!;
+    for (const req of routeProbes(api.vip, 80)) {
+      // The route decides txn.target (or 404); the node's tables pick the endpoint after that.
+      const got = evalFrontend(config, 'l7_lb', req, /map_str_int/);
+      const want = modelRoute(model, req);
+      t.deepEqual(got.status ?? got.vars['txn.target'], want, `${req.path} ${JSON.stringify(req.headers)} draw ${req.draw}`);
+    }
+    const bin = await findTool('haproxy');
+    if (!bin) return;
+    const dir = mkdtempSync(join(tmpdir(), 'mb-l7-'));
+    const { config: cfg, maps } = renderL7Proxy(l7ProxySpec(c, s, plan, allocateIdentities(c), c.nodes.find((n) => n.name === 'node1')!, dir)!);
+    mkdirSync(join(dir, 'node1'), { recursive: true });
+    for (const [p, text] of Object.entries(maps)) writeFileSync(p, text);
+    writeFileSync(join(dir, 'node1.cfg'), cfg.replace(/ namespace \S+/g, ''));
+    const r = await exec(bin, ['-c', '-f', join(dir, 'node1.cfg')], { allowFail: true });
+    t.is(r.code, 0, r.stdout + r.stderr);
+  });

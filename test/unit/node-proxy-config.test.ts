@@ -3,10 +3,18 @@ import { loadScenario } from '../../harness/scenario/load.js';
 import type { Scenario } from '../../harness/scenario/schema.js';
 import { buildCluster } from '../../harness/topology/graph.js';
 import { dataplaneNames } from '../../harness/dataplanes/registry.js';
-import { outboundServices } from '../../harness/dataplanes/proxy/sidecar.js';
+import { outboundRoutes, outboundServices } from '../../harness/dataplanes/proxy/sidecar.js';
 import { nodeProxyPods } from '../../harness/dataplanes/proxy/node-proxy.js';
-import { renderNodeProxy } from '../../harness/dataplanes/proxy/haproxy.js';
-import type { Waypoint } from '../../harness/dataplanes/proxy/types.js';
+import { renderNodeProxy, renderWaypoint } from '../../harness/dataplanes/proxy/haproxy.js';
+import type { Waypoint, WaypointSpec } from '../../harness/dataplanes/proxy/types.js';
+import { resolveRoutes } from '../../harness/dataplanes/policy/model.js';
+import { RouteSchema } from '../../harness/scenario/policy-schema.js';
+import { exec } from '../../harness/util/exec.js';
+import { findTool } from '../../harness/util/tools.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers.js';
 
 /** One node, `services` one-replica Services on it, plus the client. */
 function oneNode(services: number): Scenario {
@@ -68,3 +76,41 @@ test('Services fronted by a waypoint go to it (by index), not to an endpoint', (
   t.true(r.config.includes(`use_backend w_${c.client.netns}_%[var(txn.wp)] if { var(txn.wp) -m found }`));
   t.regex(r.config, /server waypoint 198\.19\.1\.254:15008 .* verifyhost spiffe:\/\/cluster\.local\/ns\/default\/sa\/waypoint send-proxy-v2/);
 });
+
+// Issue 12 item 10: the waypoint (Envoy's role in ambient) routes by path prefix like the model.
+for (const [name, input] of Object.entries(pathRouteSets('default')))
+  test(`waypoint routes with path prefixes (${name}): every request goes where the model sends it`, async (t) => {
+    const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
+    s.routes = input.map((r) => RouteSchema.parse(r));
+    const c = buildCluster(s, 'mbcfg2');
+    const all = outboundServices(c);
+    const routes = outboundRoutes(s, c);
+    const spec: WaypointSpec = {
+      namespace: 'default',
+      threads: 1,
+      port: 15008,
+      tunnelPort: 15008,
+      identity: { spiffeId: 'spiffe://cluster.local/ns/default/sa/waypoint', bundleFile: '/ca/waypoint.pem' },
+      rootCaFile: '/ca/root.pem',
+      adminSocket: '/run/wp.sock',
+      services: all.map((svc) => ({ service: svc, targetPort: 8080, authz: { enforced: false, ports: [] } })),
+      routes,
+      targets: all,
+    };
+    const cfg = renderWaypoint(spec);
+    const model = resolveRoutes(s.routes, c)[0];
+    const api = c.services.find((x) => x.name === 'api-service')!;
+    for (const req of routeProbes(api.vip, 80)) {
+      const got = evalFrontend(cfg, 'waypoint', req);
+      const want = modelRoute(model, req);
+      t.deepEqual(got.status ?? got.backend, want === 404 ? 404 : `wo_${want}`, `${req.path} ${JSON.stringify(req.headers)} draw ${req.draw}`);
+    }
+    const v1 = c.services.find((x) => x.name === 'api-service-v1')!;
+    t.is(evalFrontend(cfg, 'waypoint', { dst: v1.vip, dport: 80, path: '/v2/', headers: {}, draw: 0 }).backend, 'wo_default_api-service-v1_80', 'an unrouted Service goes to itself');
+    const bin = await findTool('haproxy');
+    if (!bin) return;
+    const dir = mkdtempSync(join(tmpdir(), 'mb-wp-'));
+    writeFileSync(join(dir, 'wp.cfg'), cfg.replace(/ (accept-proxy )?ssl crt .*$/gm, '').replace(/^ {2}stats socket .*$/m, ''));
+    const r = await exec(bin, ['-c', '-f', join(dir, 'wp.cfg')], { allowFail: true });
+    t.is(r.code, 0, r.stdout + r.stderr);
+  });

@@ -5,6 +5,14 @@ import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 import { sidecarSpec, outboundServices, outboundRoutes, type SidecarProfile } from '../../harness/dataplanes/proxy/sidecar.js';
 import { renderSidecar } from '../../harness/dataplanes/proxy/haproxy.js';
 import { uriSanDerHex } from '../../harness/dataplanes/mesh-ca/index.js';
+import { resolveRoutes } from '../../harness/dataplanes/policy/model.js';
+import { RouteSchema } from '../../harness/scenario/policy-schema.js';
+import { exec } from '../../harness/util/exec.js';
+import { findTool } from '../../harness/util/tools.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers.js';
 
 const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
 const c = buildCluster(s, 'mbcfg0');
@@ -44,15 +52,59 @@ test('linkerd upstream is HTTP/2 for every Service', (t) => {
   for (const l of servers) t.regex(l, /alpn h2 proto h2$/);
 });
 
-test('canary: header rule first, then a cumulative 90/10 draw', (t) => {
+test('canary: header rule first, then a cumulative 90/10 draw, then every other Service by destination', (t) => {
   const cfg = renderSidecar(spec('whole-mesh', 'client'));
   const vip = c.services.find((x) => x.name === 'api-service')!.vip;
+  const at = `{ dst ${vip} } { dst_port 80 }`;
   const lines = cfg.split('\n').map((l) => l.trim());
-  const h = lines.findIndex((l) => l === `use_backend out_default_api-service-v2_80 if { dst ${vip} } { dst_port 80 } { req.hdr(x-canary) -m str true }`);
-  const w1 = lines.findIndex((l) => l === `use_backend out_default_api-service-v1_80 if { dst ${vip} } { dst_port 80 } { var(txn.split) -m int lt 90 }`);
-  const w2 = lines.findIndex((l) => l === `use_backend out_default_api-service-v2_80 if { dst ${vip} } { dst_port 80 }`);
-  const plain = lines.findIndex((l) => l === `use_backend out_default_api-service_80 if { dst ${vip} } { dst_port 80 }`);
-  t.true(h >= 0 && w1 > h && w2 > w1 && plain > w2, `${h} ${w1} ${w2} ${plain}`);
+  const h = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v2_80) if ${at} { req.hdr(x-canary) -m str true } !{ var(txn.route) -m found }`);
+  const draw = lines.indexOf(`http-request set-var(txn.split) rand(100) if ${at} !{ var(txn.route) -m found }`);
+  const w1 = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v1_80) if ${at} !{ var(txn.route) -m found } { var(txn.split) -m int lt 90 }`);
+  const w2 = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v2_80) if ${at} !{ var(txn.route) -m found }`);
+  const use = lines.indexOf('use_backend out_default_api-service-v2_80 if { var(txn.route) -m str default_api-service-v2_80 }');
+  const plain = lines.indexOf(`use_backend out_default_api-service_80 if ${at}`);
+  t.true(h >= 0 && draw > h && w1 > draw && w2 > w1 && use > w2 && plain > use, `${h} ${draw} ${w1} ${w2} ${use} ${plain}`);
+});
+
+// Issue 12 item 10: path prefixes were dropped (a path-only rule became the weighted split).
+// Rules as the model reads them: in order, headers and path prefix together, weights per rule.
+const api = c.services.find((x) => x.name === 'api-service')!;
+const routeSets = pathRouteSets('default');
+
+for (const [name, input] of Object.entries(routeSets))
+  test(`routes with path prefixes (${name}): the sidecar sends every request where the model does`, (t) => {
+    const routed = { ...s, routes: input.map((r) => RouteSchema.parse(r)) };
+    const rs = outboundRoutes(routed, c);
+    const model = resolveRoutes(routed.routes, c)[0];
+    for (const scope of ['whole-mesh', 'used'] as const) {
+      const sp = sidecarSpec(profile(scope, 'h1'), routed, c, c.client, { rootCertFile: '/ca/root.pem' }, '/ca/client.bundle.pem', all, rs);
+      const cfg = renderSidecar(sp);
+      let checked = 0;
+      for (const req of routeProbes(api.vip, 80)) {
+        const got = evalFrontend(cfg, 'outbound', req);
+        const want = modelRoute(model, req);
+        t.deepEqual(got.status ?? got.backend, want === 404 ? 404 : `out_${want}`, `${req.path} ${JSON.stringify(req.headers)} draw ${req.draw}`);
+        checked++;
+      }
+      t.true(checked > 200);
+      // Other Services are not routed: straight to their backend.
+      const other = c.services.find((x) => x.name === 'other')!;
+      t.is(evalFrontend(cfg, 'outbound', { dst: other.vip, dport: 80, path: '/v2/x', headers: {}, draw: 0 }).backend, 'out_default_other_80');
+    }
+    t.deepEqual(rs[0].rules?.map((r) => r.pathPrefix), routed.routes[0].rules.map((x) => x.match?.pathPrefix), 'every rule kept, with its path prefix');
+  });
+
+test('HAProxy accepts a sidecar config with path-prefix routes', async (t) => {
+  const bin = await findTool('haproxy');
+  if (!bin) return t.pass('haproxy not installed here');
+  const dir = mkdtempSync(join(tmpdir(), 'mb-sc-'));
+  const routed = { ...s, routes: routeSets['path, headers+path (weighted), headers, catch-all split'].map((r) => RouteSchema.parse(r)) };
+  const sp = sidecarSpec(profile('whole-mesh', 'h1'), routed, c, c.client, { rootCertFile: '/ca/root.pem' }, '/ca/client.bundle.pem', all, outboundRoutes(routed, c));
+  // Only the outbound frontend's rules are checked: certificates and the uid are not on this host.
+  const cfg = renderSidecar(sp).replace(/ ssl crt .*$/gm, '').replace(/^ {2}(uid|gid|stats socket) .*$/gm, '');
+  writeFileSync(join(dir, 'client.cfg'), cfg.slice(0, cfg.indexOf('frontend inbound')));
+  const r = await exec(bin, ['-c', '-f', join(dir, 'client.cfg')], { allowFail: true });
+  t.is(r.code, 0, r.stdout + r.stderr);
 });
 
 test('inbound authorization: allowed identities by URI SAN bytes, L7 rules per port, 403 otherwise', (t) => {

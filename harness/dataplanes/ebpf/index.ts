@@ -23,7 +23,7 @@ import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js
 import { compileEgress, compileIngress, policyName } from '../policy/model.js';
 import { haproxy, renderL7Proxy, statsCommand, type NodeProxyConfig } from '../proxy/haproxy.js';
 import { L7_STATS_SUFFIX } from '../../probes/flows.js';
-import { outboundRoutes, outboundServices } from '../proxy/sidecar.js';
+import { outboundRoutes, outboundServices, routeTargets } from '../proxy/sidecar.js';
 import type { L7IngressPort, L7ProxySpec, OutboundRoute, OutboundService } from '../proxy/types.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import { waitListening } from '../../util/net.js';
@@ -134,7 +134,7 @@ export function l7Plan(s: DataplaneContext['scenario'], c: Cluster): L7Plan {
   const ports = [...new Set(c.pods.flatMap((p) => compileIngress(s.policies, p, c).ports.filter((x) => x.l7 && x.port !== 'any').map((x) => x.port as number)))].sort((a, b) => a - b);
   const routes = outboundRoutes(s, c);
   const routedKeys = new Set(routes.map((r) => r.service));
-  const lbKeys = new Set(routes.flatMap((r) => [r.service, ...r.headerRules.map((h) => h.to), ...r.split.map((x) => x.to)]));
+  const lbKeys = new Set(routes.flatMap((r) => [r.service, ...routeTargets(r)]));
   const services = outboundServices(c);
   return {
     proxyPorts: Object.fromEntries(ports.map((p, i) => [p, L7_FIRST_PORT + i])),

@@ -60,12 +60,12 @@ export function renderSidecar(s: SidecarSpec): string {
   for (const r of s.routes) {
     const svc = byKey.get(r.service);
     if (!svc) continue;
-    const c = routeChoices(r, `{ dst ${svc.vip} } { dst_port ${svc.port} }`);
-    push(c.draw);
-    use.push(...c.choices.map((x) => `  use_backend out_${x.to} if ${x.cond}`));
+    const at = `{ dst ${svc.vip} } { dst_port ${svc.port} }`;
+    push(...routeLines(r, at), `  http-request deny deny_status 404 if ${at} ${ROUTE_UNSET}`);
+    use.push(...routeUse(r, 'out_'));
   }
   if (s.origProtoHeader) push('  http-request set-header l5d-orig-proto HTTP/1.1 unless { req.ver 2.0 }');
-  push(...use);
+  push(...new Set(use));
   for (const svc of s.services) push(`  use_backend out_${svc.key} if { dst ${svc.vip} } { dst_port ${svc.port} }`);
   // Traffic to anything that is not a Service goes to its original destination (Istio's
   // PassthroughCluster under the default ALLOW_ANY outbound policy).
@@ -274,11 +274,10 @@ export function renderWaypoint(s: WaypointSpec): string {
   for (const r of s.routes) {
     const svc = byKey.get(r.service);
     if (!svc) continue;
-    const c = routeChoices(r, at(svc).trim());
-    L.push(c.draw);
-    use.push(...c.choices.map((x) => `  use_backend wo_${x.to} if ${x.cond}`));
+    L.push(...routeLines(r, at(svc).trim()), `  http-request deny deny_status 404 if${at(svc)} ${ROUTE_UNSET}`);
+    use.push(...routeUse(r, 'wo_'));
   }
-  L.push(...use);
+  L.push(...new Set(use));
   for (const x of s.services) L.push(`  use_backend wo_${x.service.key} if${at(x.service)}`);
   L.push('');
   for (const svc of s.targets) {
@@ -290,21 +289,38 @@ export function renderWaypoint(s: WaypointSpec): string {
   return L.join('\n');
 }
 
+const ROUTE_UNSET = '!{ var(txn.route) -m found }';
+
 /**
- * A route's choices in the order they are tried: its header rules, then its weighted split, drawn
- * once per request (rand over the sum of the weights) against cumulative thresholds. `at` selects
- * the routed Service's traffic; `draw` must come before the lines that use the choices.
+ * A route as request rules with the model's semantics (routeRuleFor in policy/model.ts): rules in
+ * order, each matching on all its headers (exact) and its path prefix (`pathq -m beg`: the request
+ * target with its query, as the model's path and Envoy's :path); the first match sets `var` to one of its destinations, drawn
+ * by weight (one rand over the rule's total against cumulative thresholds). Callers route on
+ * `var` and answer 404 when it is unset for the routed Service.
  */
-function routeChoices(r: OutboundRoute, at: string): { draw: string; choices: { to: string; cond: string }[] } {
-  const choices = r.headerRules.map((h) => ({ to: h.to, cond: `${at} ${h.headers.map(([k, v]) => `{ req.hdr(${q(k)}) -m str ${q(v)} }`).join(' ')}` }));
-  const total = r.split.reduce((a, d) => a + d.weight, 0);
-  let acc = 0;
-  r.split.forEach((d, i) => {
-    acc += d.weight;
-    choices.push({ to: d.to, cond: i === r.split.length - 1 ? at : `${at} { var(txn.split) -m int lt ${acc} }` });
-  });
-  return { draw: `  http-request set-var(txn.split) rand(${total}) if ${at}`, choices };
+function routeLines(r: OutboundRoute, at: string, v = 'txn.route'): string[] {
+  const L: string[] = [];
+  const unset = `!{ var(${v}) -m found }`;
+  for (const rule of r.rules) {
+    const cond = [
+      at,
+      ...rule.headers.map(([k, val]) => `{ req.hdr(${q(k)}) -m str ${q(val)} }`),
+      ...(rule.pathPrefix ? [`{ pathq -m beg ${q(rule.pathPrefix)} }`] : []),
+      unset,
+    ].join(' ');
+    const total = rule.to.reduce((a, d) => a + d.weight, 0);
+    if (rule.to.length > 1) L.push(`  http-request set-var(txn.split) rand(${total}) if ${cond}`);
+    let acc = 0;
+    rule.to.forEach((d, i) => {
+      acc += d.weight;
+      L.push(`  http-request set-var(${v}) str(${d.to}) if ${cond}${i < rule.to.length - 1 ? ` { var(txn.split) -m int lt ${acc} }` : ''}`);
+    });
+  }
+  return L;
 }
+
+/** One static backend choice per route destination (a missing backend fails at config check, not per request). */
+const routeUse = (r: OutboundRoute, prefix: string) => [...new Set(r.rules.flatMap((x) => x.to.map((d) => d.to)))].map((to) => `  use_backend ${prefix}${to} if { var(txn.route) -m str ${to} }`);
 
 /** Conditions of one L7 allow rule (method, anchored path regex, exact headers). */
 function l7Conds(r: { method?: string; pathRegex?: string; headers?: [string, string][] }): string[] {
@@ -374,8 +390,7 @@ export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
     for (const r of lb.routes) {
       const svc = byKey.get(r.service);
       if (!svc) continue;
-      const c = routeChoices(r, `{ dst ${svc.vip} } { dst_port ${svc.port} }`);
-      L.push(c.draw, ...c.choices.map((x) => `  http-request set-var(txn.target) str(${x.to}) if ${x.cond} !${found}`));
+      L.push(...routeLines(r, `{ dst ${svc.vip} } { dst_port ${svc.port} }`, 'txn.target'));
     }
     L.push(...refuse(404, 'NO_ROUTE', ` unless ${found}`));
     const grpc = lb.services.filter((x) => x.protocol === 'grpc').map((x) => x.key);

@@ -16,7 +16,7 @@ import { describeCapture } from '../capture/index.js';
 import { createMeshCA, spiffeId, type MeshCA } from '../mesh-ca/index.js';
 import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
 import { haproxy, renderNodeProxy, renderWaypoint } from './haproxy.js';
-import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, serviceKey } from './sidecar.js';
+import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets, serviceKey } from './sidecar.js';
 import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundService, Waypoint, WaypointSpec } from './types.js';
 import { infraPod } from '../../topology/graph.js';
 import { podUp } from '../../topology/netns.js';
@@ -240,7 +240,7 @@ async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundSe
     await podUp(c, pod);
     const id = await ca.issue(ns, 'waypoint');
     const nsRoutes = routes.filter((r) => fronted.some((x) => x.key === r.service));
-    const targetKeys = new Set([...fronted.map((x) => x.key), ...nsRoutes.flatMap((r) => [...r.headerRules.map((h) => h.to), ...r.split.map((d) => d.to)])]);
+    const targetKeys = new Set([...fronted.map((x) => x.key), ...nsRoutes.flatMap(routeTargets)]);
     const spec: WaypointSpec = {
       namespace: ns,
       threads: 2,

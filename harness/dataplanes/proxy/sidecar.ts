@@ -60,13 +60,16 @@ export function outboundServices(c: Cluster): OutboundService[] {
 export function outboundRoutes(s: Scenario, c: Cluster): OutboundRoute[] {
   return resolveRoutes(s.routes ?? [], c).map((r) => ({
     service: serviceKey(r.service.namespace, r.service.name, r.service.port),
-    headerRules: r.rules.filter((x) => x.headers.length).map((x) => ({ headers: x.headers, to: key(x.to[0].service) })),
-    split: (r.rules.find((x) => !x.headers.length)?.to ?? []).map((d) => ({ to: key(d.service), weight: d.weight })),
+    // Every rule, in order, with its path prefix: a path-only rule is a match, not the split.
+    rules: r.rules.map((x) => ({ headers: x.headers, ...(x.pathPrefix ? { pathPrefix: x.pathPrefix } : {}), to: x.to.map((d) => ({ to: key(d.service), weight: d.weight })) })),
   }));
   function key(svc: { namespace: string; name: string; port: number }) {
     return serviceKey(svc.namespace, svc.name, svc.port);
   }
 }
+
+/** Every Service a route may send requests to (OutboundService keys). */
+export const routeTargets = (r: OutboundRoute): string[] => [...new Set(r.rules.flatMap((x) => x.to.map((d) => d.to)))];
 
 /** Services a pod calls in any workload of the scenario, plus where their routes lead. */
 export function usedServices(s: Scenario, c: Cluster, pod: PodSpec, all: OutboundService[], routes: OutboundRoute[]): OutboundService[] {
@@ -77,7 +80,7 @@ export function usedServices(s: Scenario, c: Cluster, pod: PodSpec, all: Outboun
       if (caller) names.add(svc);
     });
   const keys = new Set(all.filter((x) => names.has(x.name)).map((x) => x.key));
-  for (const r of routes) if (keys.has(r.service)) [...r.headerRules.map((h) => h.to), ...r.split.map((d) => d.to)].forEach((k) => keys.add(k));
+  for (const r of routes) if (keys.has(r.service)) routeTargets(r).forEach((k) => keys.add(k));
   return all.filter((x) => keys.has(x.key));
 }
 

@@ -21,11 +21,20 @@ export interface OutboundService {
   endpoints: Endpoint[];
 }
 
-/** A canary route on one Service: header matches first, then a weighted split (percent). */
+/**
+ * A route on one Service, with the model's semantics (routeRuleFor in policy/model.ts): rules in
+ * order, the first whose headers (exact values) and path prefix all match decides and splits by
+ * weight among its destinations; a request no rule matches gets 404.
+ */
 export interface OutboundRoute {
   service: string; // OutboundService.key of the routed Service
-  headerRules: { headers: [string, string][]; to: string }[]; // to = OutboundService.key
-  split: { to: string; weight: number }[];
+  rules: OutboundRouteRule[];
+}
+
+export interface OutboundRouteRule {
+  headers: [string, string][]; // lower-case names
+  pathPrefix?: string;
+  to: { to: string; weight: number }[]; // to = OutboundService.key
 }
 
 export interface InboundPort {
