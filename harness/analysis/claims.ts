@@ -572,6 +572,12 @@ export function judgeTable(t: ClaimsTable, cases: readonly CaseResult[]): TableV
   if (!judge) return { ...head, rows: [], notes: [`The lab has no mapping from table ${t.id} to its own figures yet.`] };
   const out = judge(t, cases);
   const notes = [...(out.notes ?? []), ...oneRepeatNote(out.rows, cases)];
+  // Only ok cases are results (docs/case-status.md); say which were left out and why.
+  const left = cases.filter((c) => c.status !== 'ok');
+  if (left.length)
+    notes.push(
+      `Left out of every verdict, not results: ${left.map((c) => `${c.dataplane} · ${c.workload} · r${c.repeat} (${c.status}${c.validity?.reasons.length ? `: ${c.validity.reasons.join('; ')}` : c.error ? `: ${c.error}` : ''})`).join(', ')}.`,
+    );
   if (typeof t.note === 'string') notes.push(`The document notes: ${t.note}`);
   return { ...head, ...out, notes };
 }

@@ -390,8 +390,12 @@ export function compareRuns(a: RunInput, b: RunInput, opts: CompareOptions = {})
   const env = (r: RunRecord) => `${r.environment?.kernel ?? '?'} · ${r.environment?.cpuModel ?? '?'} · ${r.environment?.cores ?? '?'} cores`;
   if (env(a.record) !== env(b.record)) warnings.push(`the runs come from different hosts or kernels (A: ${env(a.record)}; B: ${env(b.record)}): changes mix host and code`);
   for (const [name, r] of [['A', a], ['B', b]] as const) {
-    const bad = r.record.cases.filter((c) => c.status !== 'ok').length;
-    if (bad) warnings.push(`${name} (${r.file}): ${bad} case(s) not ok, left out`);
+    // Only ok cases are results (docs/case-status.md): degraded and failed ones are left out, with why.
+    const bad = r.record.cases.filter((c) => c.status !== 'ok');
+    if (bad.length)
+      warnings.push(
+        `${name} (${r.file}): ${bad.length} case(s) not ok, left out: ${bad.map((c) => `${c.dataplane} ${c.workload} r${c.repeat} ${c.status}${c.validity?.reasons.length ? ` (${c.validity.reasons.join('; ')})` : c.error ? ` (${c.error})` : ''}`).join(', ')}`,
+      );
     if (r.record.status !== 'complete') warnings.push(`${name} (${r.file}): run status is ${r.record.status}`);
   }
   if (onlyInA.length) warnings.push(`only in A, not compared: ${onlyInA.join(', ')}`);

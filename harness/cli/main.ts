@@ -46,10 +46,17 @@ program
     const { runScenario } = await import('../run/run.js');
     const progress = new Progress(o.json ? 'quiet' : undefined);
     const res = await runScenario(file, { dataplanes: o.dataplanes, repeats: o.repeats, durationS: o.duration, warmupS: o.warmup, quick: o.quick, resultsRoot: o.results, progress });
+    // The record is written: its path is printed whatever happens to the report.
     let report: string | undefined;
+    let reportFailure: MeshbenchError | undefined;
     if (o.report && res.record.cases.some((c) => c.latencyUs)) {
       const { writeReport } = await import('../report/report.js');
-      report = (await writeReport([res.file], { reportsRoot: o.reports })).html;
+      try {
+        report = (await writeReport([res.file], { reportsRoot: o.reports })).html;
+      } catch (err) {
+        if (!(err instanceof MeshbenchError)) throw err;
+        reportFailure = err;
+      }
     }
     const { claimVerdicts, verdictCounts } = await import('../analysis/claims.js');
     const claims = res.record.reference ? verdictCounts(claimVerdicts(res.record)).filter(([, n]) => n > 0) : [];
@@ -58,19 +65,41 @@ program
       status: res.record.status,
       runJson: res.file,
       report,
+      ...(reportFailure ? { reportError: reportFailure.message } : {}),
       claims: res.record.reference ? Object.fromEntries(claims) : undefined,
-      cases: res.record.cases.map((c) => ({ dataplane: c.dataplane, workload: c.workload, repeat: c.repeat, status: c.status, p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99, qps: c.load.actual.qps, errors: c.load.actual.errors })),
+      // Latency of a case that is not ok is no result: only the record keeps it, for diagnosis.
+      cases: res.record.cases.map((c): { dataplane: string; workload: string; repeat: number; status: string; p50Us?: number; p99Us?: number; reasons?: string[]; qps: number; errors: number } => ({
+        dataplane: c.dataplane,
+        workload: c.workload,
+        repeat: c.repeat,
+        status: c.status,
+        ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
+        qps: c.load.actual.qps,
+        errors: c.load.actual.errors,
+      })),
     };
     if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     else {
-      for (const c of summary.cases) process.stdout.write(`  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs  ${c.qps} qps  ${c.errors} errors\n`);
+      for (const c of summary.cases) {
+        const figures = c.status === 'ok' ? `p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs` : 'not a result';
+        process.stdout.write(`  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`);
+        for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
+      }
       if (claims.length) process.stdout.write(`claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)\n`);
       process.stdout.write(`run record: ${res.file}\n`);
       if (report) process.stdout.write(`report: ${report}\n`);
+      else if (reportFailure) process.stdout.write('report: not written (see the error)\n');
       else if (o.report) process.stdout.write('report: none (no case produced latency figures)\n');
     }
+    if (reportFailure) {
+      // Exit 3 (environment) unless the run itself already failed or was interrupted.
+      process.exitCode = reportError(new MeshbenchError('E_ENV', reportFailure.message, { hint: `${reportFailure.hint ?? 'choose a writable --reports directory'}; the run record is intact: meshbench report ${res.file} --reports <dir>` }));
+    }
     if (res.record.status === 'incomplete') process.exitCode = 130;
-    else if (res.record.status === 'failed') process.exitCode = 1;
+    else if (res.record.status === 'failed') {
+      process.exitCode = 1;
+      if (!o.json) process.stderr.write(`meshbench: run failed: ${res.record.error ?? 'see the record'}\n`);
+    }
   });
 
 program
@@ -151,13 +180,15 @@ program
 
 program
   .command('down')
-  .description('Remove every lab object left on this host (network namespaces, processes, cgroups, state) by the meshbench prefix. Safe to repeat. Needs root.')
-  .option('--prefix <prefix>', 'only this run prefix (mbXXXX)')
+  .description('Remove every lab object left on this host (processes, network namespaces, BPF programs on lab cgroups, bpffs mounts, cgroups, state): only what carries the lab prefix (docs/safety.md). Refuses while a run is in progress unless --force. Safe to repeat. Needs root.')
+  .option('--prefix <prefix>', 'only this run prefix (mb + 4 characters of 0-9a-z, as `run` prints it)')
+  .option('--force', 'remove lab objects even while a run holds the run lock (that run fails)')
   .action(async (o) => {
+    const { down, checkPrefix } = await import('../topology/cleanup.js');
+    if (o.prefix !== undefined) checkPrefix(o.prefix);
     if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
-    const { sweep } = await import('../topology/cleanup.js');
-    const r = await sweep(o.prefix);
-    process.stdout.write(`removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.cgroups} cgroup tree(s)\n`);
+    const r = await down({ prefix: o.prefix, force: o.force, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
+    process.stdout.write(`removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.bpfPrograms} BPF program attachment(s), ${r.cgroups} cgroup tree(s)\n`);
   });
 
 program

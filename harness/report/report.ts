@@ -12,10 +12,10 @@
 // hops, loopback legs, redirect, encryption), memory per role, CPU per role apart from kernel time
 // no process owns (softirq, said to be system-wide), and every stand-in named with its version and
 // config size, its figures never presented as the real component's.
-import { existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { inputError } from '../errors.js';
-import { readRun } from '../results/write.js';
+import { makeDir, readRun, writeError, writeFileAtomic } from '../results/write.js';
 import type { CaseResult, DataplanePath, Environment, Histogram, Provenance, RunRecord } from '../results/types.js';
 import {
   PERCENTILES,
@@ -88,19 +88,28 @@ export async function writeReport(files: string[], opts: ReportOptions = {}): Pr
   const outDir = opts.outDir !== undefined ? resolve(opts.outDir) : resolve(opts.reportsRoot ?? 'reports', safeDirName(scenario, inputs));
   const { html, charts } = await renderReport(inputs.map((i) => i.record));
 
-  mkdirSync(outDir, { recursive: true });
+  const hint = 'choose a writable directory with --reports <dir> (or --out <dir>), or free space on that file system';
+  try {
+    makeDir(outDir);
+  } catch (err) {
+    throw writeError('the report directory', outDir, err, hint);
+  }
   const svgs: string[] = [];
   for (const ch of charts) {
     const f = join(outDir, `${ch.name}.svg`);
-    writeTextAtomic(f, ch.svg + '\n');
+    writeTextAtomic(f, ch.svg + '\n', hint);
     svgs.push(f);
   }
   for (const name of CHART_NAMES) {
     const f = join(outDir, `${name}.svg`);
-    if (!svgs.includes(f) && existsSync(f)) unlinkSync(f);
+    try {
+      if (!svgs.includes(f) && existsSync(f)) unlinkSync(f);
+    } catch (err) {
+      throw writeError('the report directory', outDir, err, hint);
+    }
   }
   const htmlFile = join(outDir, 'index.html');
-  writeTextAtomic(htmlFile, html);
+  writeTextAtomic(htmlFile, html, hint);
   return { html: htmlFile, svgs };
 }
 
@@ -187,10 +196,12 @@ function safeDirName(scenario: string, inputs: RunInput[]): string {
   return scenario;
 }
 
-function writeTextAtomic(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
+function writeTextAtomic(file: string, text: string, hint: string): void {
+  try {
+    writeFileAtomic(file, text, 'the report file');
+  } catch (err) {
+    throw writeError('the report file', file, (err as Error).cause ?? err, hint);
+  }
 }
 
 function context(records: RunRecord[]): Ctx {
@@ -215,9 +226,16 @@ function context(records: RunRecord[]): Ctx {
 // ---------------------------------------------------------------------------------------------
 // Charts
 
+/**
+ * Only ok cases are results: a degraded or failed case's figures (latency over the survivors of
+ * a broken measurement) stay in its record for diagnosis but never enter a chart or a figures
+ * table; the report lists such cases apart, with their reasons.
+ */
+const isResult = (v: CaseView) => v.c.status === 'ok';
+
 async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
   const charts: RenderedChart[] = [];
-  const withLatency = ctx.cases.filter((v) => v.c.latencyUs && PERCENTILES.some(([k]) => Number.isFinite(v.c.latencyUs![k])));
+  const withLatency = ctx.cases.filter((v) => isResult(v) && v.c.latencyUs && PERCENTILES.some(([k]) => Number.isFinite(v.c.latencyUs![k])));
   if (withLatency.length > 0) {
     const labels = withLatency.map((v) => v.label);
     const rows: PercentileRow[] = [];
@@ -231,7 +249,7 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
       await renderChart(
         'latency-percentiles',
         'Latency percentiles',
-        'One line per case with latency figures; x is the percentile, y the latency in µs. Cases that failed or were interrupted before measuring are left out.',
+        'One line per case with latency figures; x is the percentile, y the latency in µs. Only ok cases: failed, degraded and interrupted cases are left out.',
         percentileSpec(rows, labels),
       ),
     );
@@ -258,7 +276,7 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
     );
   }
 
-  const withRes = ctx.cases.filter((v) => v.c.resources && Object.keys(v.c.resources.byRole ?? {}).length > 0);
+  const withRes = ctx.cases.filter((v) => isResult(v) && v.c.resources && Object.keys(v.c.resources.byRole ?? {}).length > 0);
   if (withRes.length > 0) {
     const roles = [...new Set(withRes.flatMap((v) => Object.keys(v.c.resources!.byRole)))].sort(byString);
     const labels = withRes.map((v) => v.label);
@@ -327,7 +345,7 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
   const phaseRows: RoleRow[] = [];
   const phaseLabels: string[] = [];
   const phaseNames: string[] = [];
-  for (const v of ctx.cases) {
+  for (const v of ctx.cases.filter(isResult)) {
     const s = v.c.startup;
     const slowest = Object.entries(s?.podReadyMs ?? {})
       .filter(([, t]) => Number.isFinite(t))
@@ -491,12 +509,12 @@ ${standInBox}
 function baselineFor(ctx: Ctx, v: CaseView): CaseView | undefined {
   if (v.c.dataplane === 'baseline') return undefined;
   return ctx.cases.find(
-    (b) => b.run === v.run && b.c.dataplane === 'baseline' && b.c.workload === v.c.workload && b.c.repeat === v.c.repeat && b.c.latencyUs,
+    (b) => b.run === v.run && isResult(b) && b.c.dataplane === 'baseline' && b.c.workload === v.c.workload && b.c.repeat === v.c.repeat && b.c.latencyUs,
   );
 }
 
 function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
-  const withLatency = ctx.cases.filter((v) => v.c.latencyUs);
+  const withLatency = ctx.cases.filter((v) => isResult(v) && v.c.latencyUs);
   const hasBaseline = withLatency.some((v) => baselineFor(ctx, v));
   const head = [
     ...caseHead(ctx),
@@ -535,24 +553,40 @@ function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
       td(int(a?.errors), true, a?.errors ? 'bad' : ''),
       td(requestedQps(v.c.load?.requested?.qps), true),
       td(qps(a?.qps), true),
-      td(`${esc(v.c.load?.model ?? DASH)}${v.c.status !== 'ok' ? ` ${badge(v.c.status)}` : ''}`, false, 'model'),
+      td(esc(v.c.load?.model ?? DASH), false, 'model'),
     ].join('')}</tr>`;
   });
-  const failed = ctx.cases.filter((v) => v.c.status !== 'ok' || v.c.error);
+  const failed = ctx.cases.filter((v) => !isResult(v) || v.c.error);
   const failedList = failed.length
-    ? `<h3>Failed and interrupted cases</h3>
+    ? `<h3 id="not-results">Cases that are not results</h3>
+<p class="note">A case is a result only when it is <em>ok</em>: every lab process stayed up through the measured window, errors stayed within the scenario's bound and a fixed-rate load reached its rate. Failed, degraded and interrupted cases are left out of every table of figures, chart and verdict; what they measured is shown here for diagnosis only.</p>
 <ul class="failed">
-${failed.map((v) => `<li>${badge(v.c.status)} <strong>${esc(v.label)}</strong>${v.c.latencyUs ? '' : ' (no latency figures)'}: <span class="error-text">${esc(v.c.error ?? 'no error recorded')}</span></li>`).join('\n')}
+${failed.map((v) => `<li>${badge(v.c.status)} <strong>${esc(v.label)}</strong>${v.c.latencyUs ? '' : ' (no latency figures)'}: <span class="error-text">${esc(reasonsOf(v.c))}</span>${diagnosis(v.c)}</li>`).join('\n')}
 </ul>`
     : '';
   return `<section id="latency">
 <h2>Latency</h2>
 ${withLatency.length ? table(head, rows, 'latency') : '<p class="note">No case produced latency figures.</p>'}
-<p class="note">All latencies in µs, 1 decimal. ${hasBaseline ? `“Added over baseline” is this case minus the <code>baseline</code> case with the same workload and repeat in the same run (${DASH} where there is none).` : 'No case has a <code>baseline</code> case with the same workload and repeat in its run to compare with, so there are no “added over baseline” columns.'} qps requested “max” means closed loop as fast as possible.</p>
+<p class="note">Ok cases only${failed.some((v) => !isResult(v)) ? ' (the others are listed below with their reasons)' : ''}. All latencies in µs, 1 decimal. ${hasBaseline ? `“Added over baseline” is this case minus the <code>baseline</code> case with the same workload and repeat in the same run (${DASH} where there is none).` : 'No case has a <code>baseline</code> case with the same workload and repeat in its run to compare with, so there are no “added over baseline” columns.'} qps requested “max” means closed loop as fast as possible.</p>
 ${failedList}
 ${figure(charts.get('latency-percentiles'), 'No percentile chart: no case produced latency figures.')}
 ${figure(charts.get('latency-cdf'), 'No latency distribution chart: no case has a latency histogram.')}
 </section>`;
+}
+
+/** Why a case is not a result: its validity reasons, else its error. */
+function reasonsOf(c: CaseResult): string {
+  const r = c.validity?.reasons ?? [];
+  return r.length ? r.join('; ') : (c.error ?? 'no error recorded');
+}
+
+/** What a case that is not a result measured, said as diagnosis (never in a figures table). */
+function diagnosis(c: CaseResult): string {
+  const a = c.load?.actual;
+  if (!c.latencyUs && !((a?.requests ?? 0) > 0)) return '';
+  const parts = [`${int(a?.requests)} requests, ${int(a?.errors)} errors`, `${qps(a?.qps)} qps achieved of ${requestedQps(c.load?.requested?.qps)} requested`];
+  if (c.latencyUs) parts.push(`p50 ${us(c.latencyUs.p50)} µs and p99 ${us(c.latencyUs.p99)} µs over the successful requests only`);
+  return ` <span class="meta diagnosis">Measured, for diagnosis only: ${parts.join('; ')}.</span>`;
 }
 
 /** Requested rate as configured: an integer stays an integer (200), 'max' stays 'max'. */
@@ -561,7 +595,7 @@ function requestedQps(q: unknown): string {
 }
 
 function resourcesSection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
-  const withRes = ctx.cases.filter((v) => v.c.resources && Object.keys(v.c.resources.byRole ?? {}).length > 0);
+  const withRes = ctx.cases.filter((v) => isResult(v) && v.c.resources && Object.keys(v.c.resources.byRole ?? {}).length > 0);
   const head = [
     ...caseHead(ctx),
     th('window s', true),
@@ -649,7 +683,7 @@ ${['memory-pss-per-pod', 'cpu-per-pod', 'memory-pss-per-node', 'cpu-per-node']
 }
 
 function kernelSection(ctx: Ctx): string {
-  const withK = ctx.cases.filter((v) => v.c.resources?.kernel);
+  const withK = ctx.cases.filter((v) => isResult(v) && v.c.resources?.kernel);
   const head = [...caseHead(ctx), th('window s', true), th('softirq s (system-wide)', true), th('BPF map KiB', true), th('BPF run time µs', true), th('WireGuard MiB sent', true)];
   const rows = withK.map((v) => {
     const k = v.c.resources!.kernel;
@@ -678,7 +712,7 @@ function median(xs: number[]): number | undefined {
 }
 
 function startupSection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
-  const withS = ctx.cases.filter((v) => v.c.startup);
+  const withS = ctx.cases.filter((v) => isResult(v) && v.c.startup);
   const head = [
     ...caseHead(ctx),
     th('topology up ms', true),
@@ -934,7 +968,7 @@ code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:v
 .run-error,.error-text{color:var(--bad)}
 .badge{display:inline-block;padding:.05em .55em;border-radius:999px;font-size:.8rem;font-weight:600;border:1px solid currentColor;vertical-align:baseline}
 .status-complete,.status-ok{color:var(--ok);background:#dafbe1}
-.status-incomplete,.status-interrupted{color:var(--warn);background:#fff8c5}
+.status-incomplete,.status-interrupted,.status-degraded{color:var(--warn);background:#fff8c5}
 .status-failed{color:var(--bad);background:#ffebe9}
 .standins{border:2px solid var(--warn);background:#fff8c5;border-radius:8px;padding:.4rem 1rem;margin:1rem 0}
 .standins h2{border:0;margin:.4rem 0;font-size:1.1rem}

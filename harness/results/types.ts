@@ -151,13 +151,47 @@ export interface FlowSummary {
   edges: FlowEdge[];
 }
 
+/**
+ * ok: measured within the scenario's validity bounds, a result. degraded: measured, every process
+ * up, but errors or achieved rate outside the bounds. failed: an error, no figures, or a lab
+ * process down before the end of the measured window. interrupted: stopped by a signal.
+ * Only ok cases are results (docs/case-status.md).
+ */
+export type CaseStatus = 'ok' | 'degraded' | 'failed' | 'interrupted';
+
+/** A lab process that was down before the measured window ended. */
+export interface ProcessDown {
+  name: string;
+  role: string;
+  pid: number;
+  exitCode?: number;
+  signal?: string;
+  /** When it was seen to end: before the measured window began, or during it. */
+  when: 'before-window' | 'during-window';
+}
+
+/** Why a case is (not) a result; the bounds come from the scenario's `validity`. */
+export interface CaseValidity {
+  ok: boolean;
+  /** Empty when ok; otherwise each reason in words. */
+  reasons: string[];
+  /** errors ÷ requests of the measured window (undefined without a measurement). */
+  errorRate?: number;
+  /** Achieved ÷ requested qps (fixed-rate loads only; closed loop has no requested rate). */
+  rateRatio?: number;
+  processesDown: ProcessDown[];
+  limits: { maxErrorRate: number; minRateRatio: number };
+}
+
 export interface CaseResult {
   index: number;
   dataplane: string;
   workload: string;
   repeat: number;
-  status: 'ok' | 'failed' | 'interrupted';
+  status: CaseStatus;
   error?: string;
+  /** Set by runs that judge validity; latency of a case that is not ok is kept for diagnosis only. */
+  validity?: CaseValidity;
   load: {
     requested: { qps: number | 'max'; connections: number; durationS: number; warmupS: number; payloadBytes: number; responseBytes: number; protocol: string; chain: string[] };
     actual: { qps: number; requests: number; errors: number; durationS: number; retCodes: Record<string, number> };

@@ -2,7 +2,7 @@
 // The record is written before the first case (status incomplete), after every case, and at the
 // end; teardown of a case always runs, on success, error or signal. A signal stops the current
 // case, tears it down and leaves the record marked incomplete.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,10 +23,12 @@ import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
 import { summarizeCaseFlows } from '../probes/flows.js';
 import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord, type RunReference, type ClaimsTable } from '../results/types.js';
-import { runDir, runFile, writeJsonAtomic } from '../results/write.js';
+import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
+import { judgeCase, notOkSummary, processesDown, validityLimits, type ValidityLimits } from './validity.js';
 import { exec } from '../util/exec.js';
 import { cgroup2Root, isRoot } from '../util/host.js';
 import { ProcessGroup } from '../util/procs.js';
+import { acquireRunLock, type RunLock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { PROJECT_ROOT, requireTool } from '../util/tools.js';
 
@@ -88,6 +90,17 @@ function runReference(s: Scenario): RunReference | undefined {
 }
 
 export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
+  // The host's run lock (one run at a time: CPUs, results, `down`), taken by runLocked once the
+  // input is known good, released however the run ends (a killed process releases it too).
+  const lock: { held?: RunLock } = {};
+  try {
+    return await runLocked(file, opts, lock);
+  } finally {
+    await lock.held?.release();
+  }
+}
+
+async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock }): Promise<RunOutcome> {
   const progress = opts.progress ?? new Progress();
   const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   checkScenarioPolicies(loaded, (m) => progress.warn(m));
@@ -97,9 +110,11 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
   const fortio = await requireTool('fortio');
 
   const { runId, prefix } = newRunId();
+  lock.held = await acquireRunLock({ command: 'run', scenario: s.name, prefix });
   const dir = runDir(opts.resultsRoot ?? join(PROJECT_ROOT, 'results'), s.name, runId);
   const out = runFile(dir);
-  mkdirSync(dir, { recursive: true });
+  // Before anything is built: a results directory that cannot take the record stops the run here.
+  ensureWritableDir(dir, 'run records', 'choose a writable directory with --results <dir>, or make this one writable (and not full)');
   const env = await collectEnvironment(pinning(s, (await import('node:os')).cpus().length), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool']);
   const record: RunRecord = {
     schema: RUN_SCHEMA,
@@ -115,7 +130,16 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
     reference: runReference(s),
     cases: [],
   };
-  writeJsonAtomic(out, record);
+  try {
+    writeJsonAtomic(out, record);
+  } catch (err) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      /* not empty or already gone */
+    }
+    throw err;
+  }
   progress.log(`run ${runId}: ${cases.length} case(s) of ${s.name} (${s.dataplanes.join(', ')}), prefix ${prefix}, record ${out}`);
 
   // Signals: stop the current case, tear down, keep the record (incomplete).
@@ -133,15 +157,31 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
   // sweeping our own prefix first still costs nothing.
   await sweep(prefix);
   const perCaseS = (c: Case) => c.workload.durationS + c.workload.warmupS + 3;
-  let failed = false;
+  const limits = validityLimits(s);
+  // A record write that fails stops the run (nothing more could be recorded); the file on disk
+  // stays the last one written whole.
+  let writeFailure: MeshbenchError | undefined;
+  let lastGood = 'before the first case, with no case in it';
+  const save = (when: string): boolean => {
+    try {
+      writeJsonAtomic(out, record);
+      lastGood = when;
+      return true;
+    } catch (err) {
+      writeFailure ??= err instanceof MeshbenchError ? err : runError(String(err));
+      return false;
+    }
+  };
   try {
     for (const c of cases) {
       if (abort.signal.aborted) break;
       const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);
-      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left, beforeTeardown: opts.beforeTeardown });
+      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left, beforeTeardown: opts.beforeTeardown, limits });
       record.cases.push(result);
-      if (result.status === 'failed') failed = true;
-      writeJsonAtomic(out, record);
+      if (!save(`after case ${c.index}, with ${record.cases.length} case(s)`)) {
+        progress.warn(`${writeFailure!.message}: stopping the run, no further case could be recorded`);
+        break;
+      }
     }
   } finally {
     process.off('SIGINT', onSignal);
@@ -150,10 +190,18 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
     progress.done();
   }
   record.finishedAt = new Date().toISOString();
-  record.status = abort.signal.aborted ? 'incomplete' : failed ? 'failed' : 'complete';
+  // complete only when every case is a result (ok); a degraded or failed case fails the run.
+  const notOk = notOkSummary(record.cases.filter((c) => c.status !== 'interrupted'));
+  record.status = abort.signal.aborted ? 'incomplete' : writeFailure || notOk.length ? 'failed' : 'complete';
   if (abort.signal.aborted) record.error = `interrupted by ${String(abort.signal.reason)}`;
-  else if (failed) record.error = record.cases.filter((c) => c.error).map((c) => `case ${c.index} (${c.dataplane}): ${c.error}`).join('; ');
-  writeJsonAtomic(out, record);
+  else if (writeFailure) record.error = `the run record could not be written (${writeFailure.message}); the run stopped after ${record.cases.length} of ${cases.length} case(s)`;
+  else if (notOk.length) record.error = notOk.join(' · ');
+  const failure = writeFailure;
+  save('at the end of the run');
+  if (failure || writeFailure) {
+    const w = (failure ?? writeFailure)!;
+    throw new MeshbenchError('E_ENV', `${w.message}. The run was torn down; ${out} holds the last record written whole (${lastGood})`, { hint: w.hint, cause: w });
+  }
   return { record, file: out, dir };
 }
 
@@ -166,13 +214,13 @@ interface CaseEnv {
   signal: AbortSignal;
   secondsLeft: number;
   beforeTeardown?: RunOptions['beforeTeardown'];
+  limits: ValidityLimits;
 }
 
 async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise<CaseResult> {
   const w = c.workload;
   const dp = getDataplane(c.dataplane);
   const caseDir = join(e.dir, 'cases', `${String(c.index).padStart(3, '0')}-${c.dataplane}-${w.name}-r${c.repeat}`);
-  mkdirSync(caseDir, { recursive: true });
   const cluster = buildCluster(s, e.prefix);
   const entry = cluster.services.find((x) => x.name === w.chain[0])!;
   const target = { host: entry.vip, port: entry.port };
@@ -202,7 +250,10 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   };
   let deployed: Deployed | undefined;
   let probe: ResourceProbe | undefined;
+  let windowStart: number | undefined;
+  let measuredLoad = false;
   try {
+    mkdirSync(caseDir, { recursive: true });
     phase('building topology');
     const up = await clusterUp(cluster);
     check();
@@ -229,6 +280,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     const kernelBefore = deployed.kernelResources ? await deployed.kernelResources() : {};
     probe = new ResourceProbe();
     probe.begin(procs.procs.filter((p) => p.role !== 'load'));
+    windowStart = performance.now();
     const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });
     probe.watch(run.proc);
     const measured = await run.done;
@@ -238,14 +290,26 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     const sum = measured.summary!;
     result.load.actual = { qps: Math.round(sum.actualQps * 100) / 100, requests: sum.count, errors: sum.errors, durationS: Math.round(sum.actualDurationS * 1000) / 1000, retCodes: sum.retCodes };
     result.latencyUs = measured.latency;
+    measuredLoad = true;
+    // Judged before anything else can stop a process: what is down now went down in the case.
+    const v = judgeCase({ requestedQps: w.qps, actual: result.load.actual, latencyCount: result.latencyUs?.count, processesDown: processesDown(procs.procs, windowStart) }, e.limits);
+    result.status = v.status;
+    result.validity = v.validity;
     if (sum.errors > 0) e.progress.warn(`case ${c.index + 1}: ${sum.errors} of ${sum.count} requests failed (${JSON.stringify(sum.retCodes)})`);
     if (e.beforeTeardown) await e.beforeTeardown(cluster, result);
-    e.progress.log(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`);
+    if (result.status === 'ok') e.progress.log(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`);
+    else e.progress.warn(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat} ${result.status}, not a result: ${v.validity.reasons.join('; ')}`);
   } catch (err) {
     const interrupted = e.signal.aborted;
-    result.status = interrupted ? 'interrupted' : 'failed';
     result.error = interrupted ? 'interrupted' : err instanceof Error ? err.message : String(err);
-    if (!interrupted) e.progress.log(`case ${c.index + 1} failed: ${result.error}`);
+    if (interrupted) result.status = 'interrupted';
+    else {
+      // A dead proxy often shows first as the load failing: record which processes were down.
+      const v = judgeCase({ requestedQps: w.qps, actual: measuredLoad ? result.load.actual : undefined, latencyCount: result.latencyUs?.count, error: result.error, processesDown: processesDown(procs.procs, windowStart) }, e.limits);
+      result.status = 'failed';
+      result.validity = v.validity;
+      e.progress.log(`case ${c.index + 1} failed: ${v.validity.reasons.join('; ')}`);
+    }
   } finally {
     probe?.stop();
     phase('tearing down');

@@ -4,6 +4,7 @@
 // addresses and routes. Nothing here touches the root namespace's links, routes or sysctls.
 import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { exec, ipBatch } from '../util/exec.js';
+import { LAB_OBJECT_RE } from '../util/host.js';
 import { names, type Cluster, type PodSpec } from './graph.js';
 
 const SHELLS = 4;
@@ -120,7 +121,12 @@ export function netnsPids(namespaces: string[]): number[] {
   return pids;
 }
 
-/** Delete namespaces in bulk; veths inside them go with them. Missing ones are not an error. */
+/**
+ * Delete namespaces in bulk; veths inside them go with them. Missing ones are not an error.
+ * Only lab namespaces (the prefix mark): a name without it is a bug upstream, never deleted.
+ */
 export async function deleteNetns(list: string[]): Promise<void> {
+  const foreign = list.filter((ns) => !LAB_OBJECT_RE.test(ns));
+  if (foreign.length) throw new Error(`refusing to delete network namespaces without the lab prefix: ${foreign.join(', ')}`);
   await ipBatch(list.map((ns) => `netns del ${ns}`), { force: true });
 }

@@ -6,6 +6,14 @@ import { readFileSync, existsSync } from 'node:fs';
 export const PREFIX_RE = /^mb[0-9a-z]{4}$/;
 export const LAB_OBJECT_RE = /^mb[0-9a-z]{4}-/;
 
+/** A string as a RegExp matching exactly it: nothing a user passes may widen what a pattern matches. */
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}
+
+/** Where wireguard-go puts its control sockets (<device>.sock). */
+export const WG_SOCKET_DIR = '/var/run/wireguard';
+
 /** Run state (pids, objects) for `meshbench down`; tmpfs, so it vanishes on reboot like netns do. */
 export const STATE_DIR = process.env.MESHBENCH_STATE_DIR ?? '/run/meshbench';
 

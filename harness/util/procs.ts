@@ -67,6 +67,10 @@ export interface LabProcess {
   /** Resolves with the exit code when the process ends. */
   exited: Promise<number>;
   exitCode?: number;
+  /** The signal that ended it, when one did. */
+  exitSignal?: NodeJS.Signals;
+  /** performance.now() when its exit was seen; case validity compares it with the measured window. */
+  exitedAt?: number;
 }
 
 interface StateFile {
@@ -165,10 +169,13 @@ export class ProcessGroup {
     };
     child.on('exit', (code, signal) => {
       proc.exitCode = code ?? (signal ? 128 : 1);
+      proc.exitSignal = signal ?? undefined;
+      proc.exitedAt ??= performance.now();
       resolveExit(proc.exitCode);
     });
     child.on('error', () => {
       proc.exitCode = 127;
+      proc.exitedAt ??= performance.now();
       resolveExit(127);
     });
     this.procs.push(proc);
@@ -199,7 +206,8 @@ export class ProcessGroup {
     await Promise.all(this.procs.map((p) => this.stop(p)));
     this.procs.length = 0;
     this.saveState();
-    removeCgroupTree(this.cgroupBase);
+    // The run cgroup itself stays until close(): a dataplane's teardown detaches the BPF programs
+    // attached to it first (a removed cgroup keeps its programs, unseen, for minutes).
   }
 
   /** After teardown: forget the state file. */

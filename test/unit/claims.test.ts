@@ -207,3 +207,21 @@ test('claim verdicts of a run: every table the reference names, counted, determi
   t.is(Object.values(counts).reduce((x, y) => x + y, 0), a.reduce((n, x) => n + x.rows.length, 0));
   t.deepEqual(claimVerdicts({ cases: [] } as unknown as RunRecord), []);
 });
+
+test('degraded and failed cases are left out of every verdict, and the notes say which and why', (t) => {
+  const good = [0, 1, 2].flatMap((r) => [mk({ dp: 'baseline', repeat: r, p50: 1000 }), mk({ dp: 'istio-sidecar', repeat: r, p50: 2000 })]);
+  // A killed sidecar: latency over the few survivors, far off; it must not move the verdict.
+  const bad = mk({ dp: 'istio-sidecar', repeat: 3, p50: 90_000, status: 'degraded' });
+  bad.validity = { ok: false, reasons: ['1564 of 2000 requests failed'], processesDown: [], limits: { maxErrorRate: 0.001, minRateRatio: 0.95 } };
+  const badBase = mk({ dp: 'baseline', repeat: 3, p50: 1000 });
+  const a = judgeTable(table('mesh-comparison-grpc'), good);
+  const b = judgeTable(table('mesh-comparison-grpc'), [...good, badBase, bad]);
+  const p50 = (v: ReturnType<typeof judgeTable>) => row(v, 'p50_latency_overhead', 'istio-sidecar');
+  t.is(p50(b).cells[0]!.measured, p50(a).cells[0]!.measured);
+  t.is(p50(b).verdict, p50(a).verdict);
+  t.false(p50(b).evidence.includes('r3 ') || /istio-sidecar · w · r3/.test(p50(b).evidence), p50(b).evidence);
+  t.true(b.notes.some((n) => n.startsWith('Left out of every verdict') && n.includes('istio-sidecar · w · r3 (degraded: 1564 of 2000 requests failed)')), b.notes.join('\n'));
+  // Only degraded cases for a dataplane: nothing to judge.
+  const only = judgeTable(table('mesh-comparison-grpc'), [mk({ dp: 'baseline', p50: 1000 }), bad]);
+  t.is(p50(only).verdict, 'not measurable here');
+});

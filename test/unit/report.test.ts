@@ -359,3 +359,32 @@ test('service dependency map: one per case with a flow summary, ids unique in th
   t.true(html.includes('&lt;img src=x&gt;'));
   t.deepEqual(strayUrls(html), []);
 });
+
+test('a degraded case is no result: out of the figures tables, charts and baseline differences, listed with its reasons', async (t) => {
+  const dir = tmp();
+  const run = fixture(dir, SYNTH, 'degraded.json', (r) => {
+    r.status = 'failed';
+    const c = r.cases[1]!;
+    c.status = 'degraded';
+    c.load.actual.errors = 1564;
+    c.validity = {
+      ok: false,
+      reasons: ['1564 of 2000 requests failed (78.2 %, more than the 0.1 % allowed)'],
+      errorRate: 0.782,
+      rateRatio: 1,
+      processesDown: [],
+      limits: { maxErrorRate: 0.001, minRateRatio: 0.95 },
+    };
+  });
+  const res = await writeReport([run], { outDir: join(dir, 'out') });
+  const html = readFileSync(res.html, 'utf8');
+  const latencyTable = html.slice(html.indexOf('<section id="latency">'), html.indexOf('</table>', html.indexOf('<section id="latency">')));
+  t.false(latencyTable.includes('<td>istio-sidecar</td>'), 'not in the latency table');
+  t.true(latencyTable.includes('<td>baseline</td>'));
+  t.false(latencyTable.includes('added over baseline'), 'no ok case to take a difference from the baseline');
+  const resources = html.slice(html.indexOf('<section id="resources">'), html.indexOf('</section>', html.indexOf('<section id="resources">')));
+  t.false(resources.includes('<td rowspan="3">istio-sidecar</td>') || resources.includes('>istio-sidecar</td>'), 'not in the resources tables');
+  for (const f of res.svgs) t.false(readFileSync(f, 'utf8').includes('istio-sidecar'), `${f} leaves it out`);
+  t.regex(html, /<h3 id="not-results">Cases that are not results<\/h3>/);
+  t.regex(html, /<span class="badge status-degraded">degraded<\/span> <strong>istio-sidecar · http1-200qps · r0<\/strong>: <span class="error-text">1564 of 2000 requests failed \(78\.2 %, more than the 0\.1 % allowed\)<\/span> <span class="meta diagnosis">Measured, for diagnosis only: [^<]*p50 385\.0 µs/);
+});

@@ -6,13 +6,15 @@
 //
 // Kernel objects: a private bpffs mounted at /run/meshbench/<prefix>/bpffs (unmounted at
 // teardown; `meshbench down` unmounts leftovers), programs and maps pinned under it per node
-// (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…); tc filters live on links inside the
-// lab's node namespaces and go with them.
+// (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…), the socket-LB programs attached to the
+// run's cgroup (detached at teardown before the cgroup goes; `down` detaches leftovers); tc
+// filters live on links inside the lab's node namespaces and go with them.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { envError, inputError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
+import { detachCgroupPrograms } from '../../topology/cleanup.js';
 import { STATE_DIR } from '../../util/host.js';
 import { PROJECT_ROOT, findTool, missingTools, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
@@ -496,10 +498,12 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
     },
 
     async teardown(ctx: DataplaneContext) {
-      const c = ctx.cluster;
+      // Detach while the run cgroup still exists (the process group removes it only at close):
+      // programs on a removed cgroup stay loaded, out of reach, until the kernel frees it. By id,
+      // so it works when the pins are gone too.
       const cgroup = ctx.procs.cgroupBase;
-      if (cgroup) for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'detach', cgroup, hook, 'pinned', lbPins(c.prefix).prog(prog)], { allowFail: true });
-      await unmountBpffs(c.prefix);
+      if (cgroup && existsSync(cgroup)) await detachCgroupPrograms(cgroup);
+      await unmountBpffs(ctx.cluster.prefix);
     },
   };
 }

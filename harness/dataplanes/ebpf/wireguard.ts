@@ -2,11 +2,12 @@
 // (cilium_wg0, UDP 51871), one key pair per node, each peer allowed the other node's pod CIDR, and
 // routes to other nodes' pods through the device. The kernel's WireGuard where it exists, else
 // wireguard-go (a user-space process per node, whose CPU and memory the results count).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
+import { WG_SOCKET_DIR } from '../../util/host.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
 
@@ -30,13 +31,18 @@ async function keyPair(dir: string, node: string): Promise<{ priv: string; pub: 
   return { priv, pub };
 }
 
+/**
+ * wireguard-go makes the device first and its control socket a moment later; `wg set` before the
+ * socket exists falls back to netlink and fails ("Protocol not supported"), so wait for both.
+ */
 async function waitForDevice(c: Cluster, n: NodeSpec, ms: number): Promise<void> {
   const dev = wgDevice(c, n);
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
+    if (!existsSync(join(WG_SOCKET_DIR, `${dev}.sock`))) continue;
     const r = await exec('ip', ['link', 'show', dev], { netns: n.netns, allowFail: true });
     if (r.code === 0) return;
   }
-  throw runError(`wireguard-go did not create ${dev} in ${n.netns} within ${ms} ms`);
+  throw runError(`wireguard-go did not create ${dev} and its control socket in ${n.netns} within ${ms} ms`);
 }
 
 /**
