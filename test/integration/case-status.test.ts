@@ -107,7 +107,7 @@ rootTest('a read-only --results: exit 3 naming the directory, nothing built, no 
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli(['run', 'scenarios/quick.yaml', '--duration', '1', '--warmup', '1', '--results', join(ro, 'results'), '--reports', join(dir, 'reports')]);
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '1', '--warmup', '1', '--results', join(ro, 'results'), '--reports', join(dir, 'reports')]);
   t.is(r.code, 3, r.stderr);
   t.regex(r.stderr, new RegExp(`cannot write run records in ${ro}/results/quick/\\S+: EROFS \\(read-only file system\\)`));
   t.regex(r.stderr, /--results/);
@@ -124,7 +124,7 @@ rootTest('a --results file system that fills up mid-run: the run is torn down, t
   const before = await hostSnapshot();
   const mnt = tmpfs(t, dir, 'small', 'size=1m');
   let filled = false;
-  const r = await cli(['run', 'scenarios/quick.yaml', '--duration', '2', '--warmup', '1', '--results', mnt, '--reports', join(dir, 'reports')], {
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', mnt, '--reports', join(dir, 'reports')], {
     onStderr: (chunk) => {
       if (filled || !/measuring/.test(chunk)) return;
       filled = true;
@@ -158,7 +158,7 @@ rootTest('a read-only --reports: the run record path is printed, then the report
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli(['run', 'scenarios/quick.yaml', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(ro, 'reports')]);
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(ro, 'reports')]);
   t.is(r.code, 3, r.stderr);
   const file = recordPath(r.stdout);
   t.truthy(file, r.stdout);

@@ -64,7 +64,7 @@ async function pinCgroupWithSocket(prefix: string): Promise<ChildProcess> {
   return child;
 }
 
-const runArgs = (dir: string, ...more: string[]) => ['run', 'scenarios/quick.yaml', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), ...more];
+const runArgs = (dir: string, ...more: string[]) => ['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), ...more];
 
 /** Start a run; `at` resolves with its process once stderr matches `re`. */
 function startRun(args: string[], re: RegExp) {

@@ -26,7 +26,7 @@ const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR) : []);
 rootTest('meshbench run quick: a complete record with latency, resources by role, and a report; nothing left behind', async (t) => {
   const before = await rootNetState();
   const dir = tmp();
-  const r = await cli(['run', 'scenarios/quick.yaml', '--quick', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  const r = await cli(['run', 'scenarios/quick.yaml', '--quick', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr, '', '--json keeps stderr quiet');
   const summary = JSON.parse(r.stdout);
@@ -133,7 +133,7 @@ rootTest('Ctrl-C during a run tears everything down and leaves a record marked i
   const dir = tmp();
   let pids: number[] = [];
   let sent = false;
-  const r = await cli(['run', 'scenarios/quick.yaml', '--duration', '30', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports')], {
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '30', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports')], {
     onStderr: (chunk, child) => {
       if (sent || !/measuring/.test(chunk)) return;
       sent = true;

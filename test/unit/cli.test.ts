@@ -15,7 +15,7 @@ test('--help explains every command and exits 0', async (t) => {
 test('validate: a good scenario prints the cluster it declares', async (t) => {
   const r = await cli(['validate', 'scenarios/quick.yaml']);
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout, /valid scenario "quick": 1 case/);
+  t.regex(r.stdout, /valid scenario "quick": 7 case\(s\) = 7 dataplane/);
   t.regex(r.stdout, /svc default\/echo 198\.18\.64\.1:80/);
   const topo = await cli(['validate', 'topologies/scale-100x10.yaml']);
   t.regex(topo.stdout, /100 node\(s\), 10 idle pod\(s\) per node/);
