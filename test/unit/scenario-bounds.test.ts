@@ -81,7 +81,7 @@ test('--duration, --warmup and --repeats overrides are bounded like the scenario
     const e = t.throws(() => applyOverrides(s, o), { instanceOf: MeshbenchError }, JSON.stringify(o));
     t.is(e?.code, 'E_INPUT');
   }
-  t.is(expandCases(applyOverrides(s, { durationS: 3600, warmupS: 600, repeats: 100 })).length, 100);
+  t.is(expandCases(applyOverrides(s, { durationS: 3600, warmupS: 600, repeats: 100 })).length, 100 * s.dataplanes.length);
 });
 
 test('referenced files must be regular and at most 1 MiB, checked before reading; reported at the referencing line', (t) => {

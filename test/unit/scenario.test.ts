@@ -3,9 +3,12 @@ import { loadScenario, loadTopology } from '../../harness/scenario/load.js';
 import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
 import { durationSeconds } from '../../harness/scenario/schema.js';
 import { MeshbenchError } from '../../harness/errors.js';
+import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 
 const fx = (f: string) => `test/fixtures/scenarios/${f}`;
 const known = { knownDataplanes: ['baseline', 'istio-sidecar'] };
+/** The shipped scenarios name every dataplane the registry knows. */
+const registry = { knownDataplanes: dataplaneNames() };
 
 function problems(file: string): string[] {
   try {
@@ -20,7 +23,7 @@ function problems(file: string): string[] {
 }
 
 test('the shipped scenarios are valid', (t) => {
-  for (const f of ['scenarios/quick.yaml', 'scenarios/chain.yaml']) t.notThrows(() => loadScenario(f, known), f);
+  for (const f of ['scenarios/quick.yaml', 'scenarios/chain.yaml']) t.notThrows(() => loadScenario(f, registry), f);
   for (const f of ['topologies/two-node.yaml', 'topologies/three-node.yaml', 'topologies/scale-100x10.yaml']) t.notThrows(() => loadTopology(f), f);
 });
 
@@ -81,7 +84,7 @@ test('cases interleave dataplanes inside each repeat', (t) => {
 });
 
 test('overrides: flag beats --quick beats the scenario', (t) => {
-  const s = loadScenario('scenarios/quick.yaml', known);
+  const s = loadScenario('scenarios/quick.yaml', registry);
   t.is(expandCases(applyOverrides(s, {}))[0].workload.durationS, 20);
   t.is(expandCases(applyOverrides(s, { quick: true }))[0].workload.durationS, 10);
   t.is(expandCases(applyOverrides(s, { quick: true, durationS: 3 }))[0].workload.durationS, 3);
