@@ -17,7 +17,7 @@ import { buildCluster } from '../harness/topology/graph.js';
 import { clusterUp } from '../harness/topology/netns.js';
 import { sweep } from '../harness/topology/cleanup.js';
 import { getDataplane } from '../harness/dataplanes/registry.js';
-import { haproxy } from '../harness/dataplanes/proxy/haproxy.js';
+import { haproxy } from '../harness/dataplanes/engine/haproxy.js';
 import { smapsRollup } from '../harness/probes/resources.js';
 import { isRoot } from '../harness/util/host.js';
 import { ProcessGroup } from '../harness/util/procs.js';

@@ -5,7 +5,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot } from '../harness/util/host.js';
 import { sweep } from '../harness/topology/cleanup.js';
-import { routeRuleFor, type ResolvedRoute } from '../harness/dataplanes/policy/model.js';
+import { routeRuleFor, type ResolvedRoute } from '../harness/dataplanes/mesh/policy/model.js';
 import type { RouteInput } from '../harness/scenario/policy-schema.js';
 
 export const ROOT = isRoot();

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { readCiliumPolicies } from '../harness/dataplanes/policy/cnp.js';
+import { readCiliumPolicies } from '../harness/dataplanes/mesh/policy/cnp.js';
 import { loadScenario } from '../harness/scenario/load.js';
 import { expandCases } from '../harness/scenario/expand.js';
 import { buildCluster, type Cluster, type PodSpec } from '../harness/topology/graph.js';
@@ -15,7 +15,7 @@ import { getDataplane, dataplaneNames } from '../harness/dataplanes/registry.js'
 import type { Deployed } from '../harness/dataplanes/types.js';
 import { startApps } from '../harness/workloads/fortio-server.js';
 import { exec } from '../harness/util/exec.js';
-import { haproxy } from '../harness/dataplanes/proxy/haproxy.js';
+import { haproxy } from '../harness/dataplanes/engine/haproxy.js';
 import { ProcessGroup } from '../harness/util/procs.js';
 import { requireTool } from '../harness/util/tools.js';
 

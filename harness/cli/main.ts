@@ -196,7 +196,7 @@ program
   .description('Report what this host can do for the lab: privileges, kernel features (netns, veth, iptables REDIRECT/TPROXY, eBPF/BTF, cgroup v2, WireGuard, netem, IPsec), tools and versions, each with what to do when missing.')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
-    const { runDoctor, formatDoctor } = await import('./doctor.js');
+    const { runDoctor, formatDoctor } = await import('../probes/host.js');
     const checks = await runDoctor();
     process.stdout.write(o.json ? JSON.stringify(checks, null, 2) + '\n' : formatDoctor(checks) + '\n');
     if (checks.some((c) => c.status === 'missing' && c.required)) process.exitCode = 3;
@@ -217,9 +217,12 @@ program
 
 program
   .command('dataplanes')
-  .description('List the dataplanes this build knows.')
-  .action(() => {
-    for (const d of allDataplanes()) process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n`);
+  .description('List the dataplanes this build knows, with what each needs from the host.')
+  .option('--json', 'name, summary and declared needs of each, as JSON')
+  .action((o: { json?: boolean }) => {
+    const all = allDataplanes();
+    if (o.json) process.stdout.write(JSON.stringify(all.map((d) => ({ name: d.name, summary: d.summary, needs: d.needs })), null, 2) + '\n');
+    else for (const d of all) process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n`);
   });
 
 const fmt = (x: number | undefined) => (x === undefined ? '-' : String(x));

@@ -4,8 +4,8 @@ import { loadScenarioText, loadTopology, locate, nodeNames, shownPath } from '..
 import { applyOverrides, expandCases } from '../scenario/expand.js';
 import { buildCluster, describeCluster } from '../topology/graph.js';
 import { dataplaneNames } from '../dataplanes/registry.js';
-import { readCiliumPolicies } from '../dataplanes/policy/cnp.js';
-import { checkScenarioPolicies } from '../run/checks.js';
+import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
+import { checkScenarioPolicies, planDataplanes } from '../run/checks.js';
 import { readInputFile } from '../util/yaml.js';
 import { resolve } from 'node:path';
 
@@ -32,6 +32,8 @@ export function validateFile(file: string, opts: { quick?: boolean } = {}): stri
   }
   const warnings: string[] = [];
   checkScenarioPolicies(s, (w) => warnings.push(`warning: ${w}`));
+  // Every config the dataplanes would write, rendered as `run` does before touching the host.
+  planDataplanes(s);
   const cases = expandCases(s);
   return [
     `${shownPath(file)}: valid scenario "${s.name}"${opts.quick ? ' (quick form)' : ''}: ${cases.length} case(s) = ${s.dataplanes.length} dataplane(s) × ${s.workloads.length} workload(s) × ${s.repeats} repeat(s)`,

@@ -1,13 +1,13 @@
-// Every dataplane kind, registered in one place (containerlab core/register.go). A new dataplane
-// is a folder under harness/dataplanes/ exporting a Dataplane, plus one line here.
+// Every dataplane kind, registered in one place. A new dataplane is a folder (or a file in its
+// family's folder) exporting a Dataplane with its needs, plus one line here.
 import { inputError } from '../errors.js';
 import { baseline } from './baseline/index.js';
-import { istioSidecar } from './istio-sidecar/index.js';
-import { linkerdSidecar } from './linkerd-sidecar/index.js';
-import { ambient } from './ambient/index.js';
-import { ambientWaypoint } from './ambient-waypoint/index.js';
-import { ebpf } from './ebpf/index.js';
-import { ebpfL7 } from './ebpf-l7/index.js';
+import { istioSidecar } from './sidecar/istio.js';
+import { linkerdSidecar } from './sidecar/linkerd.js';
+import { ambient } from './ambient/ambient.js';
+import { ambientWaypoint } from './ambient/waypoint.js';
+import { ebpf } from './ebpf/ebpf.js';
+import { ebpfL7 } from './ebpf/l7.js';
 import type { Dataplane } from './types.js';
 
 const registry = new Map<string, Dataplane>();

@@ -1,9 +1,22 @@
-// What every dataplane provides. Lifecycle per kind (containerlab nodes/node.go):
-// check → deploy → teardown; essential steps throw, teardown is safe to run twice.
+// What every dataplane provides. Lifecycle per kind: needs (data, checked by doctor and run) →
+// plan (every config rendered, no host touched) → deploy → teardown; essential steps throw,
+// teardown is safe to run twice.
 import type { Cluster } from '../topology/graph.js';
 import type { Scenario } from '../scenario/schema.js';
 import type { ProcessGroup } from '../util/procs.js';
+import type { Need } from './needs.js';
 import type { DataplanePath, KernelResources, Provenance } from '../results/types.js';
+
+/** What plan() sees: the cluster as declared (nothing built) and the scenario. */
+export interface PlanContext {
+  cluster: Cluster;
+  scenario: Scenario;
+}
+
+/** Every config the dataplane would write for the scenario, by a name for humans (pod, node, namespace). */
+export interface Plan {
+  configs: Record<string, string>;
+}
 
 export interface DataplaneContext {
   cluster: Cluster;
@@ -45,8 +58,14 @@ export interface Dataplane {
   name: string;
   /** One line for `--help` and the report. */
   summary: string;
-  /** Tools and kernel features it needs; returns what is missing, each with what to do. */
-  check(): Promise<string[]>;
+  /** Tools, kernel features and engine build flags it needs (doctor's table and run's pre-flight). */
+  needs: Need[];
+  /**
+   * Render and check every config the dataplane will write, without touching the host. Throws
+   * E_INPUT for what the scenario asks that the dataplane cannot do; an engine ConfigWordError for
+   * a string its engine cannot hold (the caller points it at the scenario's line).
+   */
+  plan(p: PlanContext): Plan;
   deploy(ctx: DataplaneContext): Promise<Deployed>;
   teardown(ctx: DataplaneContext): Promise<void>;
 }

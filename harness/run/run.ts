@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshbenchError, envError, runError } from '../errors.js';
 import { CLAIMS_FILE, loadScenario, readClaimsTables } from '../scenario/load.js';
-import { readCiliumPolicies } from '../dataplanes/policy/cnp.js';
-import { checkScenarioPolicies } from './checks.js';
+import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
+import { checkScenarioPolicies, planDataplanes } from './checks.js';
 import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
 import type { Scenario } from '../scenario/schema.js';
 import { buildCluster, type Cluster } from '../topology/graph.js';
@@ -17,6 +17,7 @@ import { clusterUp } from '../topology/netns.js';
 import { sweep } from '../topology/cleanup.js';
 import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
 import type { Deployed } from '../dataplanes/types.js';
+import { missingNeeds } from '../dataplanes/needs.js';
 import { startApps } from '../workloads/fortio-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
@@ -47,14 +48,16 @@ export interface RunOutcome {
   dir: string;
 }
 
+/** What every run needs whatever its dataplanes; each dataplane declares its own needs. */
 const TOOLS = ['ip', 'iptables-restore', 'ss', 'taskset', 'fortio'];
 
-/** Everything a run needs from the host, checked before anything is built. */
+/** Everything a run needs, checked before anything is built: every dataplane's configs render (bad input, exit 2), then the host (exit 3). */
 export async function preflight(s: Scenario): Promise<void> {
+  planDataplanes(s);
   if (!isRoot()) throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
   const missing: string[] = [];
   for (const t of TOOLS) await requireTool(t).catch((e: MeshbenchError) => missing.push(`${e.message}: ${e.hint}`));
-  for (const d of s.dataplanes) missing.push(...(await getDataplane(d).check()).map((m) => `${d}: ${m}`));
+  for (const d of s.dataplanes) missing.push(...(await missingNeeds(getDataplane(d).needs, PROJECT_ROOT)).map((m) => `${d}: ${m}`));
   if (!cgroup2Root()) missing.push('cgroup v2 is not mounted: mount -t cgroup2 none /sys/fs/cgroup/unified (meshbench doctor tells more)');
   if (missing.length) throw envError(`the host lacks what this run needs:\n  - ${missing.join('\n  - ')}`, 'run `meshbench doctor` for the full picture');
 }

@@ -1,7 +1,7 @@
 // The lab's own network-policy and traffic-routing format: one model that every dataplane
 // (iptables + HAProxy sidecars, node proxies, eBPF) is configured from, so all of them enforce
-// the same rules. CiliumNetworkPolicy files are converted into it (dataplanes/policy/cnp.ts);
-// evaluation and compilation against a cluster live in dataplanes/policy/model.ts.
+// the same rules. CiliumNetworkPolicy files are converted into it (dataplanes/mesh/policy/cnp.ts);
+// evaluation and compilation against a cluster live in dataplanes/mesh/policy/model.ts.
 // Plain data and zod; nothing here touches the host.
 //
 // Semantics (Cilium's where Cilium has an answer):

@@ -36,18 +36,30 @@ const installHints: Record<string, string> = {
   taskset: 'apt-get install util-linux',
   ping: 'apt-get install iputils-ping',
   haproxy: 'apt-get install haproxy',
+  setpriv: 'apt-get install util-linux',
+  mount: 'apt-get install mount',
+  tc: 'apt-get install iproute2',
+  bpftool: 'apt-get install bpftool',
+  clang: 'apt-get install clang',
+  llc: 'apt-get install llvm',
+  wg: 'apt-get install wireguard-tools',
+  'wireguard-go': 'needed where the kernel has no WireGuard module: run scripts/setup.sh',
+  'mb-flowd': "run the README's set-up (scripts/setup.sh), which builds it into .tools/bin",
 };
+
+/** What to do when `name` is missing. */
+export const installHint = (name: string): string => installHints[name] ?? `install ${name}`;
 
 export async function requireTool(name: string): Promise<string> {
   const p = await findTool(name);
-  if (!p) throw envError(`${name} not found on PATH`, installHints[name] ?? `install ${name}`);
+  if (!p) throw envError(`${name} not found on PATH`, installHint(name));
   return p;
 }
 
 /** For a dataplane's check(): each tool of `names` not found, as "<what is missing> (<what to do>)". */
 export async function missingTools(names: string[]): Promise<string[]> {
   const missing: string[] = [];
-  for (const t of names) if (!(await findTool(t))) missing.push(`${t} not found on PATH (${installHints[t] ?? `install ${t}`})`);
+  for (const t of names) if (!(await findTool(t))) missing.push(`${t} not found on PATH (${installHint(t)})`);
   return missing;
 }
 

@@ -3,7 +3,7 @@
 import { rootTest, cleanAround } from '../helpers.js';
 import { withLab, vip, captureUnderlay, MARKER, checkPathRoutes } from '../lab.js';
 import { join } from 'node:path';
-import { haproxy, statsCommand } from '../../harness/dataplanes/proxy/haproxy.js';
+import { haproxy, statsCommand } from '../../harness/dataplanes/engine/haproxy.js';
 import { exec } from '../../harness/util/exec.js';
 
 cleanAround();

@@ -12,7 +12,8 @@
 // to the pod's own address loop through lo's PREROUTING.
 //
 // Marked and transparent sockets (SO_MARK 1337, IP_TRANSPARENT) need a language with setsockopt;
-// those cases run /usr/bin/python3 and are skipped, with a log line, when it is missing.
+// those cases run /usr/bin/python3 and are skipped, with the reason, when it is missing.
+import test from 'ava';
 import { existsSync } from 'node:fs';
 import { rootTest, labNetns } from '../helpers.js';
 import { scratchPod, type Listener } from '../scratch-pod.js';
@@ -28,7 +29,7 @@ import {
   parseCounters,
   rulesByChain,
   verifyAmbientCapture,
-} from '../../harness/dataplanes/capture/index.js';
+} from '../../harness/dataplanes/mesh/capture/index.js';
 
 const PREFIX = 'mbcamb';
 const NS = `${PREFIX}-p0`;
@@ -240,13 +241,13 @@ rootTest('ambient in-pod capture, node proxy excluded by uid: installed as gener
   t.deepEqual((await labNetns()).filter((x) => x.startsWith(`${PREFIX}-`)), []);
 });
 
-rootTest('ambient in-pod capture, upstream mark exclusion: mark 0x539 not redirected, connmark 0x111 keeps transparent replies local', async (t) => {
+/** rootTest that also needs python3 (SO_MARK / IP_TRANSPARENT sockets); skipped, with the reason in its title, without it. */
+const pyRootTest: typeof rootTest = HAVE_PY
+  ? rootTest
+  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: needs ${PY} for SO_MARK / IP_TRANSPARENT sockets)`, ...rest)) as any);
+
+pyRootTest('ambient in-pod capture, upstream mark exclusion: mark 0x539 not redirected, connmark 0x111 keeps transparent replies local', async (t) => {
   t.timeout(120_000);
-  if (!HAVE_PY) {
-    t.log(`${PY} missing: SO_MARK / IP_TRANSPARENT cases need it; skipped`);
-    t.pass();
-    return;
-  }
   const rules = ambientInpodRules();
   let l: Listener | undefined;
   try {

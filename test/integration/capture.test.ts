@@ -25,7 +25,7 @@ import {
   parseTable,
   rulesByChain,
   verifyCapture,
-} from '../../harness/dataplanes/capture/index.js';
+} from '../../harness/dataplanes/mesh/capture/index.js';
 
 const PREFIX = 'mbcapt';
 const NS = `${PREFIX}-p0`;

@@ -1,7 +1,7 @@
 // runDoctor on the real host (root): the core kernel probes succeed here, the optional ones are
 // reported, and the scratch namespace is gone afterwards.
 import { exec } from '../../harness/util/exec.js';
-import { CHECK, formatDoctor, runDoctor, type Check } from '../../harness/cli/doctor.js';
+import { CHECK, formatDoctor, runDoctor, type Check } from '../../harness/probes/host.js';
 import { cleanAround, rootTest } from '../helpers.js';
 
 cleanAround();

@@ -8,8 +8,8 @@ import { rootTest, cleanAround } from '../helpers.js';
 import { withLab, vip, type Lab } from '../lab.js';
 import { exec } from '../../harness/util/exec.js';
 import type { PodSpec } from '../../harness/topology/graph.js';
-import { l7AdminSocket } from '../../harness/dataplanes/ebpf/index.js';
-import { statsCommand } from '../../harness/dataplanes/proxy/haproxy.js';
+import { l7AdminSocket } from '../../harness/dataplanes/ebpf/family.js';
+import { statsCommand } from '../../harness/dataplanes/engine/haproxy.js';
 import { summarizeCaseFlows } from '../../harness/probes/flows.js';
 
 cleanAround();

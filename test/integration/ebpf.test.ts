@@ -6,7 +6,7 @@ import { rootTest, cleanAround } from '../helpers.js';
 import { withLab, vip, captureUnderlay, MARKER, type Lab } from '../lab.js';
 import { exec } from '../../harness/util/exec.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { lbPins, nodePins } from '../../harness/dataplanes/ebpf/index.js';
+import { lbPins, nodePins } from '../../harness/dataplanes/ebpf/family.js';
 
 cleanAround();
 const SCENARIO = 'test/fixtures/scenarios/ebpf-policy.yaml';

@@ -3,8 +3,8 @@
 import { join } from 'node:path';
 import { rootTest, cleanAround, labNetns } from '../helpers.js';
 import { withLab, vip, captureUnderlay, MARKER, checkPathRoutes } from '../lab.js';
-import { haproxy } from '../../harness/dataplanes/proxy/haproxy.js';
-import { createMeshCA } from '../../harness/dataplanes/mesh-ca/index.js';
+import { haproxy } from '../../harness/dataplanes/engine/haproxy.js';
+import { createMeshCA } from '../../harness/dataplanes/mesh/ca.js';
 import { exec } from '../../harness/util/exec.js';
 import { pidAlive } from '../../harness/util/host.js';
 

@@ -45,7 +45,7 @@ rootTest('a pod on node1 reaches a pod on node2 through the Service VIP (baselin
   const procs = new ProcessGroup('mbtop2', dir);
   try {
     await clusterUp(c);
-    const dp = await baseline.deploy({ cluster: c, procs, caseDir: dir, log: () => {} });
+    const dp = await baseline.deploy({ cluster: c, scenario: s, procs, caseDir: dir, log: () => {} });
     t.is(dp.path.userSpaceHops, 0);
     const apps = await startApps({ cluster: c, workload: expandCases(s)[0].workload, procs, fortio, logDir: dir });
     t.is(apps.procs.length, 1);
@@ -79,7 +79,7 @@ rootTest('a call chain goes client → frontend-api → order-service → invent
   const procs = new ProcessGroup('mbtop3', dir);
   try {
     await clusterUp(c);
-    await baseline.deploy({ cluster: c, procs, caseDir: dir, log: () => {} });
+    await baseline.deploy({ cluster: c, scenario: s, procs, caseDir: dir, log: () => {} });
     await startApps({ cluster: c, workload: expandCases(s)[0].workload, procs, fortio, logDir: dir });
     const [front, order, inventory] = c.services;
     // /debug is mirrored down the chain; only the last link answers it, naming the peer it saw.

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { createMeshCA, type MeshCA, type WorkloadIdentity } from '../../harness/dataplanes/mesh-ca/index.js';
+import { createMeshCA, type MeshCA, type WorkloadIdentity } from '../../harness/dataplanes/mesh/ca.js';
 import {
   startAuthAgent,
   uriSans,

@@ -16,8 +16,8 @@ import {
   describeCapture,
   diffAmbientAgainstSave,
   rulesByChain,
-} from '../../harness/dataplanes/capture/index.js';
-import { describeAmbientCapture, payloadTables } from '../../harness/dataplanes/capture/ambient.js';
+} from '../../harness/dataplanes/mesh/capture/index.js';
+import { describeAmbientCapture, payloadTables } from '../../harness/dataplanes/mesh/capture/ambient.js';
 
 
 /** table → chain → rules, in order. */

@@ -19,7 +19,7 @@ import {
   parseTable,
   rulesByChain,
   tokenize,
-} from '../../harness/dataplanes/capture/index.js';
+} from '../../harness/dataplanes/mesh/capture/index.js';
 
 
 // ---- DATAPLANES.md, "Istio sidecar (classic)", as data -------------------------------------------

@@ -1,9 +1,14 @@
-// formatDoctor on hand-made checks: marks, alignment, fixes under non-ok lines, the summary line.
+// formatDoctor on hand-made checks: marks, alignment, fixes under non-ok lines, the summary line;
+// the capabilities come from the registry's declared needs, so fake entries change the table.
 import test from 'ava';
-import { CHECK, formatDoctor, scratchName, summarize, type Check } from '../../harness/cli/doctor.js';
-
-const ALL_BUILT = ['baseline', 'istio-sidecar', 'linkerd-sidecar', 'ambient', 'ambient-waypoint', 'ebpf', 'ebpf-l7'];
+import { CHECK, capabilities, declaredChecks, formatDoctor, scratchName, summarize, type Check, type DataplaneNeeds } from '../../harness/probes/host.js';
+import { allDataplanes, dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { needChecks } from '../../harness/dataplanes/needs.js';
 import { LAB_OBJECT_RE } from '../../harness/util/host.js';
+
+const ALL = allDataplanes();
+/** The registered dataplanes that declare a need decided by this check, in registry order. */
+const needing = (check: string) => ALL.filter((d) => d.needs.flatMap(needChecks).includes(check)).map((d) => d.name);
 
 const c = (group: string, name: string, status: Check['status'], required: boolean, detail: string, fix?: string): Check => ({ group, name, status, required, detail, ...(fix ? { fix } : {}) });
 
@@ -34,7 +39,9 @@ function healthy(): Check[] {
     c('tools', 'bpftool', 'ok', false, 'v7.1.0'),
     c('tools', 'wireguard-go', 'ok', false, 'v0.0.20220316'),
     c('tools', 'wg', 'ok', false, 'v1.0.20210914'),
-  ];
+    // Whatever else a registered dataplane declares (setpriv, mb-flowd, built BPF objects …).
+    ...[...new Set(ALL.flatMap((d) => d.needs.flatMap(needChecks)))].map((n) => c('tools', n, 'ok', false, 'present')),
+  ].filter((x, i, all) => all.findIndex((y) => y.name === x.name) === i);
 }
 
 const set = (checks: Check[], name: string, patch: Partial<Check>) => checks.map((x) => (x.name === name ? { ...x, ...patch } : x));
@@ -104,12 +111,12 @@ test('summary counts missing required checks by name, and then the lab runs noth
 
 test('a missing optional check is not counted as required', (t) => {
   const checks = [...healthy(), c('tools', 'tcpdump', 'missing', false, 'not found', 'apt-get install tcpdump')];
-  t.regex(summarize(checks, ALL_BUILT), /^0 required checks missing, 0 warnings · can run: /);
+  t.regex(summarize(checks), /^0 required checks missing, 0 warnings · can run: /);
 });
 
-test('summary: all healthy means every family can run', (t) => {
-  const s = summarize(healthy(), ALL_BUILT);
-  t.regex(s, /^0 required checks missing, 0 warnings · can run: baseline, istio-sidecar, linkerd-sidecar, ambient, ambient-waypoint, ebpf, ebpf-l7, WireGuard \(kernel\), fault injection, IPsec$/);
+test('summary: all healthy means every registered dataplane can run', (t) => {
+  const s = summarize(healthy());
+  t.is(s, `0 required checks missing, 0 warnings · can run: ${dataplaneNames().join(', ')}, WireGuard (kernel), fault injection, IPsec`);
 });
 
 test('summary names what blocks each family (this host: no bpffs, netem, ESP, WireGuard module)', (t) => {
@@ -118,26 +125,29 @@ test('summary names what blocks each family (this host: no bpffs, netem, ESP, Wi
   checks = set(checks, CHECK.netem, { status: 'warn' });
   checks = set(checks, CHECK.esp, { status: 'warn' });
   checks = set(checks, CHECK.wireguard, { status: 'warn' });
-  const s = summarize(checks, ALL_BUILT);
+  const s = summarize(checks);
   t.regex(s, /^0 required checks missing, 4 warnings · /);
   t.regex(s, /can run: baseline, istio-sidecar, linkerd-sidecar, ambient, ambient-waypoint, WireGuard \(wireguard-go\) · /);
   t.regex(s, /not yet: ebpf \(bpffs\); ebpf-l7 \(bpffs\); fault injection \(netem\); IPsec \(ipsec esp\)$/);
 });
 
 test('a warning on a required check (another fortio version) still lets the lab run', (t) => {
-  const s = summarize(set(healthy(), 'fortio', { status: 'warn', detail: '1.60.0' }), ALL_BUILT);
+  const s = summarize(set(healthy(), 'fortio', { status: 'warn', detail: '1.60.0' }));
   t.regex(s, /^0 required checks missing, 1 warning · can run: baseline,/);
 });
 
 test('no haproxy: the proxy dataplanes cannot run, baseline and ebpf still can', (t) => {
-  const s = summarize(set(healthy(), CHECK.haproxy, { status: 'warn', detail: 'not found' }), ALL_BUILT);
-  t.regex(s, /can run: baseline, ebpf, WireGuard \(kernel\), fault injection, IPsec · /);
-  t.regex(s, /not yet: istio-sidecar \(haproxy\); linkerd-sidecar \(haproxy\); ambient \(haproxy\); ambient-waypoint \(haproxy\); ebpf-l7 \(haproxy\)$/);
+  const s = summarize(set(healthy(), CHECK.haproxy, { status: 'warn', detail: 'not found' }));
+  const blocked = needing(CHECK.haproxy);
+  t.true(blocked.length > 0);
+  t.true(s.includes(`can run: ${dataplaneNames().filter((n) => !blocked.includes(n)).join(', ')}, WireGuard (kernel), fault injection, IPsec · `));
+  t.true(s.endsWith(`not yet: ${blocked.map((n) => `${n} (haproxy)`).join('; ')}`));
 });
 
 test('no WireGuard module and no wireguard-go: WireGuard is listed as blocked', (t) => {
   const s = summarize(set(set(healthy(), CHECK.wireguard, { status: 'warn' }), 'wireguard-go', { status: 'missing', required: false }));
-  t.regex(s, /not yet: WireGuard \(wireguard module, wireguard-go\)$/);
+  // The eBPF family declares wireguard-go (its fallback where the kernel has no module), as run's pre-flight checks.
+  t.true(s.endsWith(`not yet: ${needing('wireguard-go').map((n) => `${n} (wireguard-go)`).join('; ')}; WireGuard (wireguard module, wireguard-go)`));
 });
 
 test('skipped probes are reported as not probed, not as missing', (t) => {
@@ -148,7 +158,7 @@ test('skipped probes are reported as not probed, not as missing', (t) => {
 
 test('without root the summary says to run doctor as root', (t) => {
   const checks = set(set(healthy(), CHECK.root, { status: 'missing' }), CHECK.veth, { status: 'skipped' });
-  t.regex(summarize(checks, ALL_BUILT), /run doctor as root/);
+  t.regex(summarize(checks), /run doctor as root/);
 });
 
 test('the scratch namespace carries the lab prefix, so `meshbench down` removes it', (t) => {
@@ -160,8 +170,30 @@ test('the scratch namespace carries the lab prefix, so `meshbench down` removes 
   }
 });
 
-test('summary: a dataplane the host could run but this build lacks is named as not built', (t) => {
-  const s = summarize(healthy(), ['baseline']);
-  t.regex(s, /can run: baseline, WireGuard \(kernel\), fault injection, IPsec/);
-  t.regex(s, /host ready, dataplane not built yet: istio-sidecar, linkerd-sidecar, ambient, ambient-waypoint, ebpf, ebpf-l7/);
+test('capabilities list every registered dataplane, by the checks of its declared needs', (t) => {
+  const caps = capabilities();
+  t.deepEqual(caps.slice(0, ALL.length).map((x) => x.label), dataplaneNames());
+  t.deepEqual(caps.find((x) => x.label === 'ambient')!.needs, [...new Set(ALL.find((d) => d.name === 'ambient')!.needs.flatMap(needChecks))]);
+});
+
+test("doctor's table changes when a dataplane's declared needs change", async (t) => {
+  const ebpf = ALL.find((d) => d.name === 'ebpf')!;
+  const checks = set(healthy(), CHECK.tproxy, { status: 'warn', detail: 'TPROXY refused' });
+  t.regex(summarize(checks, [ebpf]), /can run: ebpf, /);
+  // The same dataplane with one more declared need: blocked by it, named in the table.
+  const withTproxy: DataplaneNeeds = { name: 'ebpf', needs: [...ebpf.needs, { host: CHECK.tproxy }] };
+  t.regex(summarize(checks, [withTproxy]), /not yet: ebpf \(iptables TPROXY\)/);
+
+  // A new entry with a tool and a built file nobody has: doctor grows a line for each, and says what blocks it.
+  const fake: DataplaneNeeds = { name: 'fake-dp', needs: [{ tool: 'mb-no-such-tool' }, { file: 'bpf/build/no-such.o', fix: 'make -C bpf' }, { tool: 'ip' }] };
+  const extra = await declaredChecks([...ALL, fake]);
+  const tool = extra.find((x) => x.name === 'mb-no-such-tool')!;
+  t.is(tool.status, 'missing');
+  t.regex(tool.detail, /needed by fake-dp/);
+  t.is(extra.find((x) => x.name === 'bpf/build/no-such.o')?.fix, 'make -C bpf');
+  t.falsy(extra.find((x) => x.name === 'ip'), 'tools doctor always checks are not repeated');
+  t.is((await declaredChecks(ALL)).filter((x) => x.name.includes('no-such')).length, 0);
+  const s = summarize([...healthy(), ...extra], [...ALL, fake]);
+  t.true(s.endsWith('not yet: fake-dp (mb-no-such-tool, bpf/build/no-such.o)'));
+  t.true(s.includes(`can run: ${dataplaneNames().join(', ')}, `));
 });

@@ -3,7 +3,7 @@
 //
 // Fixtures: 001-ebpf-products-r0 is a flow log recorded from the eBPF acceptance run (two nodes,
 // cnp-production.yaml). 002-ebpf-l7-products-r0 is hand-written in the shape mb-flowd and the
-// node L7 proxy write (harness/dataplanes/proxy/haproxy.ts log-format), for tests only: a
+// node L7 proxy write (harness/dataplanes/engine/haproxy.ts log-format), for tests only: a
 // connection redirected to the proxy with its L7 requests (forwarded and denied), a connection
 // dropped at the destination's ingress and retransmitted, an AUTH_REQUIRED drop followed by the
 // retransmit going through, two replicas of one Service, the reserved identities host and world,

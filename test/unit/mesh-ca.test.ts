@@ -16,7 +16,7 @@ import {
   type KeyType,
   type MeshCA,
   type WorkloadIdentity,
-} from '../../harness/dataplanes/mesh-ca/index.js';
+} from '../../harness/dataplanes/mesh/ca.js';
 import { MeshbenchError } from '../../harness/errors.js';
 
 const run = promisify(execFile);

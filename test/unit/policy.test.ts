@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { PolicySchema, RouteSchema, type Policy, type Route } from '../../harness/scenario/policy-schema.js';
-import { loadCiliumPolicies, parseCiliumPolicies, readCiliumPolicies } from '../../harness/dataplanes/policy/cnp.js';
+import { loadCiliumPolicies, parseCiliumPolicies, readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import {
   checkPolicies,
   compileEgress,
@@ -14,7 +14,7 @@ import {
   resolveRoutes,
   routeRuleFor,
   type HttpRequest,
-} from '../../harness/dataplanes/policy/model.js';
+} from '../../harness/dataplanes/mesh/policy/model.js';
 import { buildCluster, type Cluster, type PodSpec } from '../../harness/topology/graph.js';
 import { ScenarioSchema, type Scenario, type Topology } from '../../harness/scenario/schema.js';
 import { MeshbenchError } from '../../harness/errors.js';

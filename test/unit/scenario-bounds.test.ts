@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { loadScenario } from '../../harness/scenario/load.js';
 import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
 import { validateFile } from '../../harness/cli/validate.js';
-import { readCiliumPolicies } from '../../harness/dataplanes/policy/cnp.js';
+import { readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import { allocateIdentities } from '../../harness/dataplanes/ebpf/identity.js';
 import { MeshbenchError } from '../../harness/errors.js';
 import type { Cluster, PodSpec } from '../../harness/topology/graph.js';

@@ -6,8 +6,9 @@ import { parse } from 'yaml';
 import { loadScenario, referenceTableIds, CLAIMS_FILE } from '../../harness/scenario/load.js';
 import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
 import { MeshbenchError } from '../../harness/errors.js';
+import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 
-const dataplanes = ['baseline', 'istio-sidecar', 'linkerd-sidecar', 'ambient', 'ambient-waypoint', 'ebpf', 'ebpf-l7'];
+const dataplanes = dataplaneNames();
 const seeds = readdirSync('scenarios').filter((f) => /^seed-.*\.yaml$/.test(f)).sort().map((f) => `scenarios/${f}`);
 const ids = referenceTableIds();
 

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { loadScenario } from '../../harness/scenario/load.js';
 import { buildCluster, describeCluster, addr, podBlockBits } from '../../harness/topology/graph.js';
-import { kubeProxyRules, chainNames } from '../../harness/dataplanes/kube-proxy/rules.js';
+import { kubeProxyRules, chainNames } from '../../harness/dataplanes/mesh/kube-proxy.js';
 import { LAB_OBJECT_RE } from '../../harness/util/host.js';
 
 const inLabRange = (ip: string) => {

@@ -1,19 +1,17 @@
 // `baseline`: no mesh. Service VIPs are load-balanced by kube-proxy-style iptables DNAT chains in
 // the node namespaces and nothing else sits in the path. Every other dataplane's overhead is
 // measured against this one in the same run.
-import { toolVersion, requireTool } from '../../util/tools.js';
-import { applyKubeProxy } from '../kube-proxy/rules.js';
+import { toolVersion } from '../../util/tools.js';
+import { applyKubeProxy, kubeProxyRules } from '../mesh/kube-proxy.js';
 import type { Dataplane } from '../types.js';
 
 export const baseline: Dataplane = {
   name: 'baseline',
   summary: 'no mesh: kube-proxy-style iptables DNAT for Service VIPs in the node namespaces, nothing else in the path',
 
-  async check() {
-    const missing: string[] = [];
-    await requireTool('iptables-restore').catch((e) => missing.push(`${e.message} (${e.hint})`));
-    return missing;
-  },
+  needs: [{ tool: 'iptables-restore' }],
+
+  plan: ({ cluster }) => ({ configs: { 'kube-proxy rules': kubeProxyRules(cluster) } }),
 
   async deploy(ctx) {
     const { rulesBytes } = await applyKubeProxy(ctx.cluster);

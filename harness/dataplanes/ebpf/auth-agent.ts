@@ -1,40 +1,9 @@
-// The `ebpf` dataplane's per-node mutual-authentication agent, modelled on Cilium's auth manager
-// (pkg/auth): the datapath drops the first packet of a connection whose policy entry asks for
-// authentication (drop reason AUTH_REQUIRED) until the auth map holds an unexpired entry for
-// (local identity, remote identity, remote node id, auth type). This agent tails the node's flow log
-// (written by mb-flowd), and for each such drop performs a mutual TLS handshake with the agent on
-// the remote identity's node, presenting the SPIFFE certificates of the two identities; on success
-// it writes the entry with an expiration, and the datapath lets the next packet (the SYN
-// retransmit) through. Only the side that saw the drop writes an entry, as in Cilium.
-//
-//   handshake  TLS 1.3 only, TLS_AES_128_GCM_SHA256 (the lab's proxy settings). The client sends
-//              SNI "id-<remote identity>" (Cilium: "<identity>.<trust domain>"; SPIFFE URIs are not
-//              host names) and presents the local identity's certificate; the server answers with
-//              the certificate of the identity named in the SNI and requires a client certificate
-//              from the run's CA. The client accepts the server only if its URI SAN is the remote
-//              identity's SPIFFE ID; the server accepts a client whose URI SAN is the SPIFFE ID of a
-//              configured identity and equal to the identity the client names in its first line
-//              ("id-<local>\n"). The server then answers "ok id-<n>\n" (or "denied: …\n") and both
-//              close: the client counts success only on "ok", i.e. after the server has verified
-//              its certificate (in TLS 1.3 the client finishes its handshake before that).
-//   entry      key {local, remote, remote_node_id = the remote node's id as this node's ipcache
-//              has it (0 = this node), auth_type 1 (spire)}, value {expiration = CLOCK_MONOTONIC
-//              now + min(expirySeconds, lifetime left on the two certificates)}, written with
-//              `bpftool map update pinned <authMap>` (bytes from maps.ts). Entries are refreshed on
-//              demand: a pair is authenticated again only when drops come again after its entry
-//              expired (or a drop is logged well after the entry was written: the entry is
-//              evidently gone), and, with `refresh: true`, also at 2/3 of an entry's lifetime.
-//              Expired entries are left in the map (the datapath compares the expiration; Cilium's
-//              GC would delete them).
-//   log        one JSON line per handshake this agent initiates on stdout (the run keeps it as
-//              the node's auth log): {timeNs (wall clock, when the outcome was known), node, local,
-//              remote, remoteNode, remoteNodeId, ok, ms (drop seen → entry written), handshakeMs,
-//              expiresInS?, trigger, error?}. Diagnostics and refused inbound handshakes go to
-//              stderr.
-//
+// The eBPF family's per-node mutual-authentication agent, modelled on Cilium's auth manager: on an
+// AUTH_REQUIRED drop in the node's flow log it runs a TLS 1.3 handshake with the agent on the remote
+// identity's node, presenting both identities' SPIFFE certificates, and on success writes the auth map
+// entry (with an expiration) that lets the next packet through. One JSON line per handshake on stdout.
+// Over 500 lines: a standalone process (its own entry point). Handshake, entry and log details: docs/.
 // Run: node dist/harness/dataplanes/ebpf/auth-agent.js <config.json> (config: AuthAgentConfig).
-// SIGTERM/SIGINT stop it promptly; entries already written stay in the map, so flows keep
-// working while no agent runs (as with Cilium).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -42,7 +11,7 @@ import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { exec } from '../../util/exec.js';
-import { TLS_SETTINGS } from '../proxy/haproxy.js';
+import { TLS_SETTINGS } from '../engine/haproxy.js';
 import { AUTH_TYPE_SPIRE, enc } from './maps.js';
 
 export interface AuthAgentConfig {

@@ -3,7 +3,7 @@
 // same set; policy entries are keyed by (endpoint, peer identity, direction, protocol, port).
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Policy } from '../../scenario/policy-schema.js';
-import { compileEgress, compileIngress, type IngressPort, type EgressPort, type PeerSet } from '../policy/model.js';
+import { compileEgress, compileIngress, type IngressPort, type EgressPort, type PeerSet } from '../mesh/policy/model.js';
 
 /** Reserved identities (Cilium pkg/identity/numericidentity.go). */
 export const RESERVED = { host: 1, world: 2, unmanaged: 3, health: 4, init: 5, remoteNode: 6 } as const;

@@ -1,4 +1,4 @@
-// Node-to-node encryption the way Cilium does it (DATAPLANES.md): one WireGuard device per node
+// Node-to-node encryption the way Cilium does it: one WireGuard device per node
 // (cilium_wg0, UDP 51871), one key pair per node, each peer allowed the other node's pod CIDR, and
 // routes to other nodes' pods through the device. The kernel's WireGuard where it exists, else
 // wireguard-go (a user-space process per node, whose CPU and memory the results count).

@@ -1,47 +1,8 @@
-// The mesh certificate authority: one self-signed root per run, and workload identities signed
-// directly by it, for every dataplane that needs per-workload mTLS (sidecars, ambient node proxies,
-// eBPF mutual auth). Modelled on Istio's and Linkerd's workload certificates:
-//
-//   root      self-signed; basicConstraints CA:true (critical); keyUsage keyCertSign, cRLSign
-//             (critical); SKI; subject O=meshbench, CN=meshbench root CA <trust domain>.
-//   workload  issued by the root (chain depth 1: leaf → root, no intermediate); basicConstraints
-//             CA:false (critical); keyUsage digitalSignature (+ keyEncipherment for RSA) (critical);
-//             extKeyUsage serverAuth + clientAuth; SKI + AKI; exactly one subjectAltName entry, the
-//             URI SAN spiffe://<trust-domain>/ns/<ns>/sa/<sa>; 128-bit random serial;
-//             notBefore = now − 60 s (clock skew), notAfter = now + TTL (default 24 h, as both meshes).
-//
-// Key profiles: 'rsa-2048' = Istio (RSA-2048, sha256WithRSAEncryption, i.e. RSASSA-PKCS1-v1_5),
-// 'ecdsa-p256' = Linkerd (ECDSA P-256, ecdsa-with-SHA256). The root uses the same key type as the
-// workloads, so one run has one key type and one signature algorithm end to end.
-//
-// Why the subject CN is ALSO the SPIFFE ID: the stand-in proxy is HAProxy 2.6. Its `verifyhost`
-// (server side of a `server ... ssl verify required ca-file ... verifyhost <name>` line) only looks at
-// DNS subjectAltNames and, when the certificate has none, at the subject CN; it never reads URI SANs.
-// Real Envoy / linkerd2-proxy match the URI SAN. Putting the SPIFFE ID in the CN is therefore how a
-// client-side HAProxy verifies the server's workload identity during the handshake
-// (`verifyhost spiffe://cluster.local/ns/<ns>/sa/<sa>`). The CN is an exact, case-insensitive
-// string match there (no wildcard in our CNs). The certificate still carries exactly one SAN, the
-// URI, as the real meshes' certificates do. Note: a SPIFFE ID can be longer than X.520's 64-character
-// upper bound for CN; OpenSSL, Node and HAProxy do not enforce that bound when parsing, and the
-// lab accepts the deviation rather than lose handshake-time identity checks.
-//
-// For the server side (authorizing a verified client by identity), HAProxy 2.6 has no SAN fetch
-// either; `uriSanDerHex()` gives the exact DER bytes of the URI GeneralName so a proxy can search
-// `ssl_c_der,hex` for them. HAProxy's `hex` converter prints UPPERCASE, so the match must be
-// case-insensitive: `acl peer_ok ssl_c_der,hex -m sub -i <hex>` (see `haproxyPeerAcl()`); without
-// `-i` every peer is refused. The byte string is a complete TLV (tag 0x86 + length + ID), so a
-// longer SPIFFE ID that starts with the same text does not match (different length octet, and 0x86
-// cannot occur inside ASCII text); the CN carries the same text under a different tag (0x13
-// PrintableString), so it does not match either. This is sound only together with
-// `verify required` and this CA as the only `ca-file`: our CA never puts anything but the one URI
-// SAN in a certificate.
-//
-// Files (all under opts.dir, created 0700): root.pem, root.key.pem (0600), and per identity
-// <ns>.<sa>.pem, <ns>.<sa>.key.pem (0600), <ns>.<sa>.bundle.pem (0600, leaf then key: HAProxy `crt`).
-// Namespaces and service accounts must be DNS labels, so `<ns>.<sa>` is unambiguous.
-// Keys are PKCS#8 PEM ("BEGIN PRIVATE KEY"). Certificates and keys are made with @peculiar/x509 on
-// Node's WebCrypto (which is Node's bundled OpenSSL); the proxies' TLS library is theirs, and the
-// caller records it separately.
+// The mesh certificate authority: one self-signed root per run and workload certificates signed by
+// it (chain depth 1, one URI SAN spiffe://<td>/ns/<ns>/sa/<sa>), for sidecars, node proxies and eBPF
+// mutual auth. rsa-2048 models Istio, ecdsa-p256 Linkerd. The subject CN repeats the SPIFFE ID because
+// HAProxy 2.6 `verifyhost` reads only the CN; `uriSanDerHex()` lets a proxy find the URI SAN in
+// `ssl_c_der`. Certificate profile and file layout: docs/ (mesh CA section).
 import { webcrypto, randomBytes } from 'node:crypto';
 import { mkdir, chmod, writeFile, unlink, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';

@@ -8,16 +8,16 @@ import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
 import { waitListening } from '../../util/net.js';
 import { pMap } from '../../util/pmap.js';
-import { missingTools, toolVersion } from '../../util/tools.js';
+import { toolVersion } from '../../util/tools.js';
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Scenario } from '../../scenario/schema.js';
-import { applyCapture, describeCapture } from '../capture/index.js';
-import { applyKubeProxy } from '../kube-proxy/rules.js';
-import { createMeshCA, spiffeId, type KeyType, type MeshCA } from '../mesh-ca/index.js';
-import { compileEgress, compileIngress, resolveRoutes } from '../policy/model.js';
+import { applyCapture, describeCapture } from '../mesh/capture/index.js';
+import { applyKubeProxy } from '../mesh/kube-proxy.js';
+import { createMeshCA, spiffeId, type KeyType, type MeshCA } from '../mesh/ca.js';
+import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets } from '../mesh/services.js';
 import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
-import { haproxy } from './haproxy.js';
-import type { InboundAuthz, OutboundAuthz, OutboundRoute, OutboundService, SidecarSpec } from './types.js';
+import { haproxy } from '../engine/haproxy.js';
+import type { OutboundRoute, OutboundService, SidecarSpec } from '../engine/types.js';
 
 export interface SidecarProfile {
   name: string;
@@ -40,37 +40,6 @@ export interface SidecarProfile {
   loopbackLegs: number;
 }
 
-export const TRUST_DOMAIN = 'cluster.local';
-
-export const serviceKey = (ns: string, name: string, port: number) => `${ns}_${name}_${port}`;
-
-/** Every Service of the cluster as the proxies see it. */
-export function outboundServices(c: Cluster): OutboundService[] {
-  return c.services.map((s) => ({
-    key: serviceKey(s.namespace, s.name, s.port),
-    name: s.name,
-    namespace: s.namespace,
-    vip: s.vip,
-    port: s.port,
-    protocol: s.protocol,
-    endpoints: s.backends.map((b) => ({ pod: b.name, ip: b.ip, port: s.targetPort, spiffeId: spiffeId(TRUST_DOMAIN, b.namespace, b.serviceAccount) })),
-  }));
-}
-
-export function outboundRoutes(s: Scenario, c: Cluster): OutboundRoute[] {
-  return resolveRoutes(s.routes ?? [], c).map((r) => ({
-    service: serviceKey(r.service.namespace, r.service.name, r.service.port),
-    // Every rule, in order, with its path prefix: a path-only rule is a match, not the split.
-    rules: r.rules.map((x) => ({ headers: x.headers, ...(x.pathPrefix ? { pathPrefix: x.pathPrefix } : {}), to: x.to.map((d) => ({ to: key(d.service), weight: d.weight })) })),
-  }));
-  function key(svc: { namespace: string; name: string; port: number }) {
-    return serviceKey(svc.namespace, svc.name, svc.port);
-  }
-}
-
-/** Every Service a route may send requests to (OutboundService keys). */
-export const routeTargets = (r: OutboundRoute): string[] => [...new Set(r.rules.flatMap((x) => x.to.map((d) => d.to)))];
-
 /** Services a pod calls in any workload of the scenario, plus where their routes lead. */
 export function usedServices(s: Scenario, c: Cluster, pod: PodSpec, all: OutboundService[], routes: OutboundRoute[]): OutboundService[] {
   const names = new Set<string>();
@@ -82,35 +51,6 @@ export function usedServices(s: Scenario, c: Cluster, pod: PodSpec, all: Outboun
   const keys = new Set(all.filter((x) => names.has(x.name)).map((x) => x.key));
   for (const r of routes) if (keys.has(r.service)) routeTargets(r).forEach((k) => keys.add(k));
   return all.filter((x) => keys.has(x.key));
-}
-
-export function inboundAuthz(s: Scenario, c: Cluster, pod: PodSpec): InboundAuthz {
-  const plan = compileIngress(s.policies ?? [], pod, c);
-  return {
-    enforced: plan.enforced,
-    ports: plan.ports.map((p) => ({
-      port: p.port,
-      identities: p.sources === 'any' ? 'any' : [...new Set(p.sources.map((x) => spiffeId(TRUST_DOMAIN, x.namespace, x.serviceAccount)))],
-      l7: p.l7,
-    })),
-  };
-}
-
-export function outboundAuthz(s: Scenario, c: Cluster, pod: PodSpec): OutboundAuthz {
-  const plan = compileEgress(s.policies ?? [], pod, c);
-  if (!plan.enforced) return { enforced: false, allow: [] };
-  const allow: OutboundAuthz['allow'] = [];
-  for (const p of plan.ports) {
-    const dests = p.destinations === 'any' ? [{ ips: ['0.0.0.0/0'] }] : p.destinations;
-    for (const d of dests)
-      for (const ip of d.ips) {
-        allow.push({ ip, port: p.port });
-        // A Service whose backends include an allowed pod may be reached by its VIP.
-        for (const svc of c.services)
-          if (svc.backends.some((b) => b.ip === ip) && (p.port === 'any' || svc.targetPort === p.port)) allow.push({ ip: svc.vip, port: svc.port });
-      }
-  }
-  return { enforced: true, allow };
 }
 
 export function sidecarSpec(profile: SidecarProfile, s: Scenario, c: Cluster, pod: PodSpec, ca: { rootCertFile: string }, bundleFile: string, all: OutboundService[], routes: OutboundRoute[]): SidecarSpec {
@@ -144,8 +84,17 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
     name: profile.name,
     summary: profile.summary,
 
-    async check() {
-      return missingTools(['haproxy', 'iptables-restore']);
+    needs: [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { host: 'iptables REDIRECT' }],
+
+    plan({ cluster: c, scenario: s }) {
+      // The mesh CA's file names, as createMeshCA and issue() will write them.
+      const ca = { rootCertFile: join('mesh-ca', 'root.pem') };
+      const all = outboundServices(c);
+      const routes = outboundRoutes(s, c);
+      const configs: Record<string, string> = { capture: profile.capture() };
+      for (const pod of c.pods.filter((p) => p.role !== 'idle'))
+        configs[pod.name] = haproxy.renderSidecar(sidecarSpec(profile, s, c, pod, ca, join('mesh-ca', `${pod.namespace}.${pod.serviceAccount}.bundle.pem`), all, routes));
+      return { configs };
     },
 
     async deploy(ctx: DataplaneContext) {

@@ -2,8 +2,8 @@
 // -u 1337 -m REDIRECT`, RSA-2048 workload certificates, two proxy threads (Envoy's default
 // concurrency in a sidecar), every Service of the mesh in every sidecar's configuration, HTTP/1.1
 // upstream for HTTP/1.1 apps, inbound forwarded to the app from 127.0.0.6. HAProxy plays Envoy.
-import { istioSidecarRules } from '../capture/istio.js';
-import { sidecarDataplane, type SidecarProfile } from '../proxy/sidecar.js';
+import { istioSidecarRules } from '../mesh/capture/istio.js';
+import { sidecarDataplane, type SidecarProfile } from './family.js';
 
 export const istioProfile: SidecarProfile = {
   name: 'istio-sidecar',

@@ -23,7 +23,7 @@
 // excludeInboundPorts "", statusPort 15020; pkg/kube/inject/template.go excludeInboundPort()):
 //   istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
 // That is the invocation modelled by default (ISTIO_SIDECAR_INVOCATION) and the one
-// /work/shared/DATAPLANES.md describes. `captureInbound: false` / `captureOutbound: false` drop
+// the sidecar family's docs page describes. `captureInbound: false` / `captureOutbound: false` drop
 // `-b '*'` / `-i '*'` and give back the bare-flag output.
 // The inbound exclusions are therefore 15008 (the tunnel port, INBOUND_TUNNEL_PORT; run.go always
 // RETURNs it first, whatever -d says), then the -d list 15090, 15021, 15020, one `--dport` rule

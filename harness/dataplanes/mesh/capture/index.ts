@@ -15,8 +15,8 @@
 // address of the incoming interface, or 127.0.0.1 for local output; the proxy reads the original
 // one with SO_ORIGINAL_DST). The payloads go in with `iptables-restore --noflush` inside the pod's
 // netns, never in the root namespace.
-import { runError } from '../../errors.js';
-import { exec } from '../../util/exec.js';
+import { runError } from '../../../errors.js';
+import { exec } from '../../../util/exec.js';
 import { ISTIO_DEFAULTS, ISTIO_SIDECAR_INVOCATION, istioSidecarRules, type IstioSidecarOptions } from './istio.js';
 import { LINKERD_DEFAULTS, LINKERD_PROXY_INIT_INVOCATION, linkerdProxyInitRules, multiportDestinations, type LinkerdProxyInitOptions } from './linkerd.js';
 import { diffAgainstSave, parseTable, rulesByChain } from './rules.js';
@@ -97,32 +97,9 @@ export type CaptureProfile =
   | { kind: 'linkerd'; opts?: LinkerdProxyInitOptions }
   | { kind: 'ambient'; opts?: AmbientInpodOptions };
 
-export type IptablesBackend = 'nf_tables' | 'legacy';
-
-/** "iptables v1.8.9 (nf_tables)" → nf_tables; "(legacy)" or no suffix (before 1.8) → legacy. */
-export function iptablesBackend(versionLine: string): IptablesBackend {
-  return /\(nf_tables\)/.test(versionLine) ? 'nf_tables' : 'legacy';
-}
-
-export interface CaptureDescription {
-  model: string;
-  /** What the real mesh runs to install the same rules. */
-  upstreamInvocation: string;
-  /** e.g. "iptables REDIRECT (nf_tables backend)"; the run record's redirect mechanism. */
-  mechanism: string;
-  iptables: { version: string; backend: IptablesBackend };
-  table: 'nat';
-  family: 'IPv4';
-  chains: string[];
-  /** The jumps from the built-in chains into the capture chains. */
-  hooks: string[];
-  ports: { outbound: number; inbound: number; [name: string]: number };
-  /** uid (and gid) of the proxy whose traffic is left alone; ambient's upstream form names a socket mark instead. */
-  excluded: { uid?: number; gid?: number; mark?: string; inboundPorts: string[]; outboundPorts: string[]; notes: string[] };
-  rules: number;
-  /** What the real tool can also install that this model does not, and why. */
-  leftOut: string[];
-}
+export { iptablesBackend, type CaptureDescription, type IptablesBackend } from './types.js';
+import type { CaptureDescription } from './types.js';
+import { iptablesBackend } from './types.js';
 
 /**
  * What the run record should say about a capture model. Reads `iptables --version` (the host's

@@ -2,8 +2,8 @@
 // proxy uid 2102), ECDSA P-256 identities, one proxy thread, only the destinations the pod uses,
 // and every proxy-to-proxy request carried over multiplexed HTTP/2 (HTTP/1.1 upgraded, marked
 // with l5d-orig-proto). HAProxy plays linkerd2-proxy.
-import { linkerdProxyInitRules } from '../capture/linkerd.js';
-import { sidecarDataplane, type SidecarProfile } from '../proxy/sidecar.js';
+import { linkerdProxyInitRules } from '../mesh/capture/linkerd.js';
+import { sidecarDataplane, type SidecarProfile } from './family.js';
 
 export const linkerdProfile: SidecarProfile = {
   name: 'linkerd-sidecar',

@@ -7,17 +7,17 @@ import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
 import { waitListening } from '../../util/net.js';
 import { pMap } from '../../util/pmap.js';
-import { missingTools, toolVersion } from '../../util/tools.js';
+import { toolVersion } from '../../util/tools.js';
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Scenario } from '../../scenario/schema.js';
-import { applyKubeProxy } from '../kube-proxy/rules.js';
-import { ambientInpodRules, applyAmbientCapture } from '../capture/ambient.js';
-import { describeCapture } from '../capture/index.js';
-import { createMeshCA, spiffeId, type MeshCA } from '../mesh-ca/index.js';
-import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
-import { haproxy, renderNodeProxy, renderWaypoint } from './haproxy.js';
-import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets, serviceKey } from './sidecar.js';
-import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundService, Waypoint, WaypointSpec } from './types.js';
+import { applyKubeProxy } from '../mesh/kube-proxy.js';
+import { ambientInpodRules, applyAmbientCapture } from '../mesh/capture/ambient.js';
+import { describeCapture } from '../mesh/capture/index.js';
+import { createMeshCA, spiffeId, type MeshCA } from '../mesh/ca.js';
+import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets, serviceKey } from '../mesh/services.js';
+import type { Dataplane, DataplaneContext, PlanContext, PodStartup } from '../types.js';
+import { haproxy, renderNodeProxy, renderWaypoint, spawnHaproxy } from '../engine/haproxy.js';
+import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundService, Waypoint, WaypointSpec } from '../engine/types.js';
 import { infraPod } from '../../topology/graph.js';
 import { podUp } from '../../topology/netns.js';
 
@@ -31,6 +31,9 @@ export interface CaptureModel {
   apply(pod: PodSpec): Promise<void>;
   mechanism: string;
 }
+
+/** The in-pod rules istioCniCapture installs (no host touched). */
+export const istioCniRules = () => ambientInpodRules({ exclude: { uid: NODE_PROXY_UID } });
 
 /** istio-cni's in-pod rules, with the node proxy's sockets excluded by uid (see NODE_PROXY_UID). */
 export async function istioCniCapture(): Promise<CaptureModel> {
@@ -76,13 +79,53 @@ function withWaypoints(a: InboundAuthz, pod: PodSpec, c: Cluster, waypoints: Way
   return { ...a, ports: a.ports.map((p) => (p.identities === 'any' ? p : { ...p, identities: [...p.identities, ...fronting.map((w) => w.spiffeId)] })) };
 }
 
+/** One node's proxy: every local meshed pod, the node's tables; undefined when the node has no meshed pod. */
+function nodeProxySpec(o: NodeProxyOptions, s: Scenario, c: Cluster, node: string, identities: Map<string, string>, waypoints: Waypoint[], all: OutboundService[], rootCaFile: string, mapDir: string, netns: string, adminSocket = join(STATE_DIR, c.prefix, 'node-proxy', `${netns}.sock`)): NodeProxySpec | undefined {
+  const pods = nodeProxyPods(s, c, node, identities, waypoints);
+  if (!pods.length) return undefined;
+  return {
+    node,
+    netns,
+    threads: o.threads,
+    outboundPort: 15001,
+    inboundPlainPort: 15006,
+    tunnelPort: 15008,
+    rootCaFile,
+    adminSocket,
+    pods,
+    services: all,
+    workloads: c.pods.filter((p) => p.role !== 'idle').map((p) => ({ ip: p.ip, spiffeId: podSpiffeId(p) })),
+    mapDir,
+    keepSourceIp: o.keepSourceIp,
+    waypoints,
+  };
+}
+
 export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
   return {
     name: o.name,
     summary: o.summary,
 
-    async check() {
-      return missingTools(['haproxy', 'iptables-restore', 'setpriv']);
+    needs: [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { tool: 'setpriv' }, { engine: 'haproxy', flags: ['NS', 'TPROXY'] }, { host: 'iptables TPROXY' }],
+
+    plan(p: PlanContext) {
+      const { cluster: c, scenario: s } = p;
+      const all = outboundServices(c);
+      const rootCaFile = join('mesh-ca', 'root.pem');
+      const bundle = (ns: string, sa: string) => join('mesh-ca', `${ns}.${sa}.bundle.pem`);
+      const rules = istioCniRules();
+      const configs: Record<string, string> = { capture: rules.iptables, 'capture routes': rules.ipRoute.join('\n') };
+      const waypoints = o.waypoint ? waypointPlans(c, s, all, rootCaFile, (ns) => bundle(ns, 'waypoint')) : [];
+      for (const w of waypoints) configs[`waypoint-${w.namespace}`] = renderWaypoint(w.spec);
+      const identities = new Map(c.pods.map((x) => [x.name, bundle(x.namespace, x.serviceAccount)]));
+      for (const n of c.nodes) {
+        const spec = nodeProxySpec(o, s, c, n.name, identities, waypoints.map((w) => w.waypoint), all, rootCaFile, join('node-proxies', n.name), n.netns);
+        if (!spec) continue;
+        const { config, maps } = renderNodeProxy(spec);
+        configs[n.name] = config;
+        for (const [file, text] of Object.entries(maps)) configs[file] = text;
+      }
+      return { configs };
     },
 
     async deploy(ctx: DataplaneContext) {
@@ -123,24 +166,9 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       const adminSockets: Record<string, string> = {};
       await Promise.all(
         c.nodes.map(async (n) => {
-          const pods = nodeProxyPods(s, c, n.name, identities, waypoints.map((w) => w.waypoint));
-          if (!pods.length) return;
-          const spec: NodeProxySpec = {
-            node: n.name,
-            netns: n.netns,
-            threads: o.threads,
-            outboundPort: 15001,
-            inboundPlainPort: 15006,
-            tunnelPort: 15008,
-            rootCaFile: ca.rootCertFile,
-            adminSocket: join(sockDir, `${n.netns}.sock`),
-            pods,
-            services: all,
-            workloads: meshPods.map((p) => ({ ip: p.ip, spiffeId: podSpiffeId(p) })),
-            mapDir: join(dir, n.name),
-            keepSourceIp: o.keepSourceIp,
-            waypoints: waypoints.map((w) => w.waypoint),
-          };
+          const spec = nodeProxySpec(o, s, c, n.name, identities, waypoints.map((w) => w.waypoint), all, ca.rootCertFile, join(dir, n.name), n.netns, join(sockDir, `${n.netns}.sock`));
+          if (!spec) return;
+          const pods = spec.pods;
           const { config, maps } = renderNodeProxy(spec);
           const file = join(dir, `${n.name}.cfg`);
           writeFileSync(file, config);
@@ -148,15 +176,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
           for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
           configBytes.push(Buffer.byteLength(config) + Object.values(maps).reduce((a, m) => a + Buffer.byteLength(m), 0));
           const t0 = performance.now();
-          const caps = NODE_PROXY_CAPS.map((x) => `+${x}`).join(',');
-          const proc = ctx.procs.start({
-            name: `node-proxy-${n.name}`,
-            role: 'node-proxy',
-            cmd: 'setpriv',
-            args: [`--reuid=${NODE_PROXY_UID}`, `--regid=${NODE_PROXY_UID}`, '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, 'haproxy', '-db', '-f', file],
-            netns: n.netns,
-            logFile: join(dir, `${n.name}.log`),
-          });
+          const proc = spawnHaproxy(ctx.procs, { name: `node-proxy-${n.name}`, role: 'node-proxy', netns: n.netns, configFile: file, logFile: join(dir, `${n.name}.log`), as: { uid: NODE_PROXY_UID, caps: NODE_PROXY_CAPS } });
           await Promise.all(pods.map((p) => waitListening(p.netns, [15001, 15006, 15008], 15000, proc)));
           nodeStartMs[n.name] = Math.round(performance.now() - t0);
           adminSockets[n.name] = spec.adminSocket;
@@ -223,31 +243,29 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
  * One waypoint pod per namespace, placed on the node of its first Service's first backend. The
  * namespace is enrolled as a whole (Istio's `istio.io/use-waypoint` on the namespace): every
  * Service in it goes through the waypoint, and the waypoint applies their L7 policy and routes.
+ * Pure: what deploy starts and plan renders.
  */
-async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundService[], dir: string) {
-  const { cluster: c, scenario: s } = ctx;
+function waypointPlans(c: Cluster, s: Scenario, all: OutboundService[], rootCaFile: string, bundleFile: (ns: string) => string) {
   const routes = outboundRoutes(s, c);
   const l7 = all.filter((svc) => c.services.some((x) => x.namespace === svc.namespace && x.name === svc.name && x.backends.length));
-  const out: { namespace: string; node: string; configBytes: number; adminSocket: string; waypoint: Waypoint }[] = [];
   const perNode = new Map<string, number>();
-  for (const ns of [...new Set(l7.map((x) => x.namespace))]) {
+  return [...new Set(l7.map((x) => x.namespace))].map((ns) => {
     const fronted = l7.filter((x) => x.namespace === ns);
     const first = c.services.find((x) => x.namespace === ns && x.name === fronted[0].name)!.backends[0];
     const node = c.nodes.find((n) => n.name === first.node)!;
     const k = perNode.get(node.name) ?? 0;
     perNode.set(node.name, k + 1);
     const pod = infraPod(c, node, k, `waypoint-${ns}`, ns, 'waypoint');
-    await podUp(c, pod);
-    const id = await ca.issue(ns, 'waypoint');
     const nsRoutes = routes.filter((r) => fronted.some((x) => x.key === r.service));
     const targetKeys = new Set([...fronted.map((x) => x.key), ...nsRoutes.flatMap(routeTargets)]);
+    const id = spiffeId(TRUST_DOMAIN, ns, 'waypoint');
     const spec: WaypointSpec = {
       namespace: ns,
       threads: 2,
       port: 15008,
       tunnelPort: 15008,
-      identity: { spiffeId: id.spiffeId, bundleFile: id.bundleFile },
-      rootCaFile: ca.rootCertFile,
+      identity: { spiffeId: id, bundleFile: bundleFile(ns) },
+      rootCaFile,
       adminSocket: join(STATE_DIR, c.prefix, `${pod.netns}.sock`),
       services: fronted.map((svc) => {
         const spec = c.services.find((x) => x.namespace === svc.namespace && x.name === svc.name)!;
@@ -256,12 +274,24 @@ async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundSe
       routes: nsRoutes,
       targets: all.filter((x) => targetKeys.has(x.key)),
     };
-    const cfg = renderWaypoint(spec);
-    const file = join(dir, `waypoint-${ns}.cfg`);
+    const waypoint: Waypoint = { ip: pod.ip, port: 15008, spiffeId: id, services: fronted.map((x) => x.key) };
+    return { namespace: ns, node: node.name, pod, spec, waypoint };
+  });
+}
+
+async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundService[], dir: string) {
+  const { cluster: c, scenario: s } = ctx;
+  const bundles = new Map<string, string>();
+  for (const ns of waypointPlans(c, s, all, ca.rootCertFile, () => '').map((w) => w.namespace)) bundles.set(ns, (await ca.issue(ns, 'waypoint')).bundleFile);
+  const out: { namespace: string; node: string; configBytes: number; adminSocket: string; waypoint: Waypoint }[] = [];
+  for (const w of waypointPlans(c, s, all, ca.rootCertFile, (ns) => bundles.get(ns)!)) {
+    await podUp(c, w.pod);
+    const cfg = renderWaypoint(w.spec);
+    const file = join(dir, `waypoint-${w.namespace}.cfg`);
     writeFileSync(file, cfg);
-    const proc = ctx.procs.start({ name: `waypoint-${ns}`, role: 'waypoint', cmd: 'haproxy', args: ['-db', '-f', file], netns: pod.netns, logFile: join(dir, `waypoint-${ns}.log`) });
-    await waitListening(pod.netns, 15008, 15000, proc);
-    out.push({ namespace: ns, node: node.name, configBytes: Buffer.byteLength(cfg), adminSocket: spec.adminSocket, waypoint: { ip: pod.ip, port: 15008, spiffeId: id.spiffeId, services: fronted.map((x) => x.key) } });
+    const proc = spawnHaproxy(ctx.procs, { name: `waypoint-${w.namespace}`, role: 'waypoint', netns: w.pod.netns, configFile: file, logFile: join(dir, `waypoint-${w.namespace}.log`) });
+    await waitListening(w.pod.netns, 15008, 15000, proc);
+    out.push({ namespace: w.namespace, node: w.node, configBytes: Buffer.byteLength(cfg), adminSocket: w.spec.adminSocket, waypoint: w.waypoint });
   }
   return out;
 }

@@ -1,13 +1,11 @@
-// `meshbench doctor`: what this host can do for the lab, each fact with what to do when it is
-// missing. Read-only towards the host: kernel features are probed for real, but only inside one
-// scratch network namespace the doctor makes and always deletes (named like every lab object,
-// `mbdoc<c>-scratch`, so `meshbench down` removes it should the doctor die half-way). Nothing here
+// Host probing for `meshbench doctor`: what this host can do for the lab, each fact with what to do
+// when it is missing, and which dataplanes can run (from the needs each one declares). Read-only
+// towards the host: kernel features are probed only inside one scratch namespace the doctor makes
+// and always deletes (`mbdoc<c>-scratch`, a lab name `meshbench down` would remove). Nothing here
 // touches the root namespace's links, routes, rules or sysctls, mounts anything, or sends a packet.
-//
-// Status meanings: ok; missing (with `required`, a run cannot start: the CLI exits 3); warn (an
-// optional feature is absent, or a required one works with a caveat); skipped (not probed, e.g.
-// without root). Everything runs concurrently where it can; each command has a timeout, so the
-// whole doctor stays within a few seconds.
+// Status: ok; missing (with `required`, a run cannot start: exit 3); warn (optional feature
+// absent, or a required one with a caveat); skipped (not probed, e.g. without root).
+// Over 500 lines on purpose: one probe per fact, each with its own fix text, sharing one scratch-namespace guard.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,8 +14,14 @@ import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { exec, type ExecResult } from '../util/exec.js';
 import { LAB_OBJECT_RE, bpffsRoot, cgroup2Root, isRoot, mounts, readText } from '../util/host.js';
-import { FORTIO_VERSION, findTool } from '../util/tools.js';
-import { dataplaneNames } from '../dataplanes/registry.js';
+import { FORTIO_VERSION, PROJECT_ROOT, findTool, installHint } from '../util/tools.js';
+import { allDataplanes } from '../dataplanes/registry.js';
+import { HOST, engineFlags, needChecks, type Need } from '../dataplanes/needs.js';
+import { HAPROXY_FLAG_USE, haproxyBuild } from '../dataplanes/engine/haproxy.js';
+import { iptablesBackend as backendOf } from '../dataplanes/mesh/capture/index.js';
+
+/** What doctor judges a dataplane by: its name and its declared needs (the registry's entries, or a test's). */
+export type DataplaneNeeds = { name: string; needs: Need[] };
 
 export interface Check {
   group: string;
@@ -37,16 +41,17 @@ export const CHECK = {
   netns: 'netns',
   veth: 'veth',
   iptablesBackend: 'iptables backend',
-  redirect: 'iptables REDIRECT',
-  tproxy: 'iptables TPROXY',
+  redirect: HOST.redirect,
+  tproxy: HOST.tproxy,
   dnat: 'iptables DNAT',
   wireguard: 'wireguard module',
   netem: 'netem',
   esp: 'ipsec esp',
-  cgroup2: 'cgroup v2',
-  bpffs: 'bpffs',
-  schedCls: 'prog sched_cls',
-  cgroupSockAddr: 'prog cgroup_sock_addr',
+  cgroup2: HOST.cgroup2,
+  bpffs: HOST.bpffs,
+  schedCls: HOST.schedCls,
+  cgroupSockAddr: HOST.cgroupSockAddr,
+  libbpfHeaders: HOST.libbpfHeaders,
   haproxy: 'haproxy',
   haproxyFeatures: 'haproxy features',
 } as const;
@@ -82,25 +87,14 @@ const oneLine = (s: string) => s.replace(/\s*\n\s*/g, '; ').trim();
 
 interface Capability {
   label: string;
-  /** A dataplane name: only runnable once it is registered, whatever the host can do. */
-  dataplane?: boolean;
   /** Every one of these checks must be usable… */
   needs?: string[];
   /** …or, instead, any one of these alternatives (each a list that must all be usable). */
   anyOf?: { via: string; needs: string[] }[];
 }
 
-const EBPF_NEEDS = ['clang', 'llc', 'libbpf headers', 'bpftool', 'tc', CHECK.schedCls, CHECK.cgroupSockAddr, CHECK.cgroup2, CHECK.bpffs];
-
-/** What the lab can run, by which checks each family depends on (beyond every required check). */
-export const CAPABILITIES: Capability[] = [
-  { label: 'baseline', dataplane: true, needs: [] },
-  { label: 'istio-sidecar', dataplane: true, needs: [CHECK.haproxy, CHECK.redirect] },
-  { label: 'linkerd-sidecar', dataplane: true, needs: [CHECK.haproxy, CHECK.redirect] },
-  { label: 'ambient', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
-  { label: 'ambient-waypoint', dataplane: true, needs: [CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
-  { label: 'ebpf', dataplane: true, needs: EBPF_NEEDS },
-  { label: 'ebpf-l7', dataplane: true, needs: [...EBPF_NEEDS, CHECK.haproxy, CHECK.haproxyFeatures, CHECK.tproxy] },
+/** Lab features that are not dataplanes, by the checks they depend on. */
+const FEATURES: Capability[] = [
   {
     label: 'WireGuard',
     anyOf: [
@@ -112,11 +106,16 @@ export const CAPABILITIES: Capability[] = [
   { label: 'IPsec', needs: [CHECK.esp] },
 ];
 
+/** What the lab can run: every dataplane by the checks of its declared needs, then the other features. */
+export function capabilities(dataplanes: DataplaneNeeds[] = allDataplanes()): Capability[] {
+  return [...dataplanes.map((d) => ({ label: d.name, needs: [...new Set(d.needs.flatMap(needChecks))] })), ...FEATURES];
+}
+
 /** ok, or a warning on a required check (it works, with a caveat such as another fortio version). */
 const usable = (c: Check | undefined) => !!c && (c.status === 'ok' || (c.status === 'warn' && c.required));
 
 /** The final line: how many required checks are missing, and what the lab can run. */
-export function summarize(checks: Check[], built: string[] = dataplaneNames()): string {
+export function summarize(checks: Check[], dataplanes: DataplaneNeeds[] = allDataplanes()): string {
   const byName = new Map(checks.map((c) => [c.name, c]));
   const requiredMissing = checks.filter((c) => c.required && c.status === 'missing');
   const warnings = checks.filter((c) => c.status === 'warn').length;
@@ -131,13 +130,12 @@ export function summarize(checks: Check[], built: string[] = dataplaneNames()): 
   const can: string[] = [];
   const cannot: string[] = [];
   const unknown: string[] = [];
-  const notBuilt: string[] = [];
   const judge = (needs: string[]) => {
     const blockers = needs.filter((n) => !usable(byName.get(n)));
     const notProbed = blockers.filter((n) => !byName.get(n) || byName.get(n)!.status === 'skipped');
     return { blockers, notProbed };
   };
-  for (const cap of CAPABILITIES) {
+  for (const cap of capabilities(dataplanes)) {
     if (cap.anyOf) {
       const results = cap.anyOf.map((a) => ({ via: a.via, ...judge(a.needs) }));
       const ok = results.find((r) => r.blockers.length === 0);
@@ -147,15 +145,11 @@ export function summarize(checks: Check[], built: string[] = dataplaneNames()): 
       continue;
     }
     const { blockers, notProbed } = judge(cap.needs ?? []);
-    if (cap.dataplane && !built.includes(cap.label)) {
-      if (blockers.length === 0) notBuilt.push(cap.label);
-      else cannot.push(`${cap.label} (${blockers.join(', ')}; not built yet)`);
-    } else if (blockers.length === 0) can.push(cap.label);
+    if (blockers.length === 0) can.push(cap.label);
     else if (notProbed.length === blockers.length) unknown.push(cap.label);
     else cannot.push(`${cap.label} (${blockers.join(', ')})`);
   }
   const parts = [head, `can run: ${can.length ? can.join(', ') : 'nothing'}`];
-  if (notBuilt.length) parts.push(`host ready, dataplane not built yet: ${notBuilt.join(', ')}`);
   if (cannot.length) parts.push(`not yet: ${cannot.join('; ')}`);
   if (unknown.length) parts.push(`not probed: ${unknown.join(', ')}`);
   return parts.join(' · ');
@@ -168,10 +162,10 @@ const mk = (group: string, name: string, status: Status, required: boolean, deta
 const firstLine = (s: string) => s.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
 const errText = (r: ExecResult) => (firstLine(r.stderr) || firstLine(r.stdout) || `exit ${r.code}`).replace(/^Error:\s*/, '').replace(/\.$/, '');
 
-export async function runDoctor(): Promise<Check[]> {
+export async function runDoctor(dataplanes: DataplaneNeeds[] = allDataplanes()): Promise<Check[]> {
   const root = isRoot();
   const kcfg = kernelConfig();
-  const toolsP = toolChecks();
+  const toolsP = toolChecks(dataplanes);
   const featuresP = root ? featureProbe() : Promise.resolve(undefined);
   const [tools, kernel, ebpf] = await Promise.all([toolsP, kernelChecks(root, kcfg, toolsP, featuresP), ebpfChecks(root, featuresP)]);
   const be = kernel.kernel.find((c) => c.name === CHECK.iptablesBackend);
@@ -179,11 +173,10 @@ export async function runDoctor(): Promise<Check[]> {
   return [...privilegeChecks(root), ...hostChecks(), ...kernel.kernel, ...ebpf, ...kernel.helpers, ...tools];
 }
 
-/** nf_tables or legacy, from `iptables --version` (read by the tools checks). */
+/** nf_tables or legacy, from `iptables --version` (read by the tools checks), as the capture rules read it. */
 function iptablesBackend(ipt: Check | undefined): Pick<Check, 'status' | 'detail'> {
-  const m = ipt?.status === 'ok' ? ipt.detail.match(/\((nf_tables|legacy)\)/) : undefined;
-  if (m) return { status: 'ok', detail: m[1] === 'nf_tables' ? 'nf_tables (iptables-nft: rules live in nftables tables of each namespace)' : 'legacy (x_tables)' };
-  return { status: 'skipped', detail: ipt?.status === 'ok' ? `unknown (${ipt.detail})` : 'iptables not installed' };
+  if (ipt?.status !== 'ok') return { status: 'skipped', detail: 'iptables not installed' };
+  return { status: 'ok', detail: backendOf(ipt.detail) === 'nf_tables' ? 'nf_tables (iptables-nft: rules live in nftables tables of each namespace)' : 'legacy (x_tables)' };
 }
 
 function privilegeChecks(root: boolean): Check[] {
@@ -742,40 +735,69 @@ async function fortioCheck(): Promise<Check> {
   return mk(TOOLS, 'fortio', 'warn', true, `${v || 'unknown version'} at ${p}; the lab pins ${FORTIO_VERSION}, so figures may not compare`, `put fortio ${FORTIO_VERSION} first on PATH, or remove this one and ${fix}`);
 }
 
-async function haproxyChecks(): Promise<Check[]> {
-  const p = await findTool('haproxy');
-  if (!p) {
+async function haproxyChecks(want: string[]): Promise<Check[]> {
+  const b = await haproxyBuild(CMD_TIMEOUT_MS);
+  if (!b) {
     return [
       mk(TOOLS, CHECK.haproxy, 'warn', false, 'not found: the proxy dataplanes (sidecars, ambient, ebpf-l7) need it', 'apt-get install haproxy'),
       mk(TOOLS, CHECK.haproxyFeatures, 'skipped', false, 'haproxy not installed'),
     ];
   }
-  const r = await exec(p, ['-vv'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
-  const out = `${r.stdout}\n${r.stderr}`;
-  const v = versionLine(out).replace(/^HAProxy version /, '');
-  const features = out.match(/^Feature list\s*:\s*(.*)$/m)?.[1]?.split(/\s+/) ?? [];
-  const has = (f: string) => features.includes(`+${f}`);
-  const want = ['NS', 'TPROXY'];
-  const lacking = want.filter((f) => !has(f));
-  const shown = want.map((f) => (has(f) ? `+${f}` : `-${f}`)).join(' ');
+  const lacking = want.filter((f) => !b.features.includes(f));
+  const shown = want.map((f) => (b.features.includes(f) ? `+${f}` : `-${f}`)).join(' ');
+  const uses = want.map((f) => HAPROXY_FLAG_USE[f] ?? f).join(', ');
   return [
-    mk(TOOLS, CHECK.haproxy, 'ok', false, v),
-    features.length === 0
+    mk(TOOLS, CHECK.haproxy, 'ok', false, b.version),
+    !b.listed
       ? mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, 'no feature list in haproxy -vv', 'apt-get install haproxy (Debian builds have +NS +TPROXY)')
       : lacking.length === 0
-        ? mk(TOOLS, CHECK.haproxyFeatures, 'ok', false, `${shown} (binds inside pod namespaces, transparent proxying)`)
-        : mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, `${shown}: built without ${lacking.join(', ')}, so ambient node proxies cannot run`, 'apt-get install haproxy (Debian builds have +NS +TPROXY), or build with USE_NS=1 USE_LINUX_TPROXY=1'),
+        ? mk(TOOLS, CHECK.haproxyFeatures, 'ok', false, `${shown} (${uses})`)
+        : mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, `${shown}: built without ${lacking.join(', ')}, so the dataplanes that ask for them cannot run`, 'apt-get install haproxy (Debian builds have +NS +TPROXY), or build with USE_NS=1 USE_LINUX_TPROXY=1'),
   ];
 }
 
 function headersCheck(): Check {
   return existsSync('/usr/include/bpf/bpf_helpers.h')
-    ? mk(TOOLS, 'libbpf headers', 'ok', false, '/usr/include/bpf/bpf_helpers.h')
-    : mk(TOOLS, 'libbpf headers', 'missing', false, 'no /usr/include/bpf/bpf_helpers.h (bpf/ needs it)', 'apt-get install libbpf-dev');
+    ? mk(TOOLS, CHECK.libbpfHeaders, 'ok', false, '/usr/include/bpf/bpf_helpers.h')
+    : mk(TOOLS, CHECK.libbpfHeaders, 'missing', false, 'no /usr/include/bpf/bpf_helpers.h (bpf/ needs it)', 'apt-get install libbpf-dev');
 }
 
-async function toolChecks(): Promise<Check[]> {
-  const [plain, fortio, haproxy] = await Promise.all([Promise.all(TOOL_SPECS.map(plainTool)), fortioCheck(), haproxyChecks()]);
+/** Who needs a tool or file, for the line that says it is missing. */
+const neededBy = (dataplanes: DataplaneNeeds[], name: string) =>
+  dataplanes
+    .filter((d) => d.needs.some((n) => ('tool' in n && n.tool === name) || ('file' in n && n.file === name)))
+    .map((d) => d.name)
+    .join(', ');
+
+/** Tools the dataplanes declare beyond the fixed list, found or not (not run: some are daemons). */
+async function declaredTools(dataplanes: DataplaneNeeds[]): Promise<Check[]> {
+  const known = new Set([...TOOL_SPECS.map((t) => t.name), 'fortio', 'haproxy']);
+  const names = [...new Set(dataplanes.flatMap((d) => d.needs.flatMap((n) => ('tool' in n ? [n.tool] : []))))].filter((n) => !known.has(n));
+  return Promise.all(
+    names.map(async (name) => {
+      const p = await findTool(name);
+      return p ? mk(TOOLS, name, 'ok', false, `present at ${p}`) : mk(TOOLS, name, 'missing', false, `not found (needed by ${neededBy(dataplanes, name)})`, installHint(name));
+    }),
+  );
+}
+
+/** Files the dataplanes declare (built by the set-up), present or not. */
+function declaredFiles(dataplanes: DataplaneNeeds[]): Check[] {
+  const files = new Map<string, string>();
+  for (const d of dataplanes) for (const n of d.needs) if ('file' in n) files.set(n.file, n.fix);
+  return [...files].map(([file, fix]) =>
+    existsSync(join(PROJECT_ROOT, file)) ? mk(TOOLS, file, 'ok', false, 'built') : mk(TOOLS, file, 'missing', false, `not built (needed by ${neededBy(dataplanes, file)})`, fix),
+  );
+}
+
+/** The checks doctor adds for what the dataplanes declare beyond its fixed list (tools, built files). */
+export async function declaredChecks(dataplanes: DataplaneNeeds[] = allDataplanes()): Promise<Check[]> {
+  return [...(await declaredTools(dataplanes)), ...declaredFiles(dataplanes)];
+}
+
+async function toolChecks(dataplanes: DataplaneNeeds[]): Promise<Check[]> {
+  const want = engineFlags(dataplanes.flatMap((d) => d.needs));
+  const [plain, fortio, haproxy, declared] = await Promise.all([Promise.all(TOOL_SPECS.map(plainTool)), fortioCheck(), haproxyChecks(want), declaredChecks(dataplanes)]);
   const at = (n: string) => plain.find((c) => c.name === n)!;
   // Required first, then the optional ones, in a fixed order.
   return [
@@ -796,5 +818,6 @@ async function toolChecks(): Promise<Check[]> {
     at('ping'),
     at('wireguard-go'),
     at('wg'),
+    ...declared,
   ];
 }

@@ -2,8 +2,8 @@
 // agree on, and what the tests and `meshbench validate` check) and per-pod plans engines turn
 // into their own configuration (HAProxy ACLs, Envoy RBAC, BPF policy maps). Semantics are
 // documented in scenario/policy-schema.ts. Plain data; nothing here touches the host.
-import { inputError } from '../../errors.js';
-import type { Cluster, PodSpec, ServiceSpec } from '../../topology/graph.js';
+import { inputError } from '../../../errors.js';
+import type { Cluster, PodSpec, ServiceSpec } from '../../../topology/graph.js';
 import {
   anchorPath,
   parseHeader,
@@ -14,7 +14,7 @@ import {
   type LabelSelector,
   type Policy,
   type Route,
-} from '../../scenario/policy-schema.js';
+} from '../../../scenario/policy-schema.js';
 
 export type Direction = 'ingress' | 'egress';
 

@@ -25,8 +25,8 @@
 // short token of it.
 import { relative } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
-import { inputError } from '../../errors.js';
-import { readInputFile, safeLine, safeToJS, token, yamlErrorMessage, yamlLine, YAML_PARSE_OPTIONS } from '../../util/yaml.js';
+import { inputError } from '../../../errors.js';
+import { readInputFile, safeLine, safeToJS, token, yamlErrorMessage, yamlLine, YAML_PARSE_OPTIONS } from '../../../util/yaml.js';
 import {
   PolicySchema,
   HTTP_METHOD_RE,
@@ -44,7 +44,7 @@ import {
   type LabelSelector,
   type HttpRule,
   type GrpcRule,
-} from '../../scenario/policy-schema.js';
+} from '../../../scenario/policy-schema.js';
 
 export interface CiliumLoadResult {
   /** Policies of the documents that had no problem, in file order. */

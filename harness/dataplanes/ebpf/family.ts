@@ -1,4 +1,4 @@
-// `ebpf`: a sidecarless eBPF dataplane modelled on Cilium (DATAPLANES.md). Every request stays in
+// The eBPF family (`ebpf`, `ebpf-l7`): a sidecarless dataplane modelled on Cilium. Every request stays in
 // the kernel: socket-level load balancing at connect() (cgroup/connect4 on the run's cgroup),
 // identity-based policy in tc on the pods' host-side veths and on each node's network devices,
 // delivery to local pods with bpf_redirect_peer, WireGuard between nodes, and flow events from a
@@ -9,6 +9,7 @@
 // (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…), the socket-LB programs attached to the
 // run's cgroup (detached at teardown before the cgroup goes; `down` detaches leftovers); tc
 // filters live on links inside the lab's node namespaces and go with them.
+// Over 500 lines: deploy, plan and the L7 proxy planning share the pin layout and node-id scheme.
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,21 +17,21 @@ import { envError, inputError } from '../../errors.js';
 import { exec } from '../../util/exec.js';
 import { detachCgroupPrograms } from '../../topology/cleanup.js';
 import { STATE_DIR } from '../../util/host.js';
-import { PROJECT_ROOT, findTool, missingTools, toolVersion } from '../../util/tools.js';
+import { PROJECT_ROOT, findTool, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
-import type { Dataplane, DataplaneContext, Deployed } from '../types.js';
+import type { Dataplane, DataplaneContext, Deployed, PlanContext } from '../types.js';
+import type { Need } from '../needs.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
 import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js';
-import { compileEgress, compileIngress, policyName } from '../policy/model.js';
-import { haproxy, renderL7Proxy, statsCommand, type NodeProxyConfig } from '../proxy/haproxy.js';
+import { compileEgress, compileIngress, policyName } from '../mesh/policy/model.js';
+import { ConfigWordError, haproxy, renderL7Proxy, spawnHaproxy, statsCommand, type NodeProxyConfig } from '../engine/haproxy.js';
 import { L7_STATS_SUFFIX } from '../../probes/flows.js';
-import { outboundRoutes, outboundServices, routeTargets } from '../proxy/sidecar.js';
-import type { L7IngressPort, L7ProxySpec, OutboundRoute, OutboundService } from '../proxy/types.js';
+import { TRUST_DOMAIN, outboundRoutes, outboundServices, routeTargets } from '../mesh/services.js';
+import type { L7IngressPort, L7ProxySpec, OutboundRoute, OutboundService } from '../engine/types.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import { waitListening } from '../../util/net.js';
-import { createMeshCA } from '../mesh-ca/index.js';
-import { TRUST_DOMAIN } from '../proxy/sidecar.js';
+import { createMeshCA } from '../mesh/ca.js';
 import type { AuthAgentConfig } from './auth-agent.js';
 
 export const BPF_OBJECTS = { sockLb: 'sock_lb.o', lxc: 'lxc.o' } as const;
@@ -217,7 +218,9 @@ export function renderL7Proxies(c: Cluster, s: DataplaneContext['scenario'], pla
     try {
       return [{ node: n, spec, ...renderL7Proxy(spec) }];
     } catch (e) {
-      throw inputError(`the L7 rules cannot be given to the node proxy on ${n.name}`, [e instanceof Error ? e.message : String(e)], 'remove single quotes from the L7 rules (methods, paths, headers) and route headers');
+      // A string the engine cannot hold: the caller (run's plan step) points it at the scenario's line.
+      if (e instanceof ConfigWordError) throw e;
+      throw inputError(`the L7 rules cannot be given to the node proxy on ${n.name}`, [e instanceof Error ? e.message : String(e)]);
     }
   });
 }
@@ -236,7 +239,7 @@ async function startL7Proxies(rendered: RenderedL7Proxy[], plan: L7Plan, procs: 
       configBytes += Buffer.byteLength(config);
       const ports = [...new Set([...spec.ingress.map((x) => plan.proxyPorts[x.port]), ...(spec.lb ? [spec.lb.port] : [])])];
       await tproxyRules(n, ports);
-      const proc = procs.start({ name: `l7-proxy-${n.name}`, role: 'l7-proxy', cmd: 'haproxy', args: ['-db', '-f', file], netns: n.netns, logFile: join(flowDir, `${n.name}-l7.jsonl`) });
+      const proc = spawnHaproxy(procs, { name: `l7-proxy-${n.name}`, role: 'l7-proxy', netns: n.netns, configFile: file, logFile: join(flowDir, `${n.name}-l7.jsonl`) });
       await waitListening(n.netns, ports, 15000, proc);
       started.push(n.name);
     }),
@@ -350,6 +353,39 @@ async function kernelCost(prefix: string, c: Cluster): Promise<{ bpfMapBytes: nu
   return { bpfMapBytes, bpfRunTimeNs, bpfRunCount };
 }
 
+/** Identities, endpoint policies and (ebpf-l7) every node L7 proxy config: pure, for plan() and deploy. */
+function planEbpf({ cluster: c, scenario: s }: PlanContext, l7: boolean, l7Dir: string) {
+  const ids = allocateIdentities(c);
+  const policyOf = new Map(c.pods.map((p) => [p.name, endpointPolicy(s.policies, p, c, ids)]));
+  const plan = l7 ? l7Plan(s, c) : undefined;
+  const l7Configs = plan ? renderL7Proxies(c, s, plan, ids, l7Dir) : [];
+  const configs: Record<string, string> = {};
+  for (const x of l7Configs) {
+    configs[x.node.name] = x.config;
+    Object.assign(configs, x.maps);
+  }
+  return { ids, policyOf, plan, l7Configs, configs };
+}
+
+const EBPF_NEEDS: Need[] = [
+  { tool: 'bpftool' },
+  { tool: 'tc' },
+  { tool: 'wg' },
+  { tool: 'wireguard-go' },
+  { tool: 'mb-flowd' },
+  { tool: 'mount' },
+  { tool: 'clang', toBuild: true },
+  { tool: 'llc', toBuild: true },
+  { host: 'libbpf headers' },
+  ...Object.values(BPF_OBJECTS).map((f) => ({ file: `bpf/build/${f}`, fix: 'run scripts/setup.sh (make -C bpf)' })),
+  { host: 'prog sched_cls' },
+  { host: 'prog cgroup_sock_addr' },
+  { host: 'cgroup v2' },
+  { host: 'bpffs' },
+];
+/** The node L7 proxy: HAProxy with namespace-aware servers and transparent listeners, TPROXY in the node namespaces. */
+const L7_NEEDS: Need[] = [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { engine: 'haproxy', flags: ['NS', 'TPROXY'] }, { host: 'iptables TPROXY' }];
+
 export interface EbpfOptions {
   name: string;
   summary: string;
@@ -361,27 +397,18 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
     name: o.name,
     summary: o.summary,
 
-    async check() {
-      const missing = await missingTools(['bpftool', 'tc', 'wg', 'mb-flowd', 'mount', ...(o.l7 ? ['haproxy', 'iptables-restore'] : [])]);
-      if (!(await findTool('wireguard-go'))) missing.push('wireguard-go not found (needed where the kernel has no WireGuard module): run scripts/setup.sh');
-      for (const f of Object.values(BPF_OBJECTS)) if (!existsSync(objectPath(f))) missing.push(`bpf/build/${f} not built: run scripts/setup.sh (make -C bpf)`);
-      if (o.l7 && (await findTool('haproxy'))) {
-        const vv = (await exec('haproxy', ['-vv'], { allowFail: true })).stdout;
-        for (const f of ['NS', 'TPROXY'])
-          if (!new RegExp(`\\+${f}\\b`).test(vv)) missing.push(`haproxy is built without ${f} (the node L7 proxy needs namespace-aware servers and transparent listeners): apt-get install haproxy (Debian's build has +NS +TPROXY)`);
-      }
-      return missing;
+    needs: [...EBPF_NEEDS, ...(o.l7 ? L7_NEEDS : [])],
+
+    plan(p: PlanContext) {
+      return { configs: planEbpf(p, o.l7, 'l7-proxy').configs };
     },
 
     async deploy(ctx: DataplaneContext): Promise<Deployed> {
       const { cluster: c, scenario: s } = ctx;
       const cgroup = ctx.procs.cgroupBase;
       if (!cgroup) throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
-      // Everything that can be bad input is worked out before the host is touched.
-      const ids = allocateIdentities(c);
-      const policyOf = new Map(c.pods.map((p) => [p.name, endpointPolicy(s.policies, p, c, ids)]));
-      const plan = o.l7 ? l7Plan(s, c) : undefined;
-      const l7Configs = plan ? renderL7Proxies(c, s, plan, ids, join(ctx.caseDir, 'l7-proxy')) : [];
+      // Everything that can be bad input is worked out before the host is touched (plan() did it first).
+      const { ids, policyOf, plan, l7Configs } = planEbpf(ctx, o.l7, join(ctx.caseDir, 'l7-proxy'));
       const fs = bpffsDir(c.prefix);
       mkdirSync(fs, { recursive: true });
       await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs]);
@@ -513,9 +540,3 @@ export async function unmountBpffs(prefix: string): Promise<void> {
   const fs = bpffsDir(prefix);
   if (existsSync(fs)) await exec('umount', ['-l', fs], { allowFail: true });
 }
-
-export const ebpf = ebpfDataplane({
-  name: 'ebpf',
-  summary: 'Cilium-like eBPF, L3/L4 only: socket LB at connect(), identity policy in tc, WireGuard between nodes, no proxy',
-  l7: false,
-});

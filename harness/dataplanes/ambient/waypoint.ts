@@ -1,7 +1,7 @@
 // `ambient-waypoint`: Istio Ambient with a waypoint per namespace, the namespace enrolled as a
 // whole: every request goes source node proxy → waypoint (HAProxy standing in for Envoy: L7
 // policy, canary split) → destination node proxy: three user-space hops, two mTLS legs.
-import { istioCniCapture, nodeProxyDataplane } from '../proxy/node-proxy.js';
+import { istioCniCapture, nodeProxyDataplane } from './family.js';
 
 export const ambientWaypoint = nodeProxyDataplane({
   name: 'ambient-waypoint',

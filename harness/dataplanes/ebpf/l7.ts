@@ -2,7 +2,7 @@
 // Connections to app ports with ingress L7 rules, and to Services with routes, are redirected by
 // the tc programs (mark + TPROXY in the node namespace) to one proxy per node, which enforces the
 // L7 rules and the canary split; every other connection stays in the kernel as with `ebpf`.
-import { ebpfDataplane } from '../ebpf/index.js';
+import { ebpfDataplane } from './family.js';
 
 export const ebpfL7 = ebpfDataplane({
   name: 'ebpf-l7',

@@ -1,32 +1,41 @@
-// HAProxy (Debian's 2.6) as the sidecar engine. One process per pod, in the pod's namespace,
-// started as root only to bind and read its keys, then running as the proxy uid that the capture
-// rules exclude (`uid`/`gid` in global).
-//  - outbound listener: the app's connections arrive REDIRECTed; HAProxy's `dst` is the original
-//    destination (SO_ORIGINAL_DST), so routing is by Service VIP:port → an endpoint, over pooled
-//    mTLS (`http-reuse always`) presenting the pod's certificate and verifying the peer.
-//  - inbound listener: terminates mTLS (client certificate required, signed by the run's root),
-//    authorizes the peer's SPIFFE identity and the request, forwards to the app over loopback.
-// HAProxy 2.6 has no fetch for URI SANs. Peers are checked two ways instead: at handshake the
-// client verifies the server with `verifyhost`, which checks the certificate's CN (our workload
-// certificates carry the SPIFFE ID there too, and no DNS SAN); the server authorizes a client by
-// finding the exact DER encoding of the allowed URI SAN in the verified certificate (`ssl_c_der`).
+// HAProxy (Debian's 2.6), the lab's one proxy engine: the only place HAProxy configs are rendered,
+// processes started and admin sockets read, for every role it plays (sidecar, node proxy,
+// waypoint, eBPF node L7 proxy).
+// Sidecar: one process per pod in the pod's namespace, running as the uid the capture rules
+// exclude. Outbound routes by original destination (SO_ORIGINAL_DST) to endpoints over pooled
+// mTLS; inbound terminates mTLS, authorizes the peer's SPIFFE ID and the request, forwards over
+// loopback. HAProxy 2.6 has no URI SAN fetch: a client checks the server with `verifyhost` (the CN,
+// which repeats the SPIFFE ID), a server finds the allowed URI SAN's DER bytes in `ssl_c_der`.
+// Over 500 lines on purpose: every role's renderer lives here, the only module that writes HAProxy configs.
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { uriSanDerHex } from '../mesh-ca/index.js';
+import { MeshbenchError } from '../../errors.js';
+import { uriSanDerHex } from '../mesh/ca.js';
 import { exec } from '../../util/exec.js';
 import type { LabProcess, ProcessGroup } from '../../util/procs.js';
 import { findTool } from '../../util/tools.js';
 import type { L7ProxySpec, NodeProxySpec, OutboundRoute, OutboundService, ProxyCounters, ProxyEngine, SidecarSpec, WaypointSpec } from './types.js';
 
-/** Same TLS for every mesh in the lab (DATAPLANES.md): TLS 1.3, AES-128-GCM, OpenSSL via HAProxy. */
+/** Same TLS for every mesh in the lab: TLS 1.3, AES-128-GCM, OpenSSL via HAProxy. */
 export const TLS_SETTINGS = { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' };
 
 const sanHex = (spiffeId: string) => uriSanDerHex(spiffeId).toUpperCase();
 /** One config word. Single quotes: HAProxy takes their content literally (no escapes, no $VARS). */
 const q = (s: string) => {
-  if (s.includes("'")) throw new Error(`cannot put a single quote in a HAProxy config word: ${s}`);
+  const bad = /['\r\n]/.exec(s);
+  if (bad) throw new ConfigWordError(s, bad[0] === "'" ? 'a single quote' : 'a line break');
   return /^[A-Za-z0-9_.:/-]+$/.test(s) ? s : `'${s}'`;
 };
+
+/** A string HAProxy cannot hold in one config word: bad input (the scenario's L7 rules and routes are its only source). */
+export class ConfigWordError extends MeshbenchError {
+  constructor(
+    readonly word: string,
+    readonly what: string,
+  ) {
+    super('E_INPUT', `cannot put ${what} in a HAProxy config word: ${JSON.stringify(word)}`, { hint: 'keep quotes and line breaks out of L7 rules (methods, paths, headers) and routes' });
+  }
+}
 
 function identityAcl(name: string, ids: string[]): string {
   return `  acl ${name} ssl_c_der,hex -m sub ${ids.map(sanHex).join(' ')}`;
@@ -458,6 +467,61 @@ export function parseShowStat(csv: string): ProxyCounters {
   return out;
 }
 
+export interface HaproxyProcess {
+  name: string;
+  role: string;
+  /** Namespace the process starts in. */
+  netns: string;
+  configFile: string;
+  logFile: string;
+  /** Drop root before exec (setpriv): run as this uid/gid keeping only these capabilities. */
+  as?: { uid: number; caps: string[] };
+}
+
+/** Start one HAProxy of the lab (foreground, so the process group owns it). */
+export function spawnHaproxy(procs: ProcessGroup, p: HaproxyProcess): LabProcess {
+  const args = ['-db', '-f', p.configFile];
+  if (!p.as) return procs.start({ name: p.name, role: p.role, cmd: 'haproxy', args, netns: p.netns, logFile: p.logFile });
+  const caps = p.as.caps.map((x) => `+${x}`).join(',');
+  return procs.start({
+    name: p.name,
+    role: p.role,
+    cmd: 'setpriv',
+    args: [`--reuid=${p.as.uid}`, `--regid=${p.as.uid}`, '--clear-groups', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, 'haproxy', ...args],
+    netns: p.netns,
+    logFile: p.logFile,
+  });
+}
+
+export interface HaproxyBuild {
+  path: string;
+  /** "2.6.12-1+deb12u1", or the first line of `haproxy -vv` when it has no version. */
+  version: string;
+  /** Build options from "Feature list": NS, TPROXY … (without the sign); empty when the list is missing. */
+  features: string[];
+  /** True when `haproxy -vv` printed a feature list at all. */
+  listed: boolean;
+}
+
+/** What `haproxy -vv` says about this build; undefined when haproxy is not installed. */
+export async function haproxyBuild(timeoutMs = 5000): Promise<HaproxyBuild | undefined> {
+  const path = await findTool('haproxy');
+  if (!path) return undefined;
+  const r = await exec(path, ['-vv'], { allowFail: true, timeoutMs });
+  const out = `${r.stdout}\n${r.stderr}`;
+  const line = out.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  const list = out.match(/^Feature list\s*:\s*(.*)$/m)?.[1];
+  return {
+    path,
+    version: line.replace(/^HAProxy version /, '').replace(/\s*-?\s*https?:\/\/\S+/g, '').replace(/\s+/g, ' ').slice(0, 80).trim(),
+    features: (list?.split(/\s+/) ?? []).filter((f) => f.startsWith('+')).map((f) => f.slice(1)),
+    listed: list !== undefined,
+  };
+}
+
+/** What each build flag the lab asks for gives a proxy. */
+export const HAPROXY_FLAG_USE: Record<string, string> = { NS: 'binds and servers inside other namespaces', TPROXY: 'transparent listeners' };
+
 export const haproxy: ProxyEngine = {
   name: 'haproxy',
   async version() {
@@ -467,7 +531,7 @@ export const haproxy: ProxyEngine = {
   },
   renderSidecar,
   start(procs: ProcessGroup, spec: SidecarSpec, configFile: string, logFile: string, role: string): LabProcess {
-    return procs.start({ name: `proxy-${spec.pod}`, role, cmd: 'haproxy', args: ['-db', '-f', configFile], netns: spec.netns, logFile });
+    return spawnHaproxy(procs, { name: `proxy-${spec.pod}`, role, netns: spec.netns, configFile, logFile });
   },
   async counters(socket: string) {
     return parseShowStat(await statsCommand(socket, 'show stat'));

@@ -1,85 +1,11 @@
-// Istio Ambient traffic capture inside a pod's network namespace: the rules the istio-cni node
-// agent installs in every ambient pod for ztunnel's in-pod mode, reproduced rule for rule (same
-// tables, chains, rule order and match options), plus the policy route that keeps replies to
-// ztunnel's local deliveries inside the pod.
-//
-// Upstream facts modelled (istio/istio master 86c9f01f, 2026-08-22):
-// - cni/pkg/iptables/iptables.go (last changed d8f0973a, 2025-12-17): CreateInpodRules() and
-//   AppendInpodRules(PodLevelOverrides{}) — the rule list and its order; CreateInpodRules() first
-//   adds the loopback route, then the fwmark rule, then runs `iptables-restore --noflush -v`.
-// - cni/pkg/iptables/iptables_linux.go: AddLoopbackRoutes() (netlink RouteReplace: "ip route add
-//   local 0.0.0.0/0 dev lo table 100", scope host) and AddInpodMarkIPRule() ("ip rule add fwmark
-//   0x111/0xfff pref 32764 lookup 100", EEXIST ignored).
-// - cni/pkg/config/config.go: InpodMark 1337 (0x539, "needs to match the inpod config mark in
-//   ztunnel") / InpodMask 0xfff, InpodTProxyMark 0x111 / InpodTProxyMask 0xfff, InpodRestoreMask
-//   0xffffffff, RouteTableInbound 100, ports 15001 / 15006 / 15008 / DNS 15053.
-//   cni/pkg/nodeagent/options.go: HOST_PROBE_SNAT_IP default 169.254.7.127.
-// - tools/istio-iptables/pkg/builder/iptables_builder_impl.go, buildRestore(): payload layout —
-//   tables in name order (mangle, nat, raw), `* <table>`, `-N` for each Istio chain in order of
-//   first use in that table, then every rule in the order appended, `COMMIT`.
-// - cni/pkg/iptables/testdata/default.golden (RedirectDNS on) and
-//   dns_pod_disabled_and_on_globally.golden (DNS capture off): byte for byte what the generator
-//   must produce for IPv4 (test/fixtures/capture/ambient-inpod*.golden keep them; the unit test
-//   compares).
-// - manifests/charts/istio-cni/values.yaml: ambient.dnsCapture true, ambient.ipv6 true,
-//   nativeNftables false. So the default pod gets the DNS rules (nat REDIRECT of port 53 to 15053
-//   and the raw-table conntrack zone rules) and iptables, not nftables. `dnsCapture: false` gives
-//   the rules of a cluster installed with ambient.dnsCapture=false.
-//
-// REDIRECT, not TPROXY. In-pod mode started with mangle-table TPROXY for inbound (fb917942,
-// 2024-01: `-j TPROXY --on-port 15006/15008 --tproxy-mark 0x111/0xfff`), moved to nat REDIRECT
-// with TPROXY behind a TPROXY_REDIRECTION flag (4a49d35f, #52622, 2024-08, Istio 1.24), and the
-// TPROXY mode was deleted (382a07b8, #53896, 2024-11, Istio 1.25). Master has only REDIRECT for
-// both directions: inbound plaintext → 15006 in nat ISTIO_PRERT, outbound → 15001 in nat
-// ISTIO_OUTPUT; HBONE (15008) is never redirected, it reaches ztunnel's listener directly. The
-// mangle CONNMARK rules and the table-100 route are what is left of the TPROXY design: ztunnel
-// delivers inbound connections to the app from the *client's* address (IP_TRANSPARENT), so the
-// app's replies are addressed to a remote IP; the connmark puts them back on lo.
-//
-// How the rules work (default, IPv4):
-//   mangle PREROUTING → ISTIO_PRERT: packets with mark 0x539/0xfff (ztunnel's sockets, seen here
-//     when ztunnel's connection loops over lo to the app) → CONNMARK 0x111/0xfff on the connection.
-//   mangle OUTPUT → ISTIO_OUTPUT: connection marked 0x111 → restore it to the packet mark; the
-//     changed mark re-routes the packet: `ip rule fwmark 0x111/0xfff lookup 100` → `local default
-//     dev lo` (the app's reply to a spoofed client address is delivered locally, to ztunnel).
-//   nat PREROUTING → ISTIO_PRERT: ACCEPT from 169.254.7.127 (kubelet probes, SNATed on the host);
-//     TCP not to 127.0.0.1, not to 15008, not marked 0x539 → REDIRECT 15006.
-//   nat OUTPUT → ISTIO_OUTPUT: ACCEPT to 169.254.7.127; [DNS: UDP 53 not on lo and TCP 53 not to
-//     127.0.0.1, unmarked → REDIRECT 15053]; TCP with mark 0x111 ACCEPT; to a non-127.0.0.1
-//     address over lo (app → its own pod IP) ACCEPT; unmarked TCP not to 127.0.0.1 → REDIRECT 15001.
-//   [DNS: raw OUTPUT → ISTIO_OUTPUT: ztunnel's UDP to port 53 → conntrack zone 1; raw PREROUTING →
-//     ISTIO_PRERT: unmarked UDP from port 53 → zone 1 (istio#33469, port collisions).]
-//
-// Lab deviation, `exclude: { uid }` (the lab's node proxy, HAProxy 2.6, cannot set SO_MARK on the
-// sockets it opens, so the 0x539 mark can never identify its traffic). Every rule that checks the
-// ztunnel mark 0x539/0xfff on *locally generated* packets — nat ISTIO_OUTPUT (the 15001 REDIRECT
-// and the two DNS REDIRECTs) and raw ISTIO_OUTPUT (the DNS zone rule) — gets `-m owner
-// [!] --uid-owner <uid>` in the place of `-m mark [!] --mark 0x539/0xfff`, same position, same
-// negation. Nothing else changes:
-// - PREROUTING (mangle, nat, raw ISTIO_PRERT) keeps upstream's mark checks: the owner match does
-//   not exist there (no local socket on an arriving packet).
-// - The 0x111 checks (mangle connmark restore, nat `-m mark --mark 0x111/0xfff -j ACCEPT`) are not
-//   proxy-identity checks and stay.
-// Consequence for the proxy: the mangle PREROUTING rule sets connmark 0x111 only for packets
-// carrying mark 0x539, so with uid exclusion the proxy's connections to its local app never get
-// the connmark, and replies addressed to a spoofed (non-local) client source follow the main table
-// instead of coming back through lo (out of eth0, towards the client). A proxy excluded by uid
-// must deliver to the app from the pod's own address, not transparently (HAProxy: no `usesrc
-// clientip`). test/integration/capture-ambient.test.ts shows both outcomes.
-//
-// Left out, because the lab's pods do not need it or the default pod does not get it:
-// - IPv6 (chart default ambient.ipv6 true): ip6tables-restore of the same rules with ::1/128 and
-//   the v6 probe address fd16:9254:7127:1337:ffff:ffff:ffff:ffff, `local ::/0 dev lo table 100`
-//   and a v6 fwmark rule. Lab pods are IPv4-only.
-// - The host-namespace rules (nat POSTROUTING → ISTIO_POSTRT: SNAT of node-local probe traffic to
-//   169.254.7.127, ipset istio-inpod-probes-v4): not pod rules; the lab runs no kubelet probes.
-// - Pod overrides: ingress mode (no PREROUTING capture), virtual interfaces (REDIRECT -i <if> to
-//   15001), per-pod DNS capture annotation. Native nftables (nativeNftables false by default).
-// - Reconcile/cleanup of drifted rules and the temporary filter-table DROP guardrails.
-
-import { runError } from '../../errors.js';
-import { exec } from '../../util/exec.js';
-import type { CaptureDescription, IptablesBackend } from './index.js';
+// Istio Ambient traffic capture inside a pod's namespace: the istio-cni in-pod rules for ztunnel,
+// reproduced rule for rule (tables, chains, order, match options), plus the policy route that keeps
+// replies to the node proxy's local deliveries inside the pod. Lab deviation: the node proxy is
+// excluded by uid (`exclude: { uid }`), not by mark 0x539. Upstream sources and the rule-by-rule
+// walk-through: docs/ (ambient family page).
+import { runError } from '../../../errors.js';
+import { exec } from '../../../util/exec.js';
+import type { CaptureDescription, IptablesBackend } from './types.js';
 import { BUILTIN_CHAINS, diffAgainstSave, parseTable, type TableRules } from './rules.js';
 
 /** Marks and masks from cni/pkg/config/config.go. */

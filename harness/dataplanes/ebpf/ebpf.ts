@@ -1,0 +1,8 @@
+// `ebpf`: the eBPF family L3/L4 only (Cilium without its L7 proxy): every request stays in the kernel.
+import { ebpfDataplane } from './family.js';
+
+export const ebpf = ebpfDataplane({
+  name: 'ebpf',
+  summary: 'Cilium-like eBPF, L3/L4 only: socket LB at connect(), identity policy in tc, WireGuard between nodes, no proxy',
+  l7: false,
+});
