@@ -18,9 +18,11 @@
 //   2^30, cores and millicores of one CPU, ms and s.
 // Several figures of one row (a ratio, an order) each get their own interval; the verdict rules
 // say how they are combined. A table the lab has no mapping for gets rows that say so.
+// Over 500 lines by choice: one judge per reference table, each short, sharing the row builders.
 import type { CaseResult, ClaimsTable, RunRecord } from '../results/types.js';
 import { metricOf } from './metrics.js';
-import { bootstrapCI, overhead, type Interval } from './stats.js';
+import { addedOverBaseline, dataplaneSplit, overRepeats, type Split } from './figures.js';
+import { bootstrapCI, type Interval } from './stats.js';
 import { judgeFigure, judgeOrdering, judgeRatio, publishedRange, showInterval, type PublishedFigure, type VerdictWord } from './verdicts.js';
 
 /** The lab's dataplane for each dataplane name the documents use. */
@@ -78,10 +80,6 @@ export interface TableVerdicts {
 // ---------------------------------------------------------------------------------------------
 // Lab figures of one case
 
-const NOT_DATAPLANE = new Set(['app', 'load']);
-/** Roles with one process per pod (sidecars); every other dataplane role runs per node. */
-const PER_POD_ROLES = new Set(['proxy']);
-
 const UNIT: Record<string, number> = { B: 1, MB: 1e6, GB: 1e9, MiB: 2 ** 20, Mi: 2 ** 20, GiB: 2 ** 30 };
 
 function memUnit(unit: string): number {
@@ -90,48 +88,15 @@ function memUnit(unit: string): number {
   return f;
 }
 
-interface Split {
-  pods: number;
-  nodes: number;
-  perPodBytes: number;
-  perNodeBytes: number;
-  totalBytes: number;
-  cpuCores: number;
-}
-
-/** The case's dataplane memory and CPU split per pod and per node; undefined without resources. */
-export function dataplaneSplit(c: CaseResult): Split | undefined {
-  const r = c.resources;
-  const pods = r?.normalized?.pods ?? c.topology?.pods;
-  const nodes = r?.normalized?.nodes ?? c.topology?.nodes;
-  if (!r || c.status !== 'ok' || !pods || !nodes || !(r.windowS > 0)) return undefined;
-  let podBytes = 0;
-  let nodeBytes = r.kernel?.bpfMapBytes ?? 0;
-  let cpuS = (r.kernel?.bpfRunTimeNs ?? 0) / 1e9;
-  for (const [role, rr] of Object.entries(r.byRole ?? {})) {
-    if (NOT_DATAPLANE.has(role)) continue;
-    if (PER_POD_ROLES.has(role)) podBytes += rr.pssBytes;
-    else nodeBytes += rr.pssBytes;
-    cpuS += rr.cpuSeconds;
-  }
-  return { pods, nodes, perPodBytes: podBytes / pods, perNodeBytes: nodeBytes / nodes, totalBytes: podBytes + nodeBytes, cpuCores: cpuS / r.windowS };
-}
-
 type Getter = (c: CaseResult) => number | undefined;
 
 const okCases = (cases: readonly CaseResult[], dp: string) => cases.filter((c) => c.dataplane === dp && c.status === 'ok');
 
-/** Median over the dataplane's ok cases with a bootstrap interval (repeats are the sample). */
-function measure(cases: readonly CaseResult[], dp: string, get: Getter, seed: string): Interval | undefined {
-  const xs = okCases(cases, dp)
-    .map(get)
-    .filter((v): v is number => v !== undefined && Number.isFinite(v));
-  return xs.length ? bootstrapCI(xs, undefined, { seed }) : undefined;
-}
+const measure = overRepeats;
 
 /** Dataplane minus baseline, paired by repeat, of the first workload both ran. */
 function added(cases: readonly CaseResult[], dp: string, metric: string, scale: number): Interval | undefined {
-  const o = overhead(cases, dp, 'baseline', metric)[0];
+  const o = addedOverBaseline(cases, dp, metric)[0];
   return o ? { ...o, estimate: o.estimate * scale, low: o.low * scale, high: o.high * scale } : undefined;
 }
 

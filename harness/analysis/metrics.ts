@@ -19,7 +19,9 @@
 // A role is whatever the record names (app, load, proxy, node-proxy, waypoint, agent, wireguard…).
 // `metricOf` gives undefined when the case does not carry the figure (a failed case, a role the
 // dataplane does not have); an unknown name is bad input (E_INPUT) listing the valid ones.
+import { median } from 'simple-statistics';
 import { inputError } from '../errors.js';
+import { byString } from '../util/order.js';
 import type { CaseResult, Histogram, Normalized, RoleResources } from '../results/types.js';
 
 export type MetricUnit = 'us' | 'ms' | 's' | 'ns' | 'bytes' | 'qps' | 'count';
@@ -95,8 +97,7 @@ const FIXED: Record<string, Fixed> = {
     description: "the median pod's ready time",
     get: (c) => {
       const v = podReady(c);
-      const m = v.length >> 1;
-      return v.length ? (v.length % 2 ? v[m] : (v[m - 1]! + v[m]!) / 2) : undefined;
+      return v.length ? median(v) : undefined;
     },
   },
   'kernel:softirqSeconds': { unit: 's', better: 'lower', description: 'system-wide softirq time over the window', get: (c) => c.resources?.kernel?.softirqSeconds },
@@ -172,7 +173,7 @@ export function metricOf(c: CaseResult, name: string): number | undefined {
 export function rolesOf(cases: readonly CaseResult[]): string[] {
   const roles = new Set<string>();
   for (const c of cases) for (const r of Object.keys(c.resources?.byRole ?? {})) roles.add(r);
-  return [...roles].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...roles].sort(byString);
 }
 
 /**

@@ -9,6 +9,7 @@
 // requests within a window are correlated and the spread between repeats (placement, caches,
 // neighbours) is what decides whether a difference is real. With few repeats the tests are weak
 // by construction — see `PermutationResult.minP`.
+import * as ss from 'simple-statistics';
 import type { CaseResult } from '../results/types.js';
 import { metricOf } from './metrics.js';
 
@@ -63,26 +64,25 @@ export const DEFAULT_SEED = 'meshbench';
 // ---------------------------------------------------------------------------------------------
 // Descriptive statistics
 
-const ascending = (xs: ArrayLike<number>): number[] => Array.from(xs).sort((a, b) => a - b);
+// The basic statistics are simple-statistics' (quantiles are its type 7, linear interpolation);
+// these wrappers only give NaN for an empty sample instead of throwing, and a 0–100 scale.
 
 /**
  * The median: the middle value of the sorted sample, or the mean of the two middle values when
  * n is even. NaN for an empty sample. Equals `percentile(xs, 50)`.
  */
 export function median(xs: ArrayLike<number>): number {
-  const n = xs.length;
-  if (n === 0) return NaN;
-  const s = ascending(xs);
-  const m = n >> 1;
-  return n % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return xs.length === 0 ? NaN : ss.median(Array.from(xs));
 }
 
 /** Arithmetic mean; NaN for an empty sample. */
 export function mean(xs: ArrayLike<number>): number {
-  if (xs.length === 0) return NaN;
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i]!;
-  return s / xs.length;
+  return xs.length === 0 ? NaN : ss.mean(Array.from(xs));
+}
+
+/** Population standard deviation; NaN for an empty sample. */
+export function standardDeviation(xs: ArrayLike<number>): number {
+  return xs.length === 0 ? NaN : ss.standardDeviation(Array.from(xs));
 }
 
 /**
@@ -98,14 +98,7 @@ export function mean(xs: ArrayLike<number>): number {
 export function percentile(xs: ArrayLike<number>, p: number): number {
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile: p must be within [0, 100], got ${p}`);
   if (xs.length === 0) return NaN;
-  return percentileSorted(ascending(xs), p);
-}
-
-function percentileSorted(s: ArrayLike<number>, p: number): number {
-  const h = ((s.length - 1) * p) / 100;
-  const lo = Math.floor(h);
-  const hi = Math.min(s.length - 1, lo + 1);
-  return s[lo]! + (h - lo) * (s[hi]! - s[lo]!);
+  return ss.quantile(Array.from(xs), p / 100);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ function resampleInto(xs: ArrayLike<number>, out: number[], r: Rng): number[] {
 /** The interval's bounds: the (1−level)/2 and (1+level)/2 percentiles (type 7) of the replicates. */
 function bounds(replicates: number[], level: number): { low: number; high: number } {
   const s = replicates.sort((a, b) => a - b);
-  return { low: percentileSorted(s, (100 * (1 - level)) / 2), high: percentileSorted(s, (100 * (1 + level)) / 2) };
+  return { low: ss.quantileSorted(s, (1 - level) / 2), high: ss.quantileSorted(s, (1 + level) / 2) };
 }
 
 /**

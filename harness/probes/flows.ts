@@ -18,6 +18,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { FlowEdge, FlowSummary, FlowWorkload } from '../results/types.js';
+import { byString } from '../util/order.js';
 
 export type { FlowEdge, FlowSummary, FlowWorkload } from '../results/types.js';
 
@@ -153,7 +154,6 @@ function endOf(ip: string, identity: number, pod: string | undefined, namespace:
   return { id: ip, w: { id: '', kind: 'address', name: ip }, identity };
 }
 
-const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 const sortedRecord = (m: Map<string, number>): Record<string, number> => Object.fromEntries([...m.entries()].sort((a, b) => byString(a[0], b[0])));
 const isL7 = (f: Flow) => f.type === 'L7' || f.observationPoint === 'l7-proxy';
 const reasonOf = (f: Flow) => (f.dropReason ? f.dropReason : 'UNKNOWN');

@@ -1,6 +1,7 @@
 // The report's "Claims" section: the source documents' tables the scenario names, each published
 // row beside the figure measured in the run, with its verdict, the reason and where the figure
-// comes from (analysis/claims.ts). First in the report, summary of verdicts on top.
+// comes from (analysis/claims.ts). Right after the comparison it judges the documents with, summary
+// of verdicts on top.
 import { claimVerdicts, verdictCounts, type TableVerdicts, type VerdictRow } from '../analysis/claims.js';
 import type { VerdictWord } from '../analysis/verdicts.js';
 import type { RunRecord } from '../results/types.js';

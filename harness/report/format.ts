@@ -77,5 +77,4 @@ export function signedUs(n: unknown): string {
   return (r > 0 ? '+' : '\u2212') + fixed(Math.abs(r), 1);
 }
 
-/** Plain code-unit string order: independent of locale, so output order is the same everywhere. */
-export const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+export { byString } from '../util/order.js';

@@ -8,10 +8,12 @@
 // byte-identical output (no render time, ordering fixed by run start/id, case index and plain
 // string order of roles and keys).
 //
-// What it shows follows DATAPLANES.md ("Rules for every model"): per-dataplane path (user-space
-// hops, loopback legs, redirect, encryption), memory per role, CPU per role apart from kernel time
-// no process owns (softirq, said to be system-wide), and every stand-in named with its version and
-// config size, its figures never presented as the real component's.
+// It opens with the dataplanes side by side (overview.ts), then the claims (claims.ts), then one
+// section per kind of figure; every figure comes from analysis/ (figures.ts, metrics.ts) and this
+// file only lays them out. Every stand-in is named with its version and config size, its figures
+// never presented as the real component's (docs/results.md, "The report").
+//
+// Over 500 lines by choice: one function per section of the page, sharing the table helpers below.
 import { existsSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { inputError } from '../errors.js';
@@ -31,6 +33,9 @@ import {
 import { DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
 import { edgeState, renderFlowMap } from './flowmap.js';
 import { CLAIMS_CSS, claimsSection } from './claims.js';
+import { caseAddedOverBaseline, cpuPercent, notOkReason } from '../analysis/figures.js';
+import { metricOf } from '../analysis/metrics.js';
+import { OVERVIEW_CSS, overviewSection } from './overview.js';
 
 export interface ReportOptions {
   /** Reports go to `<reportsRoot>/<scenario>/`; default `reports`. */
@@ -122,6 +127,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 
   const body = [
     headerSection(ctx),
+    overviewSection(ctx.runs),
     claimsSection(ctx.runs),
     latencySection(ctx, byName),
     resourcesSection(ctx, byName),
@@ -144,6 +150,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 <meta name="generator" content="meshbench">
 <title>meshbench · ${esc(scenario)}</title>
 <style>${CSS}
+${OVERVIEW_CSS}
 ${CLAIMS_CSS}</style>
 </head>
 <body>
@@ -287,7 +294,8 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
       for (const role of Object.keys(r.byRole).sort(byString)) {
         const rr = r.byRole[role]!;
         if (Number.isFinite(rr.pssBytes)) mem.push({ case: v.label, role, value: round(rr.pssBytes / 1048576, 3) });
-        if (Number.isFinite(rr.cpuSeconds) && r.windowS > 0) cpu.push({ case: v.label, role, value: round((rr.cpuSeconds / r.windowS) * 100, 3) });
+        const c = cpuPercent(rr.cpuSeconds, r.windowS);
+        if (c !== undefined) cpu.push({ case: v.label, role, value: round(c, 3) });
       }
     }
     if (mem.length > 0) {
@@ -329,7 +337,8 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
       for (const role of Object.keys(r.normalized![scope]).sort(byString)) {
         const x = r.normalized![scope][role]!;
         if (Number.isFinite(x.pssBytes)) mem.push({ case: v.label, role, value: round(x.pssBytes / 1048576, 3) });
-        if (Number.isFinite(x.cpuSeconds) && r.windowS > 0) cpu.push({ case: v.label, role, value: round((x.cpuSeconds / r.windowS) * 100, 4) });
+        const c = cpuPercent(x.cpuSeconds, r.windowS);
+        if (c !== undefined) cpu.push({ case: v.label, role, value: round(c, 4) });
       }
     }
     const each = `each role's total divided by the case's ${unit === 'pod' ? 'meshed pods' : 'nodes'}`;
@@ -442,7 +451,7 @@ function caseHead(ctx: Ctx): string[] {
   return h;
 }
 
-function standIns(ctx: Ctx): { sentence: string; details: string[] }[] {
+function standIns(ctx: Ctx): { sentence: string; short: string; details: string[] }[] {
   const groups = new Map<string, { p: Provenance; uses: string[] }>();
   for (const v of ctx.cases) {
     for (const role of Object.keys(v.c.provenance ?? {}).sort(byString)) {
@@ -456,6 +465,7 @@ function standIns(ctx: Ctx): { sentence: string; details: string[] }[] {
   }
   return [...groups.values()].map(({ p, uses }) => ({
     sentence: standInSentence(p),
+    short: `${esc(p.engine)} for ${esc(p.standInFor)}`,
     details: [
       `version ${p.version ?? 'not recorded'}`,
       `config ${p.configBytes !== undefined ? `${int(p.configBytes)} bytes` : 'size not recorded'}`,
@@ -488,12 +498,19 @@ ${r.error ? `<p class="run-error"><strong>Run error:</strong> ${esc(r.error)}</p
     })
     .join('\n');
   const si = standIns(ctx);
+  // One line per distinct sentence, so the comparison below stays in view; versions, config sizes
+  // and uses one click away (and in “Provenance”).
   const standInBox = si.length
     ? `<div class="standins" id="stand-ins">
 <h2>Stand-ins</h2>
 <ul>
-${si.map((s) => `<li><strong class="standin-sentence">${s.sentence}.</strong> <span class="meta">${s.details.map(esc).join(' · ')}</span></li>`).join('\n')}
+${[...new Set(si.map((s) => s.sentence))].map((s) => `<li><strong class="standin-sentence">${s}.</strong></li>`).join('\n')}
 </ul>
+<details><summary>Versions, config sizes and where each is used</summary>
+<ul>
+${si.map((s) => `<li>${s.short}: <span class="meta">${s.details.map(esc).join(' · ')}</span></li>`).join('\n')}
+</ul>
+</details>
 </div>`
     : '';
   return `<header>
@@ -506,16 +523,12 @@ ${standInBox}
 </header>`;
 }
 
-function baselineFor(ctx: Ctx, v: CaseView): CaseView | undefined {
-  if (v.c.dataplane === 'baseline') return undefined;
-  return ctx.cases.find(
-    (b) => b.run === v.run && isResult(b) && b.c.dataplane === 'baseline' && b.c.workload === v.c.workload && b.c.repeat === v.c.repeat && b.c.latencyUs,
-  );
-}
+/** This case minus its run's baseline case of the same workload and repeat (analysis/figures.ts). */
+const addedOf = (v: CaseView, metric: 'p50' | 'p99') => caseAddedOverBaseline(v.run.cases, v.c, metric);
 
 function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
   const withLatency = ctx.cases.filter((v) => isResult(v) && v.c.latencyUs);
-  const hasBaseline = withLatency.some((v) => baselineFor(ctx, v));
+  const hasBaseline = withLatency.some((v) => addedOf(v, 'p50') !== undefined);
   const head = [
     ...caseHead(ctx),
     th('p50 µs', true),
@@ -537,7 +550,6 @@ function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
   ];
   const rows = withLatency.map((v) => {
     const L = v.c.latencyUs!;
-    const b = baselineFor(ctx, v);
     const a = v.c.load?.actual;
     return `<tr>${[
       ...caseCells(ctx, v),
@@ -547,7 +559,7 @@ function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
       td(us(L.p999), true),
       td(us(L.max), true),
       ...(hasBaseline
-        ? [td(b ? signedUs(L.p50 - b.c.latencyUs!.p50) : DASH, true, 'added'), td(b ? signedUs(L.p99 - b.c.latencyUs!.p99) : DASH, true, 'added')]
+        ? [td(signedUs(addedOf(v, 'p50')), true, 'added'), td(signedUs(addedOf(v, 'p99')), true, 'added')]
         : []),
       td(int(a?.requests), true),
       td(int(a?.errors), true, a?.errors ? 'bad' : ''),
@@ -574,11 +586,7 @@ ${figure(charts.get('latency-cdf'), 'No latency distribution chart: no case has 
 </section>`;
 }
 
-/** Why a case is not a result: its validity reasons, else its error. */
-function reasonsOf(c: CaseResult): string {
-  const r = c.validity?.reasons ?? [];
-  return r.length ? r.join('; ') : (c.error ?? 'no error recorded');
-}
+const reasonsOf = notOkReason;
 
 /** What a case that is not a result measured, said as diagnosis (never in a figures table). */
 function diagnosis(c: CaseResult): string {
@@ -615,7 +623,7 @@ function resourcesSection(ctx: Ctx, charts: Map<string, RenderedChart>): string 
     const roles = Object.keys(r.byRole).sort(byString);
     const span = roles.length + 1;
     const caseCellsSpan = caseCells(ctx, v).map((c) => c.replace(/^<td/, `<td rowspan="${span}"`));
-    const cpuPct = (s: number) => (r.windowS > 0 ? pct((s / r.windowS) * 100) : DASH);
+    const cpuPct = (s: number) => pct(cpuPercent(s, r.windowS));
     const total = { processes: 0, rssBytes: 0, pssBytes: 0, rssPeakBytes: 0, cpuSeconds: 0 };
     roles.forEach((role, i) => {
       const rr = r.byRole[role]!;
@@ -704,13 +712,6 @@ ${withK.length ? table(head, rows, 'kernel') : '<p class="note">No case recorded
 </section>`;
 }
 
-function median(xs: number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1]! + s[m]!) / 2;
-}
-
 function startupSection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
   const withS = ctx.cases.filter((v) => isResult(v) && v.c.startup);
   const head = [
@@ -733,8 +734,8 @@ function startupSection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
       td(ms(s.topologyUpMs), true),
       td(ms(s.dataplaneDeployMs), true),
       td(int(pods.length), true),
-      td(ms(median(pods.map((p) => p[1]))), true),
-      td(ms(pods[0]?.[1]), true),
+      td(ms(metricOf(v.c, 'startup:podReadyMedianMs')), true),
+      td(ms(metricOf(v.c, 'startup:podReadyMs')), true),
       td(pods[0] ? `<code>${esc(pods[0][0])}</code>` : DASH),
       td(ms(s.firstRequestMs), true),
     ].join('')}</tr>`;
@@ -972,7 +973,9 @@ code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:v
 .status-failed{color:var(--bad);background:#ffebe9}
 .standins{border:2px solid var(--warn);background:#fff8c5;border-radius:8px;padding:.4rem 1rem;margin:1rem 0}
 .standins h2{border:0;margin:.4rem 0;font-size:1.1rem}
-.standins ul{margin:.3rem 0 .6rem;padding-left:1.2rem}
+.standins ul{margin:.3rem 0 .4rem;padding-left:1.2rem}
+.standins details{margin:0 0 .4rem;font-size:.88rem}
+.standins summary{cursor:pointer;color:var(--muted)}
 .callout{border-left:4px solid var(--accent);background:var(--soft);padding:.5rem .8rem;max-width:70em}
 .scroll{overflow-x:auto;margin:.4rem 0}
 table{border-collapse:collapse;font-size:.88rem}

@@ -2,10 +2,11 @@
 // or a crash never sees half a run.json. A write that fails removes its temporary file, leaves
 // the previous file as it was, and says which file and which errno (E_ENV: the disk or directory
 // is the problem, not the run).
-import { existsSync, mkdirSync, renameSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { MeshbenchError, inputError } from '../errors.js';
 import { RUN_SCHEMA, type RunRecord } from './types.js';
+import { writeFileAtomicRaw } from '../util/atomic.js';
 
 const ERRNO_WORDS: Record<string, string> = {
   ENOSPC: 'no space left on the device',
@@ -52,18 +53,10 @@ export function writeError(what: string, path: string, err: unknown, hint?: stri
 
 /** Write `text` to `file` whole: a temporary file beside it, renamed over it; the temporary file never outlives a failure. */
 export function writeFileAtomic(file: string, text: string, what = 'file'): void {
-  const tmp = `${file}.${process.pid}.tmp`;
   try {
     makeDir(dirname(file));
-    writeFileSync(tmp, text);
-    renameSync(tmp, file);
+    writeFileAtomicRaw(file, text);
   } catch (err) {
-    // A failed write may leave a partial (or 0-byte) temporary file; the target is untouched.
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      /* a directory of that name is not ours to remove */
-    }
     throw writeError(what, file, err);
   }
 }

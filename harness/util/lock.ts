@@ -6,11 +6,12 @@
 // The lock file sits beside the state directory, not in it: that directory holds per-run entries
 // only, which `down` removes. The holder describes itself in <lock>.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshbenchError, envError } from '../errors.js';
 import { STATE_DIR, pidAlive, pidStartTime } from './host.js';
+import { writeFileAtomicRaw } from './atomic.js';
 
 export const RUN_LOCK_FILE = `${STATE_DIR.replace(/\/+$/, '')}.lock`;
 const BUSY = 75;
@@ -117,8 +118,7 @@ export async function acquireRunLock(who: Pick<LockHolder, 'command' | 'scenario
     if (child) {
       const me: LockHolder = { ...who, pid: process.pid, startTime: pidStartTime(process.pid), since: new Date().toISOString() };
       const info = infoFile(file);
-      writeFileSync(info + '.tmp', JSON.stringify(me) + '\n');
-      renameSync(info + '.tmp', info);
+      writeFileAtomicRaw(info, JSON.stringify(me) + '\n');
       return new RunLock(child, file);
     }
     holder = readHolder(file);

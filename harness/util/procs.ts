@@ -4,11 +4,12 @@
 // Processes are started detached: a Ctrl-C on the terminal reaches meshbench, which then tears
 // down in order, instead of killing the lab's servers under a still-running measurement.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, rmdirSync, rmSync, writeFileSync, renameSync, readdirSync, existsSync } from 'node:fs';
+import { mkdirSync, openSync, closeSync, rmdirSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../errors.js';
 import { nsCommand } from './exec.js';
+import { writeFileAtomicRaw } from './atomic.js';
 import { STATE_DIR, cgroup2Root, pidAlive, pidStartTime, readText } from './host.js';
 
 export interface StartSpec {
@@ -118,8 +119,7 @@ export class ProcessGroup {
       pids: this.procs.map((p) => ({ pid: p.pid, startTime: p.startTime, name: p.name })),
     };
     const f = stateFilePath(this.prefix);
-    writeFileSync(f + '.tmp', JSON.stringify(st, null, 1));
-    renameSync(f + '.tmp', f);
+    writeFileAtomicRaw(f, JSON.stringify(st, null, 1));
   }
 
   /**

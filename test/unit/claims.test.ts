@@ -2,7 +2,8 @@
 // invented, with round figures, so each mapping's arithmetic can be checked by hand: which lab
 // figure stands for which published one, in which unit, and which verdict follows.
 import test from 'ava';
-import { claimVerdicts, dataplaneSplit, judgeTable, verdictCounts } from '../../harness/analysis/claims.js';
+import { claimVerdicts, judgeTable, verdictCounts } from '../../harness/analysis/claims.js';
+import { dataplaneSplit } from '../../harness/analysis/figures.js';
 import { readClaimsTables } from '../../harness/scenario/load.js';
 import type { CaseResult, ClaimsTable, RunRecord } from '../../harness/results/types.js';
 

@@ -6,7 +6,8 @@ import { cli } from '../helpers.js';
 import { MeshbenchError } from '../../harness/errors.js';
 import { median } from '../../harness/analysis/stats.js';
 import { metricInfo, metricNames, metricOf, metricsPresent } from '../../harness/analysis/metrics.js';
-import { compareRuns, fortioFileName, fortioResult, loadRunForCompare, parseThreshold, type CompareOptions } from '../../harness/cli/compare.js';
+import { compareRuns, loadRunForCompare, parseThreshold, type CompareOptions } from '../../harness/analysis/compare.js';
+import { fortioFileName, fortioResult } from '../../harness/analysis/fortio-export.js';
 import { parseFortioJson } from '../../harness/load/fortio.js';
 import type { CaseResult, RunRecord } from '../../harness/results/types.js';
 

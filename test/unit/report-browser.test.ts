@@ -19,6 +19,8 @@ import { which } from '../../harness/util/exec.js';
 import { cli } from '../helpers.js';
 
 const ARTIFACTS = resolve('test-artifacts');
+// A real run of scenarios/quick.yaml: all seven dataplanes, every case ok.
+const QUICK = resolve('test/fixtures/runs/quick-seven.json');
 // Two dataplanes, five interleaved repeats each (made by test/fixtures/runs/make-compare.ts).
 const COMPARE = resolve('test/fixtures/runs/compare-b.json');
 // Hand-edited: an incomplete run with a failed and an interrupted case, stand-ins named.
@@ -136,12 +138,25 @@ function checkPage(t: ExecutionContext, r: Rendered, minCharts: number): void {
   t.true(statSync(r.shot).size > 100_000, `screenshot ${statSync(r.shot).size} bytes`);
 }
 
-test('the report renders in headless Chromium with no console or page error, offline; screenshot kept', async (t) => {
+test('the quick report renders in headless Chromium with no console or page error, offline, opening with the dataplanes side by side; screenshot kept', async (t) => {
   const out = tmp();
-  const { html } = await writeReport([COMPARE], { outDir: out });
+  const { html } = await writeReport([QUICK], { outDir: out });
   const r = await render(t, html, 'report.png');
   if (!r) return;
   checkPage(t, r, 4);
+  t.is(r.sections[0], 'Dataplanes side by side', r.sections.join(' | '));
+  for (const s of ['Latency', 'Resources by role', 'Start-up', 'Path of a request', 'Provenance']) t.true(r.sections.includes(s), `section ${s}`);
+});
+
+test('a run with five repeats per dataplane renders, intervals in the comparison; screenshot kept', async (t) => {
+  const out = tmp();
+  const { html } = await writeReport([COMPARE], { outDir: out });
+  const page = readFileSync(html, 'utf8');
+  t.regex(/<section id="comparison">[\s\S]*?<\/section>/.exec(page)?.[0] ?? '', /class="ci">\[/, 'intervals shown with five repeats');
+  const r = await render(t, html, 'report-repeats.png');
+  if (!r) return;
+  checkPage(t, r, 4);
+  t.is(r.sections[0], 'Dataplanes side by side', r.sections.join(' | '));
   for (const s of ['Latency', 'Resources by role', 'Start-up', 'Path of a request', 'Provenance']) t.true(r.sections.includes(s), `section ${s}`);
   for (const id of ['chart-latency-percentiles', 'chart-latency-cdf', 'chart-memory-pss-by-role', 'chart-cpu-by-role']) {
     t.true(r.charts.some((c) => c.id === id), `${id} present`);
@@ -158,13 +173,13 @@ test('an incomplete run with a failed case, beside a run with a service dependen
   t.true(r.charts.some((c) => c.id.includes('flowmap')), 'the flow map is drawn');
 });
 
-test('a seed scenario\'s report: claims of the source documents first, verdicts shown, start-up timeline drawn; screenshot kept', async (t) => {
+test('a seed scenario\'s report: the comparison, then the claims of the source documents, verdicts shown, start-up timeline drawn; screenshot kept', async (t) => {
   const out = tmp();
   const { html } = await writeReport([SEED_001], { outDir: out });
   const r = await render(t, html, 'report-claims.png');
   if (!r) return;
   checkPage(t, r, 5);
-  t.is(r.sections[0], 'Claims of the source documents', r.sections.join(' | '));
+  t.deepEqual(r.sections.slice(0, 2), ['Dataplanes side by side', 'Claims of the source documents'], r.sections.join(' | '));
   t.true(r.charts.some((c) => c.id === 'chart-startup-timeline'), 'start-up timeline drawn');
   t.true(r.verdicts >= 20, `${r.verdicts} verdict badges visible`);
   t.true(r.overflowing.length === 0, `claims tables fit the 1280 px page: ${r.overflowing.join(', ')}`);

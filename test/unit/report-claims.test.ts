@@ -71,7 +71,9 @@ test('extrapolated rows are marked and the figures measured at the lab size are 
   t.true(section.includes(`<td>${nodes} / ${pods}</td>`), `${nodes} / ${pods}`);
   t.regex(section, /extrapolations, not measurements/);
   // sidecar-cost-per-pod (also) is judged on measured figures, not extrapolated ones.
-  t.true(claimVerdicts(run).find((x) => x.id === 'sidecar-cost-per-pod')!.rows.every((r) => !r.extrapolated));
+  const perPod = claimVerdicts(run).find((x) => x.id === 'sidecar-cost-per-pod')!.rows;
+  t.true(perPod.length > 0, 'sidecar-cost-per-pod has rows');
+  t.true(perPod.every((r) => !r.extrapolated));
 });
 
 test('a run without a reference has no claims section; start-up timeline and per-pod / per-node charts are drawn', async (t) => {
@@ -90,4 +92,10 @@ test('the claims section is byte-identical across renders (seeded intervals)', a
   const a = await renderReport([load(SEED_000)]);
   const b = await renderReport([load(SEED_000)]);
   t.is(a.html, b.html);
+});
+
+test('the dataplanes side by side come first, the claims right after (they judge with the same figures)', async (t) => {
+  const { html } = await renderReport([load(SEED_001)]);
+  const sections = [...html.matchAll(/<section id="([^"]+)"/g)].map((m) => m[1]);
+  t.deepEqual(sections.slice(0, 3), ['comparison', 'claims', 'latency']);
 });

@@ -13,7 +13,9 @@ import {
   percentile,
   permutationTest,
   rng,
+  standardDeviation,
 } from '../../harness/analysis/stats.js';
+import * as ss from 'simple-statistics';
 import type { CaseResult } from '../../harness/results/types.js';
 
 const sample = (seed: string, n: number, centre: number, spread: number) => {
@@ -224,4 +226,18 @@ test('overhead: paired by (workload, repeat) within a run, median of the differe
     ],
   );
   t.throws(() => overhead(cases, 'ebpf', 'baseline', 'p42'), { message: /unknown metric "p42"/ });
+});
+
+test('basic statistics are simple-statistics\' (type-7 quantiles), with NaN for an empty sample instead of a throw', (t) => {
+  const xs = [7, 1, 4, 4, 10, 2.5];
+  t.is(median(xs), ss.median(xs));
+  t.is(mean(xs), ss.mean(xs));
+  t.is(standardDeviation(xs), ss.standardDeviation(xs));
+  t.is(standardDeviation([2, 4, 4, 4, 5, 5, 7, 9]), 2, 'population standard deviation');
+  for (const p of [0, 2.5, 25, 50, 90, 97.5, 100]) t.is(percentile(xs, p), ss.quantile(xs, p / 100), `p${p}`);
+  // type 7 (numpy's default): h = (n − 1)·p
+  t.is(percentile([1, 2, 3, 4], 25), 1.75);
+  for (const f of [median, mean, standardDeviation]) t.true(Number.isNaN(f([])), f.name);
+  t.true(Number.isNaN(percentile([], 50)));
+  t.deepEqual(xs, [7, 1, 4, 4, 10, 2.5], 'the input is not reordered');
 });
