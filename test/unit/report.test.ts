@@ -247,6 +247,7 @@ test('default location is <reportsRoot>/<scenario>/index.html', async (t) => {
   const dir = tmp();
   const res = await writeReport([fixture(dir, REAL, 'run.json')], { reportsRoot: join(dir, 'reports') });
   t.is(res.html, join(dir, 'reports', 'quick', 'index.html'));
+  t.true(res.svgs.length > 0, 'the run has charts to place');
   t.true(res.svgs.every((f) => dirname(f) === join(dir, 'reports', 'quick')));
   const bad = fixture(dir, REAL, 'bad.json', (r) => {
     r.scenario = '../escape';
