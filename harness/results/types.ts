@@ -1,4 +1,4 @@
-// The run record, schema `meshbench/run/v1` (DESIGN.md). Fields may be added; the meaning of
+// The run record, schema `meshbench/run/v1` (docs/results.md). Fields may be added; the meaning of
 // these never changes. Figures are what was measured on this host in this run, nothing else.
 
 export const RUN_SCHEMA = 'meshbench/run/v1';

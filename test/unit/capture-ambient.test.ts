@@ -1,6 +1,6 @@
 // The Istio Ambient in-pod capture model against (1) the upstream goldens under
 // test/fixtures/capture/ambient-inpod*.golden (istio/istio cni/pkg/iptables/testdata, byte for
-// byte), (2) the DATAPLANES.md "Istio Ambient" facts, encoded below as expected data per table and
+// byte), (2) the documented Istio Ambient (istio-cni) facts, encoded below as expected data per table and
 // chain, in order, and (3) the lab's uid variant: the proxy exclusion on locally generated traffic
 // is `-m owner --uid-owner`, everything else is upstream's.
 import test from 'ava';
@@ -29,7 +29,7 @@ function byTable(payload: string): Expected {
   return out;
 }
 
-// ---- DATAPLANES.md, "Istio Ambient", as data (upstream default: DNS capture on) ------------------
+// ---- Istio Ambient (istio-cni), the documented facts, as data (upstream default: DNS capture on) ------------------
 // mark 0x539/0xfff (1337) identifies ztunnel's sockets; nat ISTIO_PRERT: not to 127.0.0.1, not to
 // 15008, not marked → REDIRECT 15006; nat ISTIO_OUTPUT: unmarked tcp not to 127.0.0.1 → REDIRECT
 // 15001; connmark 0x111 keeps replies local (mangle set/restore, ip rule fwmark → table 100).
@@ -96,11 +96,11 @@ test('ambient: dnsCapture false is upstream dns_pod_disabled_and_on_globally.gol
   t.false(p.includes('15053'));
 });
 
-test('ambient: rules per table and chain, in order, are exactly the DATAPLANES.md facts', (t) => {
+test('ambient: rules per table and chain, in order, are exactly the documented facts', (t) => {
   const r = ambientInpodRules();
   t.deepEqual(byTable(r.iptables), EXPECTED);
   t.deepEqual(r.ipRoute, ROUTING);
-  // The facts one by one, as DATAPLANES.md states them.
+  // The facts one by one, as documented.
   const nat = byTable(r.iptables).nat;
   t.regex(nat.ISTIO_PRERT.at(-1)!, /! -d 127\.0\.0\.1\/32 -p tcp ! --dport 15008 -m mark ! --mark 0x539\/0xfff -j REDIRECT --to-ports 15006$/);
   t.regex(nat.ISTIO_OUTPUT.at(-1)!, /! -d 127\.0\.0\.1\/32 -p tcp -m mark ! --mark 0x539\/0xfff -j REDIRECT --to-ports 15001$/);

@@ -1,4 +1,4 @@
-// The capture models against (1) the rule lists in /work/shared/DATAPLANES.md, encoded below as
+// The capture models against (1) the rule lists the projects document (istio-iptables, linkerd2-proxy-init), encoded below as
 // expected data per chain and in order, and (2) golden payloads under test/fixtures/capture/
 // taken or derived from the upstream tools' own goldens and tests. Every comparison is ordered, and
 // a mutation test proves that dropping or reordering any single rule is caught.
@@ -22,7 +22,7 @@ import {
 } from '../../harness/dataplanes/mesh/capture/index.js';
 
 
-// ---- DATAPLANES.md, "Istio sidecar (classic)", as data -------------------------------------------
+// ---- Istio sidecar (classic), the documented rules, as data -------------------------------------------
 // nat: PREROUTING -p tcp -j ISTIO_INBOUND; ISTIO_INBOUND RETURNs 15008, 15090, 15021, 15020, else
 // ISTIO_IN_REDIRECT = REDIRECT --to-ports 15006. OUTPUT -j ISTIO_OUTPUT: RETURN -o lo -s
 // 127.0.0.6/32; loopback from uid 1337 to a non-127.0.0.1 address → ISTIO_IN_REDIRECT; RETURN
@@ -54,7 +54,7 @@ const ISTIO_EXPECTED: Record<string, string[]> = {
 };
 const ISTIO_CHAINS = ['ISTIO_INBOUND', 'ISTIO_REDIRECT', 'ISTIO_IN_REDIRECT', 'ISTIO_OUTPUT'];
 
-// ---- DATAPLANES.md, "Linkerd", as data -------------------------------------------------------------
+// ---- Linkerd, the documented rules, as data -------------------------------------------------------------
 // PROXY_INIT_REDIRECT (RETURN 4190,4191,4567,4568; else REDIRECT --to-port 4143) from PREROUTING;
 // PROXY_INIT_OUTPUT (RETURN --uid-owner 2102; RETURN -o lo; RETURN 4567,4568; else
 // REDIRECT --to-port 4140) from OUTPUT. Comments are proxy-init's own (pkg/iptables/iptables.go).
@@ -111,7 +111,7 @@ function mutations(payload: string): { what: string; payload: string }[] {
 
 // ---- Istio -------------------------------------------------------------------------------------------
 
-test('istio: rules per chain, in order, are exactly the DATAPLANES.md list', (t) => {
+test('istio: rules per chain, in order, are exactly the documented list', (t) => {
   t.deepEqual(checkAgainst(ISTIO_EXPECTED, ISTIO_CHAINS, istioSidecarRules()), []);
   t.deepEqual(captureChains(istioSidecarRules()), ISTIO_CHAINS);
 });
@@ -128,7 +128,7 @@ test('istio: -b "*" without -d reproduces upstream inbound-ports-wildcard.golden
   t.is(istioSidecarRules({ captureOutbound: false, excludeInboundPorts: [] }), golden('istio-inbound-ports-wildcard.golden'));
 });
 
-test('istio: the DATAPLANES.md check catches every dropped or reordered rule', (t) => {
+test('istio: the documented-list check catches every dropped or reordered rule', (t) => {
   const ms = mutations(istioSidecarRules());
   t.is(ms.length, captureRules(istioSidecarRules()).length + 4 + 8, 'one drop per rule, one swap per neighbouring pair (ISTIO_INBOUND 4, ISTIO_OUTPUT 8)');
   for (const m of ms) {
@@ -159,7 +159,7 @@ test('istio: options move ports, ids and exclusions', (t) => {
 
 // ---- Linkerd -----------------------------------------------------------------------------------------
 
-test('linkerd: rules per chain, in order, are exactly the DATAPLANES.md list', (t) => {
+test('linkerd: rules per chain, in order, are exactly the documented list', (t) => {
   t.deepEqual(checkAgainst(LINKERD_EXPECTED, LINKERD_CHAINS, linkerdProxyInitRules()), []);
   t.deepEqual(captureChains(linkerdProxyInitRules()), LINKERD_CHAINS);
 });
@@ -168,7 +168,7 @@ test('linkerd: default payload equals the golden derived from proxy-init (comman
   t.is(linkerdProxyInitRules(), golden('linkerd-proxy-init.golden'));
 });
 
-test('linkerd: the DATAPLANES.md check catches every dropped or reordered rule', (t) => {
+test('linkerd: the documented-list check catches every dropped or reordered rule', (t) => {
   const ms = mutations(linkerdProxyInitRules());
   t.is(ms.length, 8 + 1 + 3);
   for (const m of ms) {
