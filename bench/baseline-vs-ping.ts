@@ -40,6 +40,8 @@ const p = (x: number) => `${x.toFixed(1).padStart(8)} µs`;
 console.log(`pods: ${pair}`);
 console.log(`                         p50          p90          p99`);
 console.log(`ping (ICMP, ${ping.length} echoes)  ${p(percentile(ping, 50))} ${p(percentile(ping, 90))} ${p(percentile(ping, 99))}`);
-console.log(`baseline HTTP/1.1 via VIP ${p(l.p50)} ${p(l.p90)} ${p(l.p99)}   (${c.load.actual.requests} requests at ${c.load.actual.qps} qps, ${c.load.requested.connections} connections)`);
+console.log(
+  `baseline HTTP/1.1 via VIP ${p(l.p50)} ${p(l.p90)} ${p(l.p99)}   (${c.load.actual.requests} requests at ${c.load.actual.qps} qps, ${c.load.requested.connections} connections)`,
+);
 console.log(`HTTP minus ping          ${p(l.p50 - percentile(ping, 50))} ${p(l.p90 - percentile(ping, 90))} ${p(l.p99 - percentile(ping, 99))}`);
 console.log(`run record: ${res.file}`);

@@ -18,7 +18,12 @@ if (!isRoot()) {
   console.error('bench/ebpf-overhead.ts needs root (it builds a topology)');
   process.exit(3);
 }
-const res = await runScenario('bench/scenarios/ebpf-overhead.yaml', { repeats, durationS, resultsRoot: mkdtempSync(join(tmpdir(), 'mb-bench-')), progress: new Progress('quiet') });
+const res = await runScenario('bench/scenarios/ebpf-overhead.yaml', {
+  repeats,
+  durationS,
+  resultsRoot: mkdtempSync(join(tmpdir(), 'mb-bench-')),
+  progress: new Progress('quiet'),
+});
 const cases = res.record.cases;
 const failed = cases.filter((c) => c.status !== 'ok' || !c.latencyUs);
 if (failed.length) {
@@ -38,11 +43,14 @@ let spread = 0;
 for (const w of workloads) {
   console.log(`\n${w}${w === 'cross-node' ? ` (ebpf encrypts with WireGuard: ${enc})` : ' (no encryption on the path)'}`);
   const base = (r: number) => find('baseline', w, r).latencyUs!;
-  console.log(`  baseline             p50 ${median([...Array(repeats).keys()].map((r) => base(r).p50)).toFixed(1)} µs, p99 ${median([...Array(repeats).keys()].map((r) => base(r).p99)).toFixed(1)} µs (medians of ${repeats})`);
+  console.log(
+    `  baseline             p50 ${median([...Array(repeats).keys()].map((r) => base(r).p50)).toFixed(1)} µs, p99 ${median([...Array(repeats).keys()].map((r) => base(r).p99)).toFixed(1)} µs (medians of ${repeats})`,
+  );
   for (const dp of ['ebpf', 'ebpf-l7']) {
     const d50 = [...Array(repeats).keys()].map((r) => find(dp, w, r).latencyUs!.p50 - base(r).p50);
     const d99 = [...Array(repeats).keys()].map((r) => find(dp, w, r).latencyUs!.p99 - base(r).p99);
-    const per = (f: (c: CaseResult) => number) => median([...Array(repeats).keys()].map((r) => f(find(dp, w, r)) / Math.max(1, find(dp, w, r).load.actual.requests)));
+    const per = (f: (c: CaseResult) => number) =>
+      median([...Array(repeats).keys()].map((r) => f(find(dp, w, r)) / Math.max(1, find(dp, w, r).load.actual.requests)));
     const ns = per((c) => c.resources?.kernel.bpfRunTimeNs ?? 0);
     const runs = per((c) => c.resources?.kernel.bpfRunCount ?? 0);
     console.log(`  ${dp.padEnd(8)} − baseline  p50 ${us(median(d50))} [${d50.map(us).join(', ')}]   p99 ${us(median(d99))} [${d99.map(us).join(', ')}]`);
@@ -54,5 +62,8 @@ for (const w of workloads) {
   }
 }
 console.log(`\ngoal (ebpf − baseline within 5 µs at p50, same node): ${goal ? 'met' : 'not met'} (median of ${repeats} repeats)`);
-if (spread > 10) console.log(`note: the same-node p50 difference varied by ${spread.toFixed(1)} µs between repeats; on this host a 5 µs difference is below what the run can resolve`);
+if (spread > 10)
+  console.log(
+    `note: the same-node p50 difference varied by ${spread.toFixed(1)} µs between repeats; on this host a 5 µs difference is below what the run can resolve`,
+  );
 console.log(`run record: ${res.file}`);

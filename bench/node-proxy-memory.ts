@@ -33,7 +33,15 @@ function oneNode(pods: number): Scenario {
   s.topology = { ...s.topology, nodes: ['node1'], podsPerNode: 0 };
   s.client = { ...s.client, node: 'node1' };
   // The client is a pod too: pods − 1 services of one replica each.
-  s.services = Array.from({ length: pods - 1 }, (_, i) => ({ name: `svc-${i + 1}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: 1, nodes: ['node1'] }));
+  s.services = Array.from({ length: pods - 1 }, (_, i) => ({
+    name: `svc-${i + 1}`,
+    namespace: 'default',
+    port: 80,
+    targetPort: 8080,
+    protocol: 'http' as const,
+    replicas: 1,
+    nodes: ['node1'],
+  }));
   s.workloads = [{ ...s.workloads[0], chain: ['svc-1'] }];
   return s;
 }
@@ -59,8 +67,12 @@ for (const n of sizes) {
     const proc = procs.procs.find((p) => p.role === 'node-proxy')!;
     const m = smapsRollup(proc.pid)!;
     const cfg = Number(d.provenance['node-proxy'].configBytes);
-    const servers = readFileSync(join(dir, 'node-proxies', 'node1.cfg'), 'utf8').split('\n').filter((l) => /^\s+server .* ssl /.test(l)).length;
-    console.log(`${String(n).padStart(4)} ${(cfg / 1024).toFixed(1).padStart(11)} ${mib(m.rss)}   ${mib(m.pss)}   ${(m.rss / 1024 / n).toFixed(1).padStart(15)}   ${deployS.toFixed(1).padStart(8)}   ${String(servers).padStart(16)}`);
+    const servers = readFileSync(join(dir, 'node-proxies', 'node1.cfg'), 'utf8')
+      .split('\n')
+      .filter((l) => /^\s+server .* ssl /.test(l)).length;
+    console.log(
+      `${String(n).padStart(4)} ${(cfg / 1024).toFixed(1).padStart(11)} ${mib(m.rss)}   ${mib(m.pss)}   ${(m.rss / 1024 / n).toFixed(1).padStart(15)}   ${deployS.toFixed(1).padStart(8)}   ${String(servers).padStart(16)}`,
+    );
   } finally {
     await procs.stopAll();
     await dp.teardown(ctx);

@@ -35,14 +35,23 @@ function meshOf(n: number): Scenario {
   const s = loadScenario('scenarios/quick.yaml');
   const nodes = Math.max(2, Math.ceil(n / 100));
   s.topology = { ...s.topology, nodes, podsPerNode: 0 };
-  s.services = Array.from({ length: n }, (_, i) => ({ name: `svc-${i + 1}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: 1 }));
+  s.services = Array.from({ length: n }, (_, i) => ({
+    name: `svc-${i + 1}`,
+    namespace: 'default',
+    port: 80,
+    targetPort: 8080,
+    protocol: 'http' as const,
+    replicas: 1,
+  }));
   s.workloads = [{ ...s.workloads[0], chain: ['svc-1'] }];
   return s;
 }
 
 const prefix = 'mbbsid';
 const mib = (b: number) => (b / 1048576).toFixed(1).padStart(7);
-console.log(`sidecar memory per pod (HAProxy ${await haproxy.version()} standing in for Envoy / linkerd2-proxy), ${samples} sampled sidecars per row, idle after start`);
+console.log(
+  `sidecar memory per pod (HAProxy ${await haproxy.version()} standing in for Envoy / linkerd2-proxy), ${samples} sampled sidecars per row, idle after start`,
+);
 console.log('profile            services  config KiB   RSS MiB   PSS MiB   (per sidecar, mean of samples)');
 for (const n of sizes)
   for (const profile of [istioProfile, linkerdProfile] as SidecarProfile[]) {
@@ -73,7 +82,9 @@ for (const n of sizes)
         rows.push({ rss: m.rss, pss: m.pss, bytes: Buffer.byteLength(cfg) });
       }
       const mean = (k: 'rss' | 'pss' | 'bytes') => rows.reduce((a, r) => a + r[k], 0) / rows.length;
-      console.log(`${profile.name.padEnd(18)} ${String(n).padStart(8)} ${(mean('bytes') / 1024).toFixed(1).padStart(11)} ${mib(mean('rss'))}   ${mib(mean('pss'))}`);
+      console.log(
+        `${profile.name.padEnd(18)} ${String(n).padStart(8)} ${(mean('bytes') / 1024).toFixed(1).padStart(11)} ${mib(mean('rss'))}   ${mib(mean('pss'))}`,
+      );
     } finally {
       await procs.stopAll();
       procs.close();

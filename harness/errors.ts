@@ -34,7 +34,6 @@ export class MeshbenchError extends Error {
   }
 }
 
-export const inputError = (message: string, details: string[] = [], hint?: string) =>
-  new MeshbenchError('E_INPUT', message, { details, hint });
+export const inputError = (message: string, details: string[] = [], hint?: string) => new MeshbenchError('E_INPUT', message, { details, hint });
 export const envError = (message: string, hint?: string) => new MeshbenchError('E_ENV', message, { hint });
 export const runError = (message: string, cause?: unknown) => new MeshbenchError('E_RUN', message, { cause });

@@ -5,7 +5,10 @@ import { z } from 'zod';
 import { ScenarioSchema, TopologySchema } from '../dist/harness/scenario/schema.js';
 
 mkdirSync(new URL('../schemas/', import.meta.url), { recursive: true });
-for (const [name, schema] of [['scenario', ScenarioSchema], ['topology', TopologySchema]]) {
+for (const [name, schema] of [
+  ['scenario', ScenarioSchema],
+  ['topology', TopologySchema],
+]) {
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' });
   json.title = `meshbench ${name}`;
   writeFileSync(new URL(`../schemas/${name}.schema.json`, import.meta.url), JSON.stringify(json, null, 2) + '\n');

@@ -23,7 +23,10 @@ function files(p) {
 function runAva(list, serial) {
   return new Promise((resolve) => {
     const avaArgs = ['ava', '--tap', ...(serial ? ['--concurrency=1', '--serial'] : []), ...list];
-    const child = spawn(join('node_modules', '.bin', 'ava'), avaArgs.slice(1), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
+    const child = spawn(join('node_modules', '.bin', 'ava'), avaArgs.slice(1), {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, NODE_NO_WARNINGS: '1' },
+    });
     const counts = { passed: 0, failed: 0, skipped: 0 };
     let buf = '';
     child.stdout.setEncoding('utf8').on('data', (d) => {

@@ -11,7 +11,9 @@ import type { RouteInput } from '../harness/scenario/policy-schema.js';
 export const ROOT = isRoot();
 
 /** A serial test that needs root; skipped, with the reason in its title, otherwise. */
-export const rootTest: typeof test.serial = (ROOT ? test.serial : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: needs root)`, ...rest)) as any));
+export const rootTest: typeof test.serial = ROOT
+  ? test.serial
+  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: needs root)`, ...rest)) as any);
 
 /** Remove every lab object before and after a suite (Mininet's test runner calls mn -c). */
 export function cleanAround(): void {
@@ -34,7 +36,10 @@ export interface CliResult {
 }
 
 /** Run the meshbench CLI from source (no build needed), optionally through a wrapper command. */
-export function cli(args: string[], opts: { wrap?: string[]; onStderr?: (chunk: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {}): Promise<CliResult> {
+export function cli(
+  args: string[],
+  opts: { wrap?: string[]; onStderr?: (chunk: string, child: ReturnType<typeof spawn>) => void; timeoutMs?: number } = {},
+): Promise<CliResult> {
   const argv = [...(opts.wrap ?? []), process.execPath, '--import', 'tsx', 'harness/cli/main.ts', ...args];
   return new Promise((resolve) => {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_NO_WARNINGS: '1' } });
@@ -56,7 +61,10 @@ export function cli(args: string[], opts: { wrap?: string[]; onStderr?: (chunk: 
 /** Lab namespaces currently on the host. */
 export async function labNetns(): Promise<string[]> {
   const r = await exec('ip', ['netns', 'list'], { allowFail: true });
-  return r.stdout.split('\n').map((l) => l.split(' ')[0]).filter((n) => /^mb[0-9a-z]{4}-/.test(n));
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => /^mb[0-9a-z]{4}-/.test(n));
 }
 
 /** A snapshot of the root namespace's network state, to prove the lab left it as found. */
@@ -223,7 +231,12 @@ export interface ProbeRequest {
  * condition). Lets unit tests hold rendered routes against the model without root. Lines from
  * `until` on are not evaluated.
  */
-export function evalFrontend(cfg: string, frontend: string, req: ProbeRequest, until?: RegExp): { backend?: string; status?: number; vars: Record<string, string | number> } {
+export function evalFrontend(
+  cfg: string,
+  frontend: string,
+  req: ProbeRequest,
+  until?: RegExp,
+): { backend?: string; status?: number; vars: Record<string, string | number> } {
   const lines = cfg.split('\n');
   const start = lines.indexOf(`frontend ${frontend}`);
   if (start < 0) throw new Error(`no frontend ${frontend}`);
@@ -257,7 +270,11 @@ export function evalFrontend(cfg: string, frontend: string, req: ProbeRequest, u
     const m = cond.match(/^\s*(if|unless)\s+(.*)$/);
     if (!m) return cond.trim() === '';
     let all = true;
-    for (const [, neg, t] of m[2].matchAll(/(!?)\s*(\{[^}]*\}|[^\s{}!]+)/g)) if (term(t) === !!neg) { all = false; break; }
+    for (const [, neg, t] of m[2].matchAll(/(!?)\s*(\{[^}]*\}|[^\s{}!]+)/g))
+      if (term(t) === !!neg) {
+        all = false;
+        break;
+      }
     return m[1] === 'if' ? all : !all;
   };
   let httpDone = false;
@@ -313,9 +330,20 @@ export function pathRouteSets(namespace: string): Record<string, RouteInput[]> {
         namespace,
         rules: [
           { match: { pathPrefix: '/v2/' }, to: [{ service: 'api-service-v2' }] },
-          { match: { headers: { 'x-canary': 'true' }, pathPrefix: '/beta/' }, to: [{ service: 'api-service-v2', weight: 1 }, { service: 'api-service-v1', weight: 3 }] },
+          {
+            match: { headers: { 'x-canary': 'true' }, pathPrefix: '/beta/' },
+            to: [
+              { service: 'api-service-v2', weight: 1 },
+              { service: 'api-service-v1', weight: 3 },
+            ],
+          },
           { match: { headers: { 'x-canary': 'true' } }, to: [{ service: 'api-service-v2' }] },
-          { to: [{ service: 'api-service-v1', weight: 90 }, { service: 'api-service-v2', weight: 10 }] },
+          {
+            to: [
+              { service: 'api-service-v1', weight: 90 },
+              { service: 'api-service-v2', weight: 10 },
+            ],
+          },
         ],
       },
     ],

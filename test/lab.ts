@@ -32,7 +32,12 @@ export interface Lab {
 }
 
 /** Build the fixture cluster with one dataplane, run `fn`, always tear down. */
-export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) => Promise<void>, scenario = 'test/fixtures/scenarios/sidecar-policy.yaml'): Promise<void> {
+export async function withLab(
+  dataplane: string,
+  prefix: string,
+  fn: (lab: Lab) => Promise<void>,
+  scenario = 'test/fixtures/scenarios/sidecar-policy.yaml',
+): Promise<void> {
   const fortio = await requireTool('fortio');
   const s = loadScenario(scenario, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   const c = buildCluster(s, prefix);
@@ -48,7 +53,11 @@ export async function withLab(dataplane: string, prefix: string, fn: (lab: Lab) 
     const pod = (name: string) => c.pods.find((p) => p.name === name)!;
     const curl = async (from: PodSpec, url: string, args: string[] = [], opts: { uid?: number } = {}) => {
       const wrap = opts.uid !== undefined ? ['setpriv', `--reuid=${opts.uid}`, `--regid=${opts.uid}`, '--clear-groups'] : [];
-      const r = await exec(wrap[0] ?? fortio, [...wrap.slice(1), ...(wrap.length ? [fortio] : []), 'curl', '-loglevel', 'error', '-timeout', '3s', ...args, url], { netns: from.netns, cgroup: procs.cgroupFor('test'), allowFail: true });
+      const r = await exec(
+        wrap[0] ?? fortio,
+        [...wrap.slice(1), ...(wrap.length ? [fortio] : []), 'curl', '-loglevel', 'error', '-timeout', '3s', ...args, url],
+        { netns: from.netns, cgroup: procs.cgroupFor('test'), allowFail: true },
+      );
       return { code: r.code, out: r.stdout + r.stderr };
     };
     await fn({ c, d, procs, dir, fortio, pod, curl });
@@ -68,7 +77,9 @@ export const vip = (c: Cluster, svc: string) => {
 
 /** Capture on node1's underlay link while `fn` runs; returns what tcpdump printed in ASCII. */
 export async function captureUnderlay(c: Cluster, fn: () => Promise<void>, filter = 'tcp'): Promise<string> {
-  const child = spawn('nsenter', [`--net=/run/netns/${c.nodes[0].netns}`, 'tcpdump', '-l', '-n', '-A', '-s', '0', '-i', `${c.prefix}-ul`, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('nsenter', [`--net=/run/netns/${c.nodes[0].netns}`, 'tcpdump', '-l', '-n', '-A', '-s', '0', '-i', `${c.prefix}-ul`, filter], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   child.stdout.setEncoding('latin1').on('data', (d) => (out += d));
   let ready = false;
@@ -84,16 +95,23 @@ export async function captureUnderlay(c: Cluster, fn: () => Promise<void>, filte
   return out;
 }
 
-
 /**
  * routes-path.yaml through one HAProxy (a sidecar or a waypoint, its admin socket `sock`): for each
  * [path, fortio args, backend], 50 requests from the client all reach that backend, counted on
  * the proxy's backends `key(svc)`.
  */
-export async function checkPathRoutes(t: import('ava').ExecutionContext, { c, fortio }: Pick<Lab, 'c' | 'fortio'>, sock: string, key: (svc: string) => string, cases: [string, string[], string][]): Promise<void> {
+export async function checkPathRoutes(
+  t: import('ava').ExecutionContext,
+  { c, fortio }: Pick<Lab, 'c' | 'fortio'>,
+  sock: string,
+  key: (svc: string) => string,
+  cases: [string, string[], string][],
+): Promise<void> {
   for (const [path, args, want] of cases) {
     const before = await haproxy.counters(sock);
-    const r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '2', '-n', '50', ...args, `${vip(c, 'api-service')}${path}`], { netns: c.client.netns });
+    const r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '2', '-n', '50', ...args, `${vip(c, 'api-service')}${path}`], {
+      netns: c.client.netns,
+    });
     t.regex(r.stdout + r.stderr, /Code 200 : 50 /, `${path} ${args.join(' ')}`);
     const after = await haproxy.counters(sock);
     const n = (svc: string) => (after.backends[key(svc)] ?? 0) - (before.backends[key(svc)] ?? 0);

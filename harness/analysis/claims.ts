@@ -138,7 +138,9 @@ const measuredText = (m: Interval | undefined, unit: string) =>
 function oneRepeatNote(rows: VerdictRow[], cases: readonly CaseResult[]): string[] {
   const repeats = new Set(cases.map((c) => c.repeat)).size;
   return repeats <= 1 && rows.length
-    ? ['One repeat per dataplane: each interval is the single measured value, so a verdict here says how that one measurement stands, not how sure it is. Runs with 3 or more repeats (the full form of the seed scenarios) give intervals.']
+    ? [
+        'One repeat per dataplane: each interval is the single measured value, so a verdict here says how that one measurement stands, not how sure it is. Runs with 3 or more repeats (the full form of the seed scenarios) give intervals.',
+      ]
     : [];
 }
 
@@ -162,7 +164,12 @@ interface FigureRowSpec {
 
 function figureRow(s: FigureRowSpec): VerdictRow {
   const doc = published(s.value, s.approx, s.precision);
-  const cell: VerdictCell = { column: s.column, dataplane: s.dataplane, document: docText(s.value, s.unit, s.approx), measured: measuredText(s.measured, s.unit) };
+  const cell: VerdictCell = {
+    column: s.column,
+    dataplane: s.dataplane,
+    document: docText(s.value, s.unit, s.approx),
+    measured: measuredText(s.measured, s.unit),
+  };
   const base = { metric: s.metric, cells: [cell], evidence: s.evidence };
   if (!doc) return { ...base, verdict: 'not measurable here', why: 'the document gives no figure the lab can read here' };
   if ('words' in doc) {
@@ -214,14 +221,18 @@ const seedOf = (t: ClaimsTable, ...parts: string[]) => `claims:${t.id}:${parts.j
 
 const latencyAdded = (cases: readonly CaseResult[], dp: string, pct: 'p50' | 'p99') => added(cases, dp, pct, 1e-3);
 const startupAdded = (cases: readonly CaseResult[], dp: string) => added(cases, dp, 'startup:podReadyMedianMs', 1e-3);
-const perPodMem = (unit: string): Getter => (c) => {
-  const s = dataplaneSplit(c);
-  return s && s.perPodBytes / memUnit(unit);
-};
-const perNodeMem = (unit: string): Getter => (c) => {
-  const s = dataplaneSplit(c);
-  return s && s.perNodeBytes / memUnit(unit);
-};
+const perPodMem =
+  (unit: string): Getter =>
+  (c) => {
+    const s = dataplaneSplit(c);
+    return s && s.perPodBytes / memUnit(unit);
+  };
+const perNodeMem =
+  (unit: string): Getter =>
+  (c) => {
+    const s = dataplaneSplit(c);
+    return s && s.perNodeBytes / memUnit(unit);
+  };
 const cpuPerPodMillicores: Getter = (c) => {
   const s = dataplaneSplit(c);
   return s && (s.cpuCores * 1000) / s.pods;
@@ -250,8 +261,10 @@ const sidecarCost: Judge = (t, cases) => {
       const dp = LAB_DATAPLANE[col] ?? col;
       const metric = String(r.metric);
       const common = { metric, column: col, dataplane: dp, unit: String(r.unit), value: r.value, approx: approxOf(r) };
-      if (metric === 'proxy_memory_per_pod') rows.push(figureRow({ ...common, measured: measure(cases, dp, perPodMem(common.unit), seedOf(t, metric, dp)), evidence: EVIDENCE.perPod(cases, dp) }));
-      else if (metric === 'pod_startup_delay') rows.push(figureRow({ ...common, precision: 0.5, measured: startupAdded(cases, dp), evidence: EVIDENCE.startup(cases, dp) }));
+      if (metric === 'proxy_memory_per_pod')
+        rows.push(figureRow({ ...common, measured: measure(cases, dp, perPodMem(common.unit), seedOf(t, metric, dp)), evidence: EVIDENCE.perPod(cases, dp) }));
+      else if (metric === 'pod_startup_delay')
+        rows.push(figureRow({ ...common, precision: 0.5, measured: startupAdded(cases, dp), evidence: EVIDENCE.startup(cases, dp) }));
       else if (metric === 'added_latency' || metric === 'added_latency_round_trip')
         rows.push(figureRow({ ...common, measured: latencyAdded(cases, dp, 'p50'), evidence: EVIDENCE.added('p50', cases, dp) }));
       else rows.push(unmapped(metric, col));
@@ -291,7 +304,9 @@ const meshComparison: Judge = (t, cases) => {
           }),
         );
       } else if (metric === 'cpu_overhead_per_pod') {
-        rows.push(figureRow({ ...common, measured: measure(cases, dp, cpuPerPodMillicores, seedOf(t, metric, col.column)), evidence: EVIDENCE.cpu(cases, dp) }));
+        rows.push(
+          figureRow({ ...common, measured: measure(cases, dp, cpuPerPodMillicores, seedOf(t, metric, col.column)), evidence: EVIDENCE.cpu(cases, dp) }),
+        );
       } else if (metric === 'pod_startup_delay') {
         rows.push(figureRow({ ...common, precision: 0.5, measured: startupAdded(cases, dp), evidence: EVIDENCE.startup(cases, dp) }));
       } else rows.push(unmapped(metric, col.column));
@@ -410,7 +425,8 @@ const clusterMemory: Judge = (t, cases) => {
     const split = okCases(cases, dp)
       .map(dataplaneSplit)
       .filter((s): s is Split => !!s);
-    const med = (g: (s: Split) => number, s: string) => measuredText(split.length ? bootstrapCI(split.map(g), undefined, { seed: seedOf(t, 'here', dp, s) }) : undefined, '');
+    const med = (g: (s: Split) => number, s: string) =>
+      measuredText(split.length ? bootstrapCI(split.map(g), undefined, { seed: seedOf(t, 'here', dp, s) }) : undefined, '');
     here.push([
       `${col} (${dp})`,
       split.length ? `${split[0]!.nodes} / ${split[0]!.pods}` : '—',
@@ -422,7 +438,8 @@ const clusterMemory: Judge = (t, cases) => {
   return {
     rows,
     measuredHere: {
-      caption: 'Measured in this run at the lab’s size (PSS of the dataplane processes plus BPF maps, MiB; median [95 % interval] over repeats). These are the only measured figures; the rows above extrapolate from them.',
+      caption:
+        'Measured in this run at the lab’s size (PSS of the dataplane processes plus BPF maps, MiB; median [95 % interval] over repeats). These are the only measured figures; the rows above extrapolate from them.',
       head: ['document column (lab dataplane)', 'nodes / meshed pods', 'total MiB', 'per pod MiB', 'per node MiB'],
       rows: here,
     },
@@ -432,7 +449,14 @@ const clusterMemory: Judge = (t, cases) => {
   };
 };
 
-function orderingRow(t: ClaimsTable, cases: readonly CaseResult[], order: string[], metric: string, unit = 'ms', label = `${metric} latency rises in the document's order`): VerdictRow {
+function orderingRow(
+  t: ClaimsTable,
+  cases: readonly CaseResult[],
+  order: string[],
+  metric: string,
+  unit = 'ms',
+  label = `${metric} latency rises in the document's order`,
+): VerdictRow {
   const dps = order.map((k) => LAB_DATAPLANE[k] ?? k);
   const get: Getter = (c) => {
     const v = metricOf(c, metric);
@@ -481,7 +505,14 @@ const visibility: Judge = (t, cases) => {
           evidence: `${EVIDENCE.added('p95', cases, dp)}; “close” read as within ±25 % of baseline's P95 (${showInterval(b)} ms), the lab's tolerance for “~”`,
         }),
       );
-    } else rows.push({ metric: 'eBPF visibility close to baseline (added P95)', cells: [], verdict: 'not measurable here', why: 'baseline was not measured in this run', evidence: caseList(cases, ['baseline']) });
+    } else
+      rows.push({
+        metric: 'eBPF visibility close to baseline (added P95)',
+        cells: [],
+        verdict: 'not measurable here',
+        why: 'baseline was not measured in this run',
+        evidence: caseList(cases, ['baseline']),
+      });
   }
   return { rows, claim: typeof t.claim === 'string' ? t.claim : undefined };
 };
@@ -493,12 +524,14 @@ const resourceSizing: Judge = (t, cases) => {
     const bracket = String(r.cluster ?? r.load ?? '');
     const [role, dps] = comp === 'node-envoy' ? ['l7-proxy', ['ebpf-l7']] : ['agent', ['ebpf-l7', 'ebpf']];
     const dp = dps.find((d) => okCases(cases, d).some((c) => c.resources?.byRole?.[role]));
-    const perNode = (k: 'pssBytes' | 'cpuSeconds'): Getter => (c) => {
-      const rr = c.resources?.byRole?.[role];
-      const nodes = c.resources?.normalized?.nodes ?? c.topology?.nodes;
-      if (!rr || !nodes) return undefined;
-      return k === 'pssBytes' ? rr.pssBytes / 2 ** 20 / nodes : (rr.cpuSeconds / c.resources!.windowS) * 1000 / nodes;
-    };
+    const perNode =
+      (k: 'pssBytes' | 'cpuSeconds'): Getter =>
+      (c) => {
+        const rr = c.resources?.byRole?.[role];
+        const nodes = c.resources?.normalized?.nodes ?? c.topology?.nodes;
+        if (!rr || !nodes) return undefined;
+        return k === 'pssBytes' ? rr.pssBytes / 2 ** 20 / nodes : ((rr.cpuSeconds / c.resources!.windowS) * 1000) / nodes;
+      };
     const mem = dp ? measure(cases, dp, perNode('pssBytes'), seedOf(t, comp, bracket, 'mem')) : undefined;
     const cpu = dp ? measure(cases, dp, perNode('cpuSeconds'), seedOf(t, comp, bracket, 'cpu')) : undefined;
     const measured = mem && cpu ? `${measuredText(mem, 'MiB')}, ${measuredText(cpu, 'm')} per node` : undefined;
@@ -507,9 +540,13 @@ const resourceSizing: Judge = (t, cases) => {
       cells: [{ column: comp, dataplane: dp ?? dps[0], document: `${r.memory_mi} Mi, ${r.cpu_m} m`, measured }],
       verdict: 'not measurable here',
       why: `a sizing guideline (a Kubernetes resource request), not a measurement${
-        measured ? `; this run's ${role} used ${measured}, ${mem!.high <= (r.memory_mi as number) && cpu!.high <= (r.cpu_m as number) ? 'within' : 'beyond'} that request` : `; no ${role} was measured in this run`
+        measured
+          ? `; this run's ${role} used ${measured}, ${mem!.high <= (r.memory_mi as number) && cpu!.high <= (r.cpu_m as number) ? 'within' : 'beyond'} that request`
+          : `; no ${role} was measured in this run`
       }`,
-      evidence: dp ? `PSS and CPU of role ${role} of ${dp} per node (${caseList(cases, [dp])}); the lab's ${role} is ${role === 'agent' ? 'the flow agent (mb-flowd), not cilium-agent' : 'HAProxy standing in for the node Envoy'}` : `role ${role} not present`,
+      evidence: dp
+        ? `PSS and CPU of role ${role} of ${dp} per node (${caseList(cases, [dp])}); the lab's ${role} is ${role === 'agent' ? 'the flow agent (mb-flowd), not cilium-agent' : 'HAProxy standing in for the node Envoy'}`
+        : `role ${role} not present`,
     });
   }
   return { rows };

@@ -132,7 +132,8 @@ export interface Comparison {
 export function loadRunForCompare(path: string): RunInput {
   let file = path;
   if (existsSync(path) && statSync(path).isDirectory()) file = join(path, 'run.json');
-  if (!existsSync(file)) throw inputError(`${file}:1: file not found`, [], 'give the run.json a run wrote (results/<scenario>/<run-id>/run.json) or its directory');
+  if (!existsSync(file))
+    throw inputError(`${file}:1: file not found`, [], 'give the run.json a run wrote (results/<scenario>/<run-id>/run.json) or its directory');
   const record = readRun(file);
   if (!Array.isArray(record.cases)) throw inputError(`${file}:1: run record has no cases array`);
   if (typeof record.runId !== 'string' || record.runId === '') throw inputError(`${file}:1: run record has no runId`);
@@ -157,8 +158,8 @@ const UNIT_DIM: Record<MetricUnit, { dim: Dim; factor: number }> = {
 const SUFFIX: Record<string, { dim: Dim; factor: number }> = {
   ns: { dim: 'time', factor: 1e-9 },
   us: { dim: 'time', factor: 1e-6 },
-  'µs': { dim: 'time', factor: 1e-6 },
-  'μs': { dim: 'time', factor: 1e-6 },
+  µs: { dim: 'time', factor: 1e-6 },
+  μs: { dim: 'time', factor: 1e-6 },
   ms: { dim: 'time', factor: 1e-3 },
   s: { dim: 'time', factor: 1 },
   B: { dim: 'bytes', factor: 1 },
@@ -187,14 +188,21 @@ export interface ThresholdSpec {
 
 function parseOne(text: string, where: string): Threshold {
   const m = text.trim().match(/^(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-zµμ%]*)$/);
-  if (!m) throw inputError(`--threshold: cannot read ${JSON.stringify(text)}${where}`, [], 'write a percentage (10%), a time (200us, 0.5ms), a size (2MiB), a bare number in the metric\'s unit, or per metric: p99=200us,qps=5%');
+  if (!m)
+    throw inputError(
+      `--threshold: cannot read ${JSON.stringify(text)}${where}`,
+      [],
+      "write a percentage (10%), a time (200us, 0.5ms), a size (2MiB), a bare number in the metric's unit, or per metric: p99=200us,qps=5%",
+    );
   const value = Number(m[1]);
   const suffix = m[2]!;
   if (suffix === '%') return { text: text.trim(), kind: 'relative', value };
   if (suffix === '') return { text: text.trim(), kind: 'own', value };
   const u = Object.hasOwn(SUFFIX, suffix) ? SUFFIX[suffix] : undefined;
   if (!u) {
-    throw inputError(`--threshold: unknown unit ${JSON.stringify(suffix)} in ${JSON.stringify(text)}${where} (valid: %, ns, us, µs, ms, s, B, KB, MB, GB, KiB, MiB, GiB, qps, or none for the metric's own unit)`);
+    throw inputError(
+      `--threshold: unknown unit ${JSON.stringify(suffix)} in ${JSON.stringify(text)}${where} (valid: %, ns, us, µs, ms, s, B, KB, MB, GB, KiB, MiB, GiB, qps, or none for the metric's own unit)`,
+    );
   }
   return { text: text.trim(), kind: 'absolute', value: value * u.factor, dim: u.dim };
 }
@@ -203,14 +211,22 @@ function parseOne(text: string, where: string): Threshold {
 export function parseThreshold(spec: string): ThresholdSpec {
   let def: Threshold | undefined;
   const perMetric = new Map<string, Threshold>();
-  for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const eq = item.indexOf('=');
     if (eq >= 0) {
       const name = item.slice(0, eq).trim();
       metricInfo(name);
       perMetric.set(name, parseOne(item.slice(eq + 1), ` for ${name}`));
     } else {
-      if (def) throw inputError(`--threshold: more than one default threshold in ${JSON.stringify(spec)}`, [], 'give one default and metric=value items for the others');
+      if (def)
+        throw inputError(
+          `--threshold: more than one default threshold in ${JSON.stringify(spec)}`,
+          [],
+          'give one default and metric=value items for the others',
+        );
       def = parseOne(item, '');
     }
   }
@@ -311,14 +327,22 @@ export function compareRuns(a: RunInput, b: RunInput, opts: CompareOptions = {})
   const roles = rolesOf(allOk);
   for (const info of infos.values()) {
     if (info.role !== undefined && !roles.includes(info.role)) {
-      throw inputError(`metric ${info.name}: role ${JSON.stringify(info.role)} is in neither run (roles: ${roles.join(', ') || 'none'})`, [], `files: ${a.file}, ${b.file}`);
+      throw inputError(
+        `metric ${info.name}: role ${JSON.stringify(info.role)} is in neither run (roles: ${roles.join(', ') || 'none'})`,
+        [],
+        `files: ${a.file}, ${b.file}`,
+      );
     }
   }
   for (const m of failOn) {
     const info = infos.get(m)!;
     if (thresholdFor(thresholds, info) === null) {
       const t = thresholds.perMetric.get(m) ?? thresholds.default;
-      throw inputError(`--threshold ${t.text} does not fit --fail-on metric ${m} (measured in ${info.unit})`, [], `give it its own: --threshold ${m}=5% (or a value in ${info.unit})`);
+      throw inputError(
+        `--threshold ${t.text} does not fit --fail-on metric ${m} (measured in ${info.unit})`,
+        [],
+        `give it its own: --threshold ${m}=5% (or a value in ${info.unit})`,
+      );
     }
   }
 
@@ -378,8 +402,12 @@ export function compareRuns(a: RunInput, b: RunInput, opts: CompareOptions = {})
 
   if (a.record.scenario !== b.record.scenario) warnings.push(`the runs are of different scenarios: ${a.record.scenario} (A) and ${b.record.scenario} (B)`);
   const env = (r: RunRecord) => `${r.environment?.kernel ?? '?'} · ${r.environment?.cpuModel ?? '?'} · ${r.environment?.cores ?? '?'} cores`;
-  if (env(a.record) !== env(b.record)) warnings.push(`the runs come from different hosts or kernels (A: ${env(a.record)}; B: ${env(b.record)}): changes mix host and code`);
-  for (const [name, r] of [['A', a], ['B', b]] as const) {
+  if (env(a.record) !== env(b.record))
+    warnings.push(`the runs come from different hosts or kernels (A: ${env(a.record)}; B: ${env(b.record)}): changes mix host and code`);
+  for (const [name, r] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     // Only ok cases are results (docs/case-status.md): degraded and failed ones are left out, with why.
     const bad = r.record.cases.filter((c) => c.status !== 'ok');
     if (bad.length)

@@ -154,7 +154,10 @@ export function notOkReason(c: CaseResult): string {
  * node, and the stand-ins playing its roles. Dataplanes with no ok case get a row with no figures.
  */
 export function overview(run: RunRecord): Overview {
-  const ordered = run.cases.map((c, i) => ({ c, i })).sort((a, b) => (a.c.index ?? a.i) - (b.c.index ?? b.i) || a.i - b.i).map((x) => x.c);
+  const ordered = run.cases
+    .map((c, i) => ({ c, i }))
+    .sort((a, b) => (a.c.index ?? a.i) - (b.c.index ?? b.i) || a.i - b.i)
+    .map((x) => x.c);
   const keys: [string, string][] = [];
   for (const c of ordered) if (!keys.some(([d, w]) => d === c.dataplane && w === c.workload)) keys.push([c.dataplane, c.workload]);
   keys.sort((a, b) => Number(b[0] === BASELINE) - Number(a[0] === BASELINE));
@@ -181,10 +184,30 @@ export function overview(run: RunRecord): Overview {
       p99: overRepeats(cases, dataplane, (c) => metricOf(c, 'p99'), seed('p99')),
       addedP50: addedOverBaseline(cases, dataplane, 'p50')[0],
       addedP99: addedOverBaseline(cases, dataplane, 'p99')[0],
-      memPerPodBytes: overRepeats(cases, dataplane, split((s) => s.perPodBytes), seed('memPerPod')),
-      memPerNodeBytes: overRepeats(cases, dataplane, split((s) => s.perNodeBytes), seed('memPerNode')),
-      cpuPerPodCores: overRepeats(cases, dataplane, split((s) => s.perPodCpuCores), seed('cpuPerPod')),
-      cpuPerNodeCores: overRepeats(cases, dataplane, split((s) => s.perNodeCpuCores), seed('cpuPerNode')),
+      memPerPodBytes: overRepeats(
+        cases,
+        dataplane,
+        split((s) => s.perPodBytes),
+        seed('memPerPod'),
+      ),
+      memPerNodeBytes: overRepeats(
+        cases,
+        dataplane,
+        split((s) => s.perNodeBytes),
+        seed('memPerNode'),
+      ),
+      cpuPerPodCores: overRepeats(
+        cases,
+        dataplane,
+        split((s) => s.perPodCpuCores),
+        seed('cpuPerPod'),
+      ),
+      cpuPerNodeCores: overRepeats(
+        cases,
+        dataplane,
+        split((s) => s.perNodeCpuCores),
+        seed('cpuPerNode'),
+      ),
       standIns: [...standIns.values()],
     };
   });

@@ -105,7 +105,7 @@ export function fortioResult(run: RunRecord, c: CaseResult): Record<string, unkn
       status: c.status,
       model: c.load.model,
       latencySource: l.source,
-      note: 'exported by meshbench compare: DurationHistogram holds successful requests only, at the record\'s bucket resolution; Percentiles are the record\'s exact figures; StdDev is from bucket midpoints',
+      note: "exported by meshbench compare: DurationHistogram holds successful requests only, at the record's bucket resolution; Percentiles are the record's exact figures; StdDev is from bucket midpoints",
     },
   };
 }
@@ -123,4 +123,3 @@ export function exportFortio(run: RunRecord, dir: string): string[] {
   }
   return files;
 }
-

@@ -69,7 +69,10 @@ export function histogramPercentile(h: Histogram | undefined, p: number): number
   return undefined;
 }
 
-const podReady = (c: CaseResult) => Object.values(c.startup?.podReadyMs ?? {}).filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+const podReady = (c: CaseResult) =>
+  Object.values(c.startup?.podReadyMs ?? {})
+    .filter((v) => Number.isFinite(v))
+    .sort((a, b) => a - b);
 
 const FIXED: Record<string, Fixed> = {
   p50: lat('p50', 'median'),
@@ -82,7 +85,12 @@ const FIXED: Record<string, Fixed> = {
   mean: lat('mean', 'mean'),
   qps: { unit: 'qps', better: 'higher', description: 'achieved requests per second', get: (c) => c.load?.actual?.qps },
   errors: { unit: 'count', better: 'lower', description: 'failed requests', get: (c) => c.load?.actual?.errors },
-  'startup:firstRequestMs': { unit: 'ms', better: 'lower', description: 'time to the first successful request after deploy', get: (c) => c.startup?.firstRequestMs },
+  'startup:firstRequestMs': {
+    unit: 'ms',
+    better: 'lower',
+    description: 'time to the first successful request after deploy',
+    get: (c) => c.startup?.firstRequestMs,
+  },
   'startup:dataplaneDeployMs': { unit: 'ms', better: 'lower', description: 'time to deploy the dataplane', get: (c) => c.startup?.dataplaneDeployMs },
   'startup:topologyUpMs': { unit: 'ms', better: 'lower', description: 'time to build the topology', get: (c) => c.startup?.topologyUpMs },
   'startup:podReadyMs': {
@@ -100,8 +108,18 @@ const FIXED: Record<string, Fixed> = {
       return v.length ? median(v) : undefined;
     },
   },
-  'kernel:softirqSeconds': { unit: 's', better: 'lower', description: 'system-wide softirq time over the window', get: (c) => c.resources?.kernel?.softirqSeconds },
-  'kernel:bpfRunTimeNs': { unit: 'ns', better: 'lower', description: "run time of the run's BPF programs over the window", get: (c) => c.resources?.kernel?.bpfRunTimeNs },
+  'kernel:softirqSeconds': {
+    unit: 's',
+    better: 'lower',
+    description: 'system-wide softirq time over the window',
+    get: (c) => c.resources?.kernel?.softirqSeconds,
+  },
+  'kernel:bpfRunTimeNs': {
+    unit: 'ns',
+    better: 'lower',
+    description: "run time of the run's BPF programs over the window",
+    get: (c) => c.resources?.kernel?.bpfRunTimeNs,
+  },
   'kernel:bpfMapBytes': { unit: 'bytes', better: 'lower', description: 'memory of BPF maps', get: (c) => c.resources?.kernel?.bpfMapBytes },
 };
 
@@ -136,7 +154,11 @@ export function metricNames(): string[] {
 export const LATENCY_METRICS = ['p50', 'p90', 'p95', 'p99', 'p999', 'max', 'min', 'mean'] as const;
 
 function unknown(name: string): never {
-  throw inputError(`unknown metric ${JSON.stringify(name)} (valid: ${metricNames().join(', ')})`, [], 'per-role metrics take the role as the record names it, e.g. cpu:proxy or pssPerPod:node-proxy');
+  throw inputError(
+    `unknown metric ${JSON.stringify(name)} (valid: ${metricNames().join(', ')})`,
+    [],
+    'per-role metrics take the role as the record names it, e.g. cpu:proxy or pssPerPod:node-proxy',
+  );
 }
 
 function resolve(name: string): { info: MetricInfo; get: Getter } {
@@ -148,7 +170,10 @@ function resolve(name: string): { info: MetricInfo; get: Getter } {
     const role = name.slice(i + 1);
     const family = Object.hasOwn(FAMILIES, fam) ? FAMILIES[fam] : undefined;
     if (family && role !== '' && !/\s/.test(role)) {
-      return { info: { name, unit: family.unit, better: 'lower', description: family.description.replace('the role', `role "${role}"`), role }, get: (c) => family.get(c, role) };
+      return {
+        info: { name, unit: family.unit, better: 'lower', description: family.description.replace('the role', `role "${role}"`), role },
+        get: (c) => family.get(c, role),
+      };
     }
   }
   return unknown(name);

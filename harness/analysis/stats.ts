@@ -459,7 +459,10 @@ export function overhead(
     }
     const paired = pairs.length > 0;
     const ci = paired
-      ? pairedDiffCI(pairs.map((p) => [p.baseline, p.dataplane] as const), { ...opts, seed })
+      ? pairedDiffCI(
+          pairs.map((p) => [p.baseline, p.dataplane] as const),
+          { ...opts, seed },
+        )
       : diffCI(baseAll, dpAll, { ...opts, seed });
     out.push({
       estimate: ci.estimate,

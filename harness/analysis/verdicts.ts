@@ -55,15 +55,23 @@ const show = showInterval;
  * published figure is not zero cannot tell the direction: not measurable here. `shown` replaces
  * the published figure's text in the reason (when `doc` is a reading of it, e.g. "0 s" as ±0.5 s).
  */
-export function judgeFigure(doc: PublishedFigure, measured: Interval | undefined, unit: string, missing = 'not measured in this run', shown?: string): ClaimVerdict {
+export function judgeFigure(
+  doc: PublishedFigure,
+  measured: Interval | undefined,
+  unit: string,
+  missing = 'not measured in this run',
+  shown?: string,
+): ClaimVerdict {
   if (!measured || !Number.isFinite(measured.estimate)) return { verdict: 'not measurable here', why: missing };
   const [lo, hi] = publishedRange(doc);
   const docText = shown ?? `${Array.isArray(doc.value) ? `${doc.value[0]}–${doc.value[1]}` : doc.value} ${unit}${doc.approx ? ' (approx., ±25 %)' : ''}`;
   const m = `measured ${show(measured)} ${unit} (${measured.n > 1 ? 'median, 95 % interval, ' : ''}n = ${measured.n})`;
   if (measured.high >= lo && measured.low <= hi) return { verdict: 'reproduced', why: `${m} meets the document's ${docText}` };
   const docSign = Math.sign((lo + hi) / 2);
-  if (docSign !== 0 && measured.low <= 0 && measured.high >= 0) return { verdict: 'not measurable here', why: `${m} includes zero, so it cannot say whether there is the document's ${docText}` };
-  if (Math.sign(measured.estimate) === docSign || docSign === 0) return { verdict: 'same direction, different size', why: `${m} is ${measured.estimate > hi ? 'above' : 'below'} the document's ${docText}` };
+  if (docSign !== 0 && measured.low <= 0 && measured.high >= 0)
+    return { verdict: 'not measurable here', why: `${m} includes zero, so it cannot say whether there is the document's ${docText}` };
+  if (Math.sign(measured.estimate) === docSign || docSign === 0)
+    return { verdict: 'same direction, different size', why: `${m} is ${measured.estimate > hi ? 'above' : 'below'} the document's ${docText}` };
   return { verdict: 'contradicted', why: `${m} is on the other side of zero from the document's ${docText}` };
 }
 
@@ -80,7 +88,8 @@ export function judgeRatio(band: [number, number], a: Interval | undefined, b: I
   const bandText = band[0] === band[1] ? fmt(band[0]) : `${fmt(band[0])}–${fmt(band[1])}`;
   const text = `${what}: ratio ${Number.isFinite(ratio) ? fmt(ratio) : '∞'} (${show(a)} / ${show(b)}), document ${bandText}×`;
   if (b.low <= 0 || a.low <= 0) {
-    if (a.low > b.high) return { verdict: 'same direction, different size', why: `${text}; the denominator's interval reaches zero, so only the direction is known` };
+    if (a.low > b.high)
+      return { verdict: 'same direction, different size', why: `${text}; the denominator's interval reaches zero, so only the direction is known` };
     return { verdict: 'not measurable here', why: `${text}; an interval reaches zero, so the ratio is unbounded` };
   }
   const [rlo, rhi] = [a.low / b.high, a.high / b.low];
@@ -103,6 +112,7 @@ export function judgeOrdering(order: string[], measured: Record<string, Interval
   const steps = m.slice(1).map((x, i) => ({ prev: m[i], x }));
   if (steps.some(({ prev, x }) => x.high < prev.low)) return { verdict: 'contradicted', why: `${text}: some step falls beyond the intervals` };
   if (steps.every(({ prev, x }) => x.low > prev.high)) return { verdict: 'reproduced', why: `${text}: every step rises beyond the intervals` };
-  if (steps.every(({ prev, x }) => x.estimate > prev.estimate)) return { verdict: 'same direction, different size', why: `${text}: the medians rise in order, but some step is within the intervals` };
+  if (steps.every(({ prev, x }) => x.estimate > prev.estimate))
+    return { verdict: 'same direction, different size', why: `${text}: the medians rise in order, but some step is within the intervals` };
   return { verdict: 'not measurable here', why: `${text}: the medians are not in order and the intervals overlap` };
 }

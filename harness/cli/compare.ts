@@ -10,7 +10,11 @@ export interface CompareCommandOptions extends CompareOptions {
   exportFortio?: string;
 }
 
-export function runCompare(fileA: string, fileB: string, o: CompareCommandOptions): { stdout: string; stderr: string; exitCode: number; comparison: Comparison } {
+export function runCompare(
+  fileA: string,
+  fileB: string,
+  o: CompareCommandOptions,
+): { stdout: string; stderr: string; exitCode: number; comparison: Comparison } {
   const a = loadRunForCompare(fileA);
   const b = loadRunForCompare(fileB);
   const c = compareRuns(a, b, o);

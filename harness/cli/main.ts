@@ -20,18 +20,26 @@ const positiveNum = (v: string) => {
   if (!(n > 0)) throw new InvalidArgumentError('must be a number of seconds > 0');
   return n;
 };
-const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 program
   .name('meshbench')
-  .description('Measure what service-mesh dataplanes cost on this kernel: builds a cluster of network namespaces, deploys a dataplane, drives fortio load, reports latency, CPU, memory and start-up.')
+  .description(
+    'Measure what service-mesh dataplanes cost on this kernel: builds a cluster of network namespaces, deploys a dataplane, drives fortio load, reports latency, CPU, memory and start-up.',
+  )
   .showHelpAfterError('(run with --help for usage)')
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride();
 
 program
   .command('run')
-  .description('Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.')
+  .description(
+    'Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.',
+  )
   .argument('<scenario.yaml>', 'scenario file (see scenarios/)')
   .option('--dataplanes <list>', `comma-separated dataplanes, replacing the scenario's (known: ${dataplaneNames().join(', ')})`, list)
   .option('--repeats <n>', 'repeats per dataplane × workload, interleaved', positiveInt)
@@ -45,7 +53,15 @@ program
   .action(async (file: string, o) => {
     const { runScenario } = await import('../run/run.js');
     const progress = new Progress(o.json ? 'quiet' : undefined);
-    const res = await runScenario(file, { dataplanes: o.dataplanes, repeats: o.repeats, durationS: o.duration, warmupS: o.warmup, quick: o.quick, resultsRoot: o.results, progress });
+    const res = await runScenario(file, {
+      dataplanes: o.dataplanes,
+      repeats: o.repeats,
+      durationS: o.duration,
+      warmupS: o.warmup,
+      quick: o.quick,
+      resultsRoot: o.results,
+      progress,
+    });
     // The record is written: its path is printed whatever happens to the report.
     let report: string | undefined;
     let reportFailure: MeshbenchError | undefined;
@@ -68,24 +84,43 @@ program
       ...(reportFailure ? { reportError: reportFailure.message } : {}),
       claims: res.record.reference ? Object.fromEntries(claims) : undefined,
       // Latency of a case that is not ok is no result: only the record keeps it, for diagnosis.
-      cases: res.record.cases.map((c): { dataplane: string; workload: string; repeat: number; status: string; p50Us?: number; p99Us?: number; reasons?: string[]; qps: number; errors: number } => ({
-        dataplane: c.dataplane,
-        workload: c.workload,
-        repeat: c.repeat,
-        status: c.status,
-        ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
-        qps: c.load.actual.qps,
-        errors: c.load.actual.errors,
-      })),
+      cases: res.record.cases.map(
+        (
+          c,
+        ): {
+          dataplane: string;
+          workload: string;
+          repeat: number;
+          status: string;
+          p50Us?: number;
+          p99Us?: number;
+          reasons?: string[];
+          qps: number;
+          errors: number;
+        } => ({
+          dataplane: c.dataplane,
+          workload: c.workload,
+          repeat: c.repeat,
+          status: c.status,
+          ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
+          qps: c.load.actual.qps,
+          errors: c.load.actual.errors,
+        }),
+      ),
     };
     if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     else {
       for (const c of summary.cases) {
         const figures = c.status === 'ok' ? `p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs` : 'not a result';
-        process.stdout.write(`  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`);
+        process.stdout.write(
+          `  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`,
+        );
         for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
       }
-      if (claims.length) process.stdout.write(`claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)\n`);
+      if (claims.length)
+        process.stdout.write(
+          `claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)\n`,
+        );
       process.stdout.write(`run record: ${res.file}\n`);
       if (report) process.stdout.write(`report: ${report}\n`);
       else if (reportFailure) process.stdout.write('report: not written (see the error)\n');
@@ -93,7 +128,11 @@ program
     }
     if (reportFailure) {
       // Exit 3 (environment) unless the run itself already failed or was interrupted.
-      process.exitCode = reportError(new MeshbenchError('E_ENV', reportFailure.message, { hint: `${reportFailure.hint ?? 'choose a writable --reports directory'}; the run record is intact: meshbench report ${res.file} --reports <dir>` }));
+      process.exitCode = reportError(
+        new MeshbenchError('E_ENV', reportFailure.message, {
+          hint: `${reportFailure.hint ?? 'choose a writable --reports directory'}; the run record is intact: meshbench report ${res.file} --reports <dir>`,
+        }),
+      );
     }
     if (res.record.status === 'incomplete') process.exitCode = 130;
     else if (res.record.status === 'failed') {
@@ -122,19 +161,40 @@ const probability = (v: string) => {
 
 program
   .command('compare')
-  .description('Compare two runs case by case (dataplane × workload, repeats as samples): per metric the medians, the change B − A with a 95% bootstrap interval, a permutation-test p-value and a verdict (better, worse, no significant change). With --fail-on it exits 1 when a named metric is significantly worse beyond --threshold: the hook for nightly CI.')
+  .description(
+    'Compare two runs case by case (dataplane × workload, repeats as samples): per metric the medians, the change B − A with a 95% bootstrap interval, a permutation-test p-value and a verdict (better, worse, no significant change). With --fail-on it exits 1 when a named metric is significantly worse beyond --threshold: the hook for nightly CI.',
+  )
   .argument('<a/run.json>', 'the reference run (before), or its directory')
   .argument('<b/run.json>', 'the run to judge (after), or its directory')
-  .option('--metric <list>', `metrics to compare, comma-separated, or "all" for every metric the runs carry (default p50,p90,p99,qps,errors; known: ${metricNames().join(', ')})`, list)
-  .option('--fail-on <list>', 'exit 1 when one of these metrics is worse with p < alpha and beyond the threshold (they are compared even if not in --metric)', list)
-  .option('--threshold <spec>', 'how much worse counts as a regression: a percentage of A\'s median (10%), an amount (200us, 0.5ms, 2MiB, a bare number in the metric\'s unit), or per metric (p99=200us,qps=5%,10%)', '5%')
+  .option(
+    '--metric <list>',
+    `metrics to compare, comma-separated, or "all" for every metric the runs carry (default p50,p90,p99,qps,errors; known: ${metricNames().join(', ')})`,
+    list,
+  )
+  .option(
+    '--fail-on <list>',
+    'exit 1 when one of these metrics is worse with p < alpha and beyond the threshold (they are compared even if not in --metric)',
+    list,
+  )
+  .option(
+    '--threshold <spec>',
+    "how much worse counts as a regression: a percentage of A's median (10%), an amount (200us, 0.5ms, 2MiB, a bare number in the metric's unit), or per metric (p99=200us,qps=5%,10%)",
+    '5%',
+  )
   .option('--alpha <p>', 'significance level of the permutation test', probability, 0.05)
   .option('--seed <seed>', 'seed of the bootstrap and permutation streams (results are reproducible for a seed)', 'meshbench')
   .option('--resamples <n>', 'bootstrap resamples', positiveInt, 2000)
-  .option('--test <name>', 'significance test: median (permutation test of the difference of medians) or rank (Mann–Whitney U by permutation; more power with few repeats)', 'median')
+  .option(
+    '--test <name>',
+    'significance test: median (permutation test of the difference of medians) or rank (Mann–Whitney U by permutation; more power with few repeats)',
+    'median',
+  )
   .option('--permutations <n>', 'permutation-test relabellings (exact enumeration when the splits are fewer)', positiveInt, 5000)
   .option('--json', 'print the comparison as JSON (schema meshbench/compare/v1)')
-  .option('--export-fortio <dir>', 'also write every case of both runs as fortio result JSON into <dir> (<runId>-<index>-<dataplane>-<workload>-r<repeat>.json), for `fortio report -data-dir <dir>`')
+  .option(
+    '--export-fortio <dir>',
+    'also write every case of both runs as fortio result JSON into <dir> (<runId>-<index>-<dataplane>-<workload>-r<repeat>.json), for `fortio report -data-dir <dir>`',
+  )
   .addHelpText(
     'after',
     `
@@ -170,7 +230,9 @@ Example (nightly CI):
 
 program
   .command('validate')
-  .description('Check a scenario or topology file without touching the host; prints every problem as file:line: message (exit 2) or a summary of the cluster it declares.')
+  .description(
+    'Check a scenario or topology file without touching the host; prints every problem as file:line: message (exit 2) or a summary of the cluster it declares.',
+  )
   .argument('<file.yaml>', 'scenario or topology file')
   .option('--quick', "describe the scenario's quick form (what `run --quick` runs)")
   .action(async (file: string, o: { quick?: boolean }) => {
@@ -180,7 +242,9 @@ program
 
 program
   .command('down')
-  .description('Remove every lab object left on this host (processes, network namespaces, BPF programs on lab cgroups, bpffs mounts, cgroups, state): only what carries the lab prefix (docs/safety.md). Refuses while a run is in progress unless --force. Safe to repeat. Needs root.')
+  .description(
+    'Remove every lab object left on this host (processes, network namespaces, BPF programs on lab cgroups, bpffs mounts, cgroups, state): only what carries the lab prefix (docs/safety.md). Refuses while a run is in progress unless --force. Safe to repeat. Needs root.',
+  )
   .option('--prefix <prefix>', 'only this run prefix (mb + 4 characters of 0-9a-z, as `run` prints it)')
   .option('--force', 'remove lab objects even while a run holds the run lock (that run fails)')
   .action(async (o) => {
@@ -188,12 +252,16 @@ program
     if (o.prefix !== undefined) checkPrefix(o.prefix);
     if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
     const r = await down({ prefix: o.prefix, force: o.force, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
-    process.stdout.write(`removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.bpfPrograms} BPF program attachment(s), ${r.cgroups} cgroup tree(s)\n`);
+    process.stdout.write(
+      `removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.bpfPrograms} BPF program attachment(s), ${r.cgroups} cgroup tree(s)\n`,
+    );
   });
 
 program
   .command('doctor')
-  .description('Report what this host can do for the lab: privileges, kernel features (netns, veth, iptables REDIRECT/TPROXY, eBPF/BTF, cgroup v2, WireGuard, netem, IPsec), tools and versions, each with what to do when missing.')
+  .description(
+    'Report what this host can do for the lab: privileges, kernel features (netns, veth, iptables REDIRECT/TPROXY, eBPF/BTF, cgroup v2, WireGuard, netem, IPsec), tools and versions, each with what to do when missing.',
+  )
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     const { runDoctor, formatDoctor } = await import('../probes/host.js');
@@ -204,7 +272,9 @@ program
 
 program
   .command('observe')
-  .description('Print the flow log of an eBPF run (like hubble observe): every drop with its reason and every new connection, with pods, identities, direction and node, in time order.')
+  .description(
+    'Print the flow log of an eBPF run (like hubble observe): every drop with its reason and every new connection, with pods, identities, direction and node, in time order.',
+  )
   .argument('<run>', 'a run.json, a run directory or one case directory of it')
   .option('--verdict <verdict>', 'only FORWARDED, DROPPED or REDIRECTED flows')
   .option('--pod <[namespace/]pod>', 'only flows from or to this pod')
@@ -212,7 +282,11 @@ program
   .option('--json', 'one JSON object per line')
   .action(async (path: string, o) => {
     const { readFlows, filterFlows, formatFlow } = await import('./observe.js');
-    for (const f of filterFlows(readFlows(path, (m) => process.stderr.write(`warning: ${m}\n`)), o)) process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
+    for (const f of filterFlows(
+      readFlows(path, (m) => process.stderr.write(`warning: ${m}\n`)),
+      o,
+    ))
+      process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
   });
 
 program
@@ -221,7 +295,14 @@ program
   .option('--json', 'name, summary and declared needs of each, as JSON')
   .action((o: { json?: boolean }) => {
     const all = allDataplanes();
-    if (o.json) process.stdout.write(JSON.stringify(all.map((d) => ({ name: d.name, summary: d.summary, needs: d.needs })), null, 2) + '\n');
+    if (o.json)
+      process.stdout.write(
+        JSON.stringify(
+          all.map((d) => ({ name: d.name, summary: d.summary, needs: d.needs })),
+          null,
+          2,
+        ) + '\n',
+      );
     else for (const d of all) process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n`);
   });
 

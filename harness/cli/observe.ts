@@ -15,7 +15,11 @@ function flowDirs(path: string): string[] {
   const root = statSync(path).isDirectory() ? path : dirname(path);
   if (existsSync(join(root, 'flows'))) return [join(root, 'flows')];
   const cases = join(root, 'cases');
-  const dirs = existsSync(cases) ? readdirSync(cases).map((c) => join(cases, c, 'flows')).filter(existsSync) : [];
+  const dirs = existsSync(cases)
+    ? readdirSync(cases)
+        .map((c) => join(cases, c, 'flows'))
+        .filter(existsSync)
+    : [];
   if (!dirs.length) throw inputError(`${path}: no flow log here`, [], 'flow logs are written by the eBPF dataplanes (ebpf, ebpf-l7); run one of them first');
   return dirs;
 }

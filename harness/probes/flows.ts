@@ -74,7 +74,9 @@ export function readFlowDir(dir: string): FlowLog {
   const caseName = basename(dirname(dir));
   const flows: Flow[] = [];
   const unreadable: string[] = [];
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.jsonl')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.jsonl'))
+    .sort()) {
     const lines = readFileSync(join(dir, f), 'utf8').split('\n');
     lines.forEach((line, i) => {
       if (!line.startsWith('{')) return;
@@ -93,7 +95,15 @@ export function readFlowDir(dir: string): FlowLog {
       const s = endpoints[fl.source.ip];
       const d = endpoints[fl.destination.ip];
       const svc = d ? undefined : names.services?.[fl.destination.ip];
-      flows.push({ ...fl, case: caseName, sourcePod: s?.pod, sourceNamespace: s?.namespace, destinationPod: d?.pod, destinationNamespace: d?.namespace, ...(svc ? { destinationService: svc } : {}) });
+      flows.push({
+        ...fl,
+        case: caseName,
+        sourcePod: s?.pod,
+        sourceNamespace: s?.namespace,
+        destinationPod: d?.pod,
+        destinationNamespace: d?.namespace,
+        ...(svc ? { destinationService: svc } : {}),
+      });
     });
   }
   // Array.prototype.sort is stable: equal times keep file and line order.
@@ -143,11 +153,17 @@ interface End {
 }
 
 function endOf(ip: string, identity: number, pod: string | undefined, namespace: string | undefined, service?: { namespace: string; name: string }): End {
-  if (service) return { id: `${service.namespace}/${service.name}`, w: { id: '', kind: 'service', name: service.name, namespace: service.namespace }, identity };
+  if (service)
+    return { id: `${service.namespace}/${service.name}`, w: { id: '', kind: 'service', name: service.name, namespace: service.namespace }, identity };
   if (pod !== undefined) {
     const name = workloadOfPod(pod);
     const ns = namespace ?? '';
-    return { id: ns ? `${ns}/${name}` : name, w: { id: '', kind: 'workload', name, ...(ns ? { namespace: ns } : {}) }, pod: ns ? `${ns}/${pod}` : pod, identity };
+    return {
+      id: ns ? `${ns}/${name}` : name,
+      w: { id: '', kind: 'workload', name, ...(ns ? { namespace: ns } : {}) },
+      pod: ns ? `${ns}/${pod}` : pod,
+      identity,
+    };
   }
   const reserved = RESERVED_IDENTITIES[identity];
   if (reserved) return { id: reserved, w: { id: '', kind: 'reserved', name: reserved }, identity };
@@ -213,7 +229,8 @@ export function summarizeFlows(flows: Flow[], unreadable = 0, l7Dropped?: number
   const edgeOf = (from: string, to: string, port: number, protocol: string) => {
     const key = JSON.stringify([from, to, protocol, port]);
     let e = edges.get(key);
-    if (!e) edges.set(key, (e = { from, to, port, protocol, connections: 0, forwarded: 0, redirected: 0, dropped: new Map(), droppedThenForwarded: new Map() }));
+    if (!e)
+      edges.set(key, (e = { from, to, port, protocol, connections: 0, forwarded: 0, redirected: 0, dropped: new Map(), droppedThenForwarded: new Map() }));
     return e;
   };
 

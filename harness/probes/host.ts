@@ -157,9 +157,20 @@ export function summarize(checks: Check[], dataplanes: DataplaneNeeds[] = allDat
 
 // ───────────────────────────── checks ─────────────────────────────
 
-const mk = (group: string, name: string, status: Status, required: boolean, detail: string, fix?: string): Check => ({ group, name, status, required, detail, ...(fix && status !== 'ok' ? { fix } : {}) });
+const mk = (group: string, name: string, status: Status, required: boolean, detail: string, fix?: string): Check => ({
+  group,
+  name,
+  status,
+  required,
+  detail,
+  ...(fix && status !== 'ok' ? { fix } : {}),
+});
 
-const firstLine = (s: string) => s.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+const firstLine = (s: string) =>
+  s
+    .split('\n')
+    .map((l) => l.trim())
+    .find(Boolean) ?? '';
 const errText = (r: ExecResult) => (firstLine(r.stderr) || firstLine(r.stdout) || `exit ${r.code}`).replace(/^Error:\s*/, '').replace(/\.$/, '');
 
 export async function runDoctor(dataplanes: DataplaneNeeds[] = allDataplanes()): Promise<Check[]> {
@@ -176,7 +187,10 @@ export async function runDoctor(dataplanes: DataplaneNeeds[] = allDataplanes()):
 /** nf_tables or legacy, from `iptables --version` (read by the tools checks), as the capture rules read it. */
 function iptablesBackend(ipt: Check | undefined): Pick<Check, 'status' | 'detail'> {
   if (ipt?.status !== 'ok') return { status: 'skipped', detail: 'iptables not installed' };
-  return { status: 'ok', detail: backendOf(ipt.detail) === 'nf_tables' ? 'nf_tables (iptables-nft: rules live in nftables tables of each namespace)' : 'legacy (x_tables)' };
+  return {
+    status: 'ok',
+    detail: backendOf(ipt.detail) === 'nf_tables' ? 'nf_tables (iptables-nft: rules live in nftables tables of each namespace)' : 'legacy (x_tables)',
+  };
 }
 
 function privilegeChecks(root: boolean): Check[] {
@@ -184,7 +198,14 @@ function privilegeChecks(root: boolean): Check[] {
   return [
     root
       ? mk('privileges', CHECK.root, 'ok', true, 'running as root (uid 0)')
-      : mk('privileges', CHECK.root, 'missing', true, `running as uid ${uid}: runs, \`down\` and the kernel probes need root`, 'run as root (e.g. sudo npx meshbench …)'),
+      : mk(
+          'privileges',
+          CHECK.root,
+          'missing',
+          true,
+          `running as uid ${uid}: runs, \`down\` and the kernel probes need root`,
+          'run as root (e.g. sudo npx meshbench …)',
+        ),
   ];
 }
 
@@ -199,11 +220,25 @@ function hostChecks(): Check[] {
     mk(g, 'kernel release', 'ok', false, `${os.release()} (${os.arch()})`),
     cores >= 2
       ? mk(g, 'cpu cores', 'ok', false, `${cores} usable (${model})`)
-      : mk(g, 'cpu cores', 'warn', false, `${cores} usable (${model}): load generator and servers cannot be pinned to separate CPUs`, 'use a host (or VM) with at least 2 cores'),
+      : mk(
+          g,
+          'cpu cores',
+          'warn',
+          false,
+          `${cores} usable (${model}): load generator and servers cannot be pinned to separate CPUs`,
+          'use a host (or VM) with at least 2 cores',
+        ),
     mk(g, 'memory', 'ok', false, `${gib(os.totalmem())} total, ${gib(os.freemem())} free`),
     major >= 20
       ? mk(g, CHECK.node, 'ok', true, `${process.version}`)
-      : mk(g, CHECK.node, 'missing', true, `${process.version}: meshbench needs Node.js 20 or later`, 'install Node.js 20 or later (NodeSource packages or nvm)'),
+      : mk(
+          g,
+          CHECK.node,
+          'missing',
+          true,
+          `${process.version}: meshbench needs Node.js 20 or later`,
+          'install Node.js 20 or later (NodeSource packages or nvm)',
+        ),
   ];
 }
 
@@ -308,7 +343,10 @@ class Guard {
 
 async function listNetnsNames(): Promise<string[]> {
   const r = await exec('ip', ['netns', 'list'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
-  return r.stdout.split('\n').map((l) => l.split(' ')[0]).filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter(Boolean);
 }
 
 const KERNEL = 'kernel';
@@ -352,14 +390,23 @@ async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<C
         execFileSync('ip', ['netns', 'add', ns], { stdio: ['ignore', 'ignore', 'pipe'], timeout: CMD_TIMEOUT_MS });
         guard.ns = ns;
       } catch (err) {
-        error = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim().replace(/^Error:\s*/, '');
+        error = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message)
+          .trim()
+          .replace(/^Error:\s*/, '');
         if (!/exists/i.test(error)) break; // "exists": a name taken by someone else; try another
       }
     }
     if (!guard.ns) {
       await compiled;
       const kernel = kernelSkipped('no scratch namespace to probe in');
-      kernel[0] = mk(KERNEL, CHECK.netns, 'missing', true, `ip netns add ${ns} failed: ${firstLine(error)}`, 'the kernel needs CONFIG_NET_NS=y; inside a container, give it CAP_SYS_ADMIN and a writable /run/netns');
+      kernel[0] = mk(
+        KERNEL,
+        CHECK.netns,
+        'missing',
+        true,
+        `ip netns add ${ns} failed: ${firstLine(error)}`,
+        'the kernel needs CONFIG_NET_NS=y; inside a container, give it CAP_SYS_ADMIN and a writable /run/netns',
+      );
       return { kernel: [...kernel, cg], helpers: helperSkipped('no scratch namespace to probe in') };
     }
     const pfx = ns.slice(0, -SCRATCH_SUFFIX.length); // mbdoc<c>
@@ -385,7 +432,10 @@ async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<C
 }
 
 async function probeVeth(ns: string, pfx: string, kcfg: KernelConfig): Promise<Check> {
-  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-va`, 'type', 'veth', 'peer', 'name', `${pfx}-vb`], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-va`, 'type', 'veth', 'peer', 'name', `${pfx}-vb`], {
+    allowFail: true,
+    timeoutMs: CMD_TIMEOUT_MS,
+  });
   return r.code === 0
     ? mk(KERNEL, CHECK.veth, 'ok', true, 'veth pair created with both ends inside the scratch namespace')
     : mk(KERNEL, CHECK.veth, 'missing', true, `cannot create a veth pair${evidence('ip', r, kcfg, 'CONFIG_VETH')}`, moduleFix(['veth'], ['CONFIG_VETH'], kcfg));
@@ -403,18 +453,59 @@ async function probeIptables(ns: string, kcfg: KernelConfig): Promise<Check[]> {
   const match = ['-p', 'tcp', '-d', '198.18.0.1', '--dport', '9'];
   // One after another: the probes share the namespace's ruleset.
   const redirect = await ipt(['-t', 'nat', '-A', 'OUTPUT', ...match, '-j', 'REDIRECT', '--to-ports', '15001']);
-  const dnat = await ipt(['-t', 'nat', '-A', 'OUTPUT', ...match, '-m', 'comment', '--comment', 'meshbench doctor', '-m', 'statistic', '--mode', 'random', '--probability', '0.5', '-j', 'DNAT', '--to-destination', '198.18.0.2:9']);
+  const dnat = await ipt([
+    '-t',
+    'nat',
+    '-A',
+    'OUTPUT',
+    ...match,
+    '-m',
+    'comment',
+    '--comment',
+    'meshbench doctor',
+    '-m',
+    'statistic',
+    '--mode',
+    'random',
+    '--probability',
+    '0.5',
+    '-j',
+    'DNAT',
+    '--to-destination',
+    '198.18.0.2:9',
+  ]);
   const tproxy = await ipt(['-t', 'mangle', '-A', 'PREROUTING', ...match, '-j', 'TPROXY', '--on-port', '15006', '--tproxy-mark', '0x1/0x1']);
   return [
     redirect.code === 0
       ? mk(KERNEL, CHECK.redirect, 'ok', true, 'nat OUTPUT … -j REDIRECT accepted (sidecar capture)')
-      : mk(KERNEL, CHECK.redirect, 'missing', true, `nat REDIRECT refused: sidecar capture cannot run${evidence('iptables', redirect, kcfg, 'CONFIG_NETFILTER_XT_TARGET_REDIRECT')}`, moduleFix(['nf_nat', 'xt_REDIRECT'], ['CONFIG_NF_NAT', 'CONFIG_NETFILTER_XT_TARGET_REDIRECT'], kcfg)),
+      : mk(
+          KERNEL,
+          CHECK.redirect,
+          'missing',
+          true,
+          `nat REDIRECT refused: sidecar capture cannot run${evidence('iptables', redirect, kcfg, 'CONFIG_NETFILTER_XT_TARGET_REDIRECT')}`,
+          moduleFix(['nf_nat', 'xt_REDIRECT'], ['CONFIG_NF_NAT', 'CONFIG_NETFILTER_XT_TARGET_REDIRECT'], kcfg),
+        ),
     dnat.code === 0
       ? mk(KERNEL, CHECK.dnat, 'ok', true, 'nat DNAT with -m statistic -m comment accepted (kube-proxy service rules)')
-      : mk(KERNEL, CHECK.dnat, 'missing', true, `nat DNAT with -m statistic refused: kube-proxy service rules cannot load${evidence('iptables', dnat, kcfg, 'CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT')}`, moduleFix(['xt_statistic', 'xt_comment', 'xt_nat'], ['CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT'], kcfg)),
+      : mk(
+          KERNEL,
+          CHECK.dnat,
+          'missing',
+          true,
+          `nat DNAT with -m statistic refused: kube-proxy service rules cannot load${evidence('iptables', dnat, kcfg, 'CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT')}`,
+          moduleFix(['xt_statistic', 'xt_comment', 'xt_nat'], ['CONFIG_NETFILTER_XT_MATCH_STATISTIC', 'CONFIG_NETFILTER_XT_MATCH_COMMENT'], kcfg),
+        ),
     tproxy.code === 0
       ? mk(KERNEL, CHECK.tproxy, 'ok', false, 'mangle PREROUTING … -j TPROXY accepted (transparent inbound capture)')
-      : mk(KERNEL, CHECK.tproxy, 'warn', false, `mangle TPROXY refused: ambient-style capture cannot run${evidence('iptables', tproxy, kcfg, 'CONFIG_NETFILTER_XT_TARGET_TPROXY')}`, moduleFix(['nf_tproxy_ipv4', 'xt_TPROXY'], ['CONFIG_NETFILTER_XT_TARGET_TPROXY'], kcfg)),
+      : mk(
+          KERNEL,
+          CHECK.tproxy,
+          'warn',
+          false,
+          `mangle TPROXY refused: ambient-style capture cannot run${evidence('iptables', tproxy, kcfg, 'CONFIG_NETFILTER_XT_TARGET_TPROXY')}`,
+          moduleFix(['nf_tproxy_ipv4', 'xt_TPROXY'], ['CONFIG_NETFILTER_XT_TARGET_TPROXY'], kcfg),
+        ),
   ];
 }
 
@@ -430,13 +521,27 @@ async function probeWireguard(ns: string, pfx: string, kcfg: KernelConfig, tools
     const tun = existsSync('/dev/net/tun') ? '/dev/net/tun present' : 'but /dev/net/tun is MISSING';
     return mk(KERNEL, CHECK.wireguard, 'warn', false, `no WireGuard kernel module: the lab will use wireguard-go (${wgGo.detail}, ${tun})${why}`, kernelFix);
   }
-  return mk(KERNEL, CHECK.wireguard, 'warn', false, `no WireGuard kernel module: the lab will use wireguard-go, but ${wgGo?.status === 'ok' ? 'wg' : 'wireguard-go'} is not installed, so WireGuard scenarios cannot run${why}`, `apt-get install wireguard-go wireguard-tools; or ${kernelFix}`);
+  return mk(
+    KERNEL,
+    CHECK.wireguard,
+    'warn',
+    false,
+    `no WireGuard kernel module: the lab will use wireguard-go, but ${wgGo?.status === 'ok' ? 'wg' : 'wireguard-go'} is not installed, so WireGuard scenarios cannot run${why}`,
+    `apt-get install wireguard-go wireguard-tools; or ${kernelFix}`,
+  );
 }
 
 async function probeNetem(ns: string, kcfg: KernelConfig): Promise<Check> {
   const r = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
   if (r.code === 0) return mk(KERNEL, CHECK.netem, 'ok', false, 'netem qdisc accepted (delay/loss for fault-injection scenarios)');
-  return mk(KERNEL, CHECK.netem, 'warn', false, `no netem qdisc: fault-injection scenarios (delay, loss) need it${evidence('tc', r, kcfg, 'CONFIG_NET_SCH_NETEM')}`, moduleFix(['sch_netem'], ['CONFIG_NET_SCH_NETEM'], kcfg));
+  return mk(
+    KERNEL,
+    CHECK.netem,
+    'warn',
+    false,
+    `no netem qdisc: fault-injection scenarios (delay, loss) need it${evidence('tc', r, kcfg, 'CONFIG_NET_SCH_NETEM')}`,
+    moduleFix(['sch_netem'], ['CONFIG_NET_SCH_NETEM'], kcfg),
+  );
 }
 
 async function probeEsp(ns: string, kcfg: KernelConfig): Promise<Check> {
@@ -444,17 +549,51 @@ async function probeEsp(ns: string, kcfg: KernelConfig): Promise<Check> {
   const auth = randomBytes(32).toString('hex');
   const r = await exec(
     'ip',
-    ['-n', ns, 'xfrm', 'state', 'add', 'src', '198.18.0.1', 'dst', '198.18.0.2', 'proto', 'esp', 'spi', '0x100', 'enc', 'cbc(aes)', `0x${enc}`, 'auth', 'hmac(sha256)', `0x${auth}`],
+    [
+      '-n',
+      ns,
+      'xfrm',
+      'state',
+      'add',
+      'src',
+      '198.18.0.1',
+      'dst',
+      '198.18.0.2',
+      'proto',
+      'esp',
+      'spi',
+      '0x100',
+      'enc',
+      'cbc(aes)',
+      `0x${enc}`,
+      'auth',
+      'hmac(sha256)',
+      `0x${auth}`,
+    ],
     { allowFail: true, timeoutMs: CMD_TIMEOUT_MS },
   );
   if (r.code === 0) return mk(KERNEL, CHECK.esp, 'ok', false, 'xfrm ESP state (cbc(aes) + hmac(sha256)) accepted');
-  return mk(KERNEL, CHECK.esp, 'warn', false, `ESP state refused: IPsec-encrypted dataplanes cannot run${evidence('ip xfrm', r, kcfg, 'CONFIG_INET_ESP', 'CONFIG_XFRM_USER')}`, moduleFix(['esp4', 'xfrm_user'], ['CONFIG_INET_ESP', 'CONFIG_XFRM_USER'], kcfg));
+  return mk(
+    KERNEL,
+    CHECK.esp,
+    'warn',
+    false,
+    `ESP state refused: IPsec-encrypted dataplanes cannot run${evidence('ip xfrm', r, kcfg, 'CONFIG_INET_ESP', 'CONFIG_XFRM_USER')}`,
+    moduleFix(['esp4', 'xfrm_user'], ['CONFIG_INET_ESP', 'CONFIG_XFRM_USER'], kcfg),
+  );
 }
 
 function cgroupCheck(): Check {
   const root = cgroup2Root();
   if (!root) {
-    return mk(KERNEL, CHECK.cgroup2, 'warn', false, 'cgroup v2 is not mounted: CPU per role falls back to /proc/PID/stat and cgroup/connect4 programs cannot attach', 'mount -t cgroup2 none /sys/fs/cgroup/unified (or boot with systemd.unified_cgroup_hierarchy=1)');
+    return mk(
+      KERNEL,
+      CHECK.cgroup2,
+      'warn',
+      false,
+      'cgroup v2 is not mounted: CPU per role falls back to /proc/PID/stat and cgroup/connect4 programs cannot attach',
+      'mount -t cgroup2 none /sys/fs/cgroup/unified (or boot with systemd.unified_cgroup_hierarchy=1)',
+    );
   }
   const v1 = mounts().filter((m) => m.fstype === 'cgroup');
   const layout = v1.length ? `hybrid layout, ${v1.length} v1 hierarchies beside it` : 'unified layout';
@@ -500,9 +639,23 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
   const jit = readText('/proc/sys/net/core/bpf_jit_enable')?.trim();
   out.push(
     jit === undefined
-      ? mk(EBPF, 'bpf jit', 'warn', false, 'no /proc/sys/net/core/bpf_jit_enable: the kernel has no BPF JIT; programs run interpreted', 'use a kernel built with CONFIG_BPF_JIT=y')
+      ? mk(
+          EBPF,
+          'bpf jit',
+          'warn',
+          false,
+          'no /proc/sys/net/core/bpf_jit_enable: the kernel has no BPF JIT; programs run interpreted',
+          'use a kernel built with CONFIG_BPF_JIT=y',
+        )
       : jit === '0'
-        ? mk(EBPF, 'bpf jit', 'warn', false, 'net.core.bpf_jit_enable = 0: programs run interpreted, so eBPF costs would be overstated', 'sysctl -w net.core.bpf_jit_enable=1 (a global setting: the lab does not change it for you)')
+        ? mk(
+            EBPF,
+            'bpf jit',
+            'warn',
+            false,
+            'net.core.bpf_jit_enable = 0: programs run interpreted, so eBPF costs would be overstated',
+            'sysctl -w net.core.bpf_jit_enable=1 (a global setting: the lab does not change it for you)',
+          )
         : mk(EBPF, 'bpf jit', 'ok', false, `enabled (net.core.bpf_jit_enable = ${jit})`),
   );
   const fs = bpffsRoot();
@@ -510,14 +663,33 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
     fs
       ? mk(EBPF, CHECK.bpffs, 'ok', false, `mounted at ${fs}`)
       : (readText('/proc/filesystems') ?? '').includes('\tbpf\n')
-        ? mk(EBPF, CHECK.bpffs, 'ok', false, 'not mounted on the host; the eBPF dataplanes mount a private one at /run/meshbench/<prefix>/bpffs and unmount it at teardown')
-        : mk(EBPF, CHECK.bpffs, 'warn', false, 'this kernel has no bpf filesystem: programs and maps cannot be pinned (the eBPF dataplanes need it)', 'use a kernel built with CONFIG_BPF_SYSCALL=y'),
+        ? mk(
+            EBPF,
+            CHECK.bpffs,
+            'ok',
+            false,
+            'not mounted on the host; the eBPF dataplanes mount a private one at /run/meshbench/<prefix>/bpffs and unmount it at teardown',
+          )
+        : mk(
+            EBPF,
+            CHECK.bpffs,
+            'warn',
+            false,
+            'this kernel has no bpf filesystem: programs and maps cannot be pinned (the eBPF dataplanes need it)',
+            'use a kernel built with CONFIG_BPF_SYSCALL=y',
+          ),
   );
   const stats = readText('/proc/sys/kernel/bpf_stats_enabled')?.trim();
   out.push(
     stats === undefined
       ? mk(EBPF, 'bpf_stats_enabled', 'warn', false, 'no kernel.bpf_stats_enabled sysctl: per-program run time cannot be measured', 'use a kernel ≥ 5.1')
-      : mk(EBPF, 'bpf_stats_enabled', 'ok', false, `present (now ${stats}); the eBPF dataplanes count per-program run time through a BPF_ENABLE_STATS handle held by their agents, which has the effect of 1 while they run and never writes the sysctl`),
+      : mk(
+          EBPF,
+          'bpf_stats_enabled',
+          'ok',
+          false,
+          `present (now ${stats}); the eBPF dataplanes count per-program run time through a BPF_ENABLE_STATS handle held by their agents, which has the effect of 1 while they run and never writes the sysctl`,
+        ),
   );
   if (!root) {
     for (const t of PROG_TYPES) out.push(mk(EBPF, `prog ${t}`, 'skipped', false, 'needs root'));
@@ -536,7 +708,14 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
     out.push(
       v === true
         ? mk(EBPF, `prog ${t}`, 'ok', false, 'program type loads')
-        : mk(EBPF, `prog ${t}`, 'warn', false, v === false ? 'program type not supported by this kernel' : 'not in bpftool\'s report', 'use a newer kernel (6.1 or later has every type the lab uses)'),
+        : mk(
+            EBPF,
+            `prog ${t}`,
+            'warn',
+            false,
+            v === false ? 'program type not supported by this kernel' : "not in bpftool's report",
+            'use a newer kernel (6.1 or later has every type the lab uses)',
+          ),
     );
   }
   for (const t of MAP_TYPES) {
@@ -544,7 +723,14 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
     out.push(
       v === true
         ? mk(EBPF, `map ${t}`, 'ok', false, 'map type creatable')
-        : mk(EBPF, `map ${t}`, 'warn', false, v === false ? 'map type not supported by this kernel' : 'not in bpftool\'s report', 'use a newer kernel (6.1 or later has every type the lab uses)'),
+        : mk(
+            EBPF,
+            `map ${t}`,
+            'warn',
+            false,
+            v === false ? 'map type not supported by this kernel' : "not in bpftool's report",
+            'use a newer kernel (6.1 or later has every type the lab uses)',
+          ),
     );
   }
   return out;
@@ -561,7 +747,7 @@ interface FeatureProbe {
 /** What bpftool's helper lists say, and whether they can be believed. */
 function helpersFromJson(j: FeatureProbe | undefined): { trusted: boolean; has: (h: string) => boolean | undefined; note: string } {
   const cls = j?.helpers?.sched_cls_available_helpers;
-  if (!Array.isArray(cls)) return { trusted: false, has: () => undefined, note: j?.error ?? 'bpftool\'s report has no helper lists' };
+  if (!Array.isArray(cls)) return { trusted: false, has: () => undefined, note: j?.error ?? "bpftool's report has no helper lists" };
   // bpf_redirect_peer only exists for tc programs. A bpftool whose libbpf predates the verifier's
   // "program of this type cannot use helper" message counts every helper as available everywhere.
   const kprobe = j?.helpers?.kprobe_available_helpers;
@@ -569,7 +755,7 @@ function helpersFromJson(j: FeatureProbe | undefined): { trusted: boolean; has: 
   return {
     trusted,
     has: (h) => cls.includes(h),
-    note: trusted ? '' : 'bpftool\'s helper lists are wrong on this kernel (they offer every helper to every program type)',
+    note: trusted ? '' : "bpftool's helper lists are wrong on this kernel (they offer every helper to every program type)",
   };
 }
 
@@ -599,7 +785,14 @@ interface Compiled {
   reason?: string;
 }
 
-const MULTIARCH: Record<string, string> = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', arm: 'arm-linux-gnueabihf', ppc64: 'powerpc64le-linux-gnu', s390x: 's390x-linux-gnu', riscv64: 'riscv64-linux-gnu' };
+const MULTIARCH: Record<string, string> = {
+  x64: 'x86_64-linux-gnu',
+  arm64: 'aarch64-linux-gnu',
+  arm: 'arm-linux-gnueabihf',
+  ppc64: 'powerpc64le-linux-gnu',
+  s390x: 's390x-linux-gnu',
+  riscv64: 'riscv64-linux-gnu',
+};
 
 /** Compile one tiny tc object per helper into a temp dir the guard removes. */
 async function compileHelperProbes(guard: Guard): Promise<Compiled> {
@@ -647,7 +840,11 @@ async function probeHelpers(ns: string, compiledP: Promise<Compiled>, featuresP:
     else {
       let pref = 1;
       for (const h of HELPERS) {
-        const r = await exec('tc', ['-n', ns, 'filter', 'add', 'dev', 'lo', 'ingress', 'pref', String(pref++), 'bpf', 'da', 'obj', compiled.objects[h], 'sec', 'tc'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+        const r = await exec(
+          'tc',
+          ['-n', ns, 'filter', 'add', 'dev', 'lo', 'ingress', 'pref', String(pref++), 'bpf', 'da', 'obj', compiled.objects[h], 'sec', 'tc'],
+          { allowFail: true, timeoutMs: CMD_TIMEOUT_MS },
+        );
         const log = `${r.stderr}\n${r.stdout}`;
         const refusal = log.split('\n').find((l) => /cannot use helper|unknown func|invalid func/.test(l));
         loaded.set(h, { ok: r.code === 0, unavailable: !!refusal, why: (refusal ?? errText(r)).trim() });
@@ -663,14 +860,28 @@ async function probeHelpers(ns: string, compiledP: Promise<Compiled>, featuresP:
     if (l) {
       if (l.ok) return mk(EBPF, name, 'ok', false, `a tc (sched_cls) program calling it loads${note}`);
       if (l.unavailable) return mk(EBPF, name, 'warn', false, `the verifier refuses it in a tc program: ${l.why}`, fix);
-      return mk(EBPF, name, 'warn', false, `load probe failed, so availability is unknown: ${l.why}`, 'the eBPF dataplanes would hit the same loader error: check clang, libbpf-dev and the tc (iproute2) build');
+      return mk(
+        EBPF,
+        name,
+        'warn',
+        false,
+        `load probe failed, so availability is unknown: ${l.why}`,
+        'the eBPF dataplanes would hit the same loader error: check clang, libbpf-dev and the tc (iproute2) build',
+      );
     }
     if (json.trusted && json.has(h) !== undefined) {
       return json.has(h)
         ? mk(EBPF, name, 'ok', false, 'available to sched_cls programs (bpftool feature probe)')
         : mk(EBPF, name, 'warn', false, 'not available to sched_cls programs (bpftool feature probe)', fix);
     }
-    return mk(EBPF, name, 'warn', false, `unknown: ${json.note || 'no bpftool report'}, and the load probe could not run (${loadReason ?? 'no reason'})`, 'apt-get install clang libbpf-dev, then run doctor again');
+    return mk(
+      EBPF,
+      name,
+      'warn',
+      false,
+      `unknown: ${json.note || 'no bpftool report'}, and the load probe could not run (${loadReason ?? 'no reason'})`,
+      'apt-get install clang libbpf-dev, then run doctor again',
+    );
   });
 }
 
@@ -708,7 +919,11 @@ const TOOL_SPECS: ToolSpec[] = [
 function versionLine(out: string, path?: string): string {
   let l = firstLine(out);
   if (path && l.startsWith(path)) l = basename(path) + l.slice(path.length);
-  return l.replace(/\s*-?\s*https?:\/\/\S+/g, '').replace(/\s+/g, ' ').slice(0, 80).trim();
+  return l
+    .replace(/\s*-?\s*https?:\/\/\S+/g, '')
+    .replace(/\s+/g, ' ')
+    .slice(0, 80)
+    .trim();
 }
 
 async function plainTool(t: ToolSpec): Promise<Check> {
@@ -718,7 +933,8 @@ async function plainTool(t: ToolSpec): Promise<Check> {
   const v = versionLine(r.stdout || r.stderr, p) || `present at ${p} (version unknown)`;
   if (t.name === 'llc') {
     const all = `${r.stdout}\n${r.stderr}`;
-    if (!/^\s*bpf\s/m.test(all)) return mk(TOOLS, t.name, 'warn', false, `${v}, but without the BPF target`, 'apt-get install llvm (Debian builds include the BPF target)');
+    if (!/^\s*bpf\s/m.test(all))
+      return mk(TOOLS, t.name, 'warn', false, `${v}, but without the BPF target`, 'apt-get install llvm (Debian builds include the BPF target)');
     return mk(TOOLS, t.name, 'ok', false, `${v} (BPF target present)`);
   }
   return mk(TOOLS, t.name, 'ok', t.required, v);
@@ -732,7 +948,14 @@ async function fortioCheck(): Promise<Check> {
   const v = firstLine(r.stdout || r.stderr);
   const bare = v.replace(/^v/, '').split(/\s/)[0];
   if (bare === FORTIO_VERSION) return mk(TOOLS, 'fortio', 'ok', true, `${bare} at ${p}`);
-  return mk(TOOLS, 'fortio', 'warn', true, `${v || 'unknown version'} at ${p}; the lab pins ${FORTIO_VERSION}, so figures may not compare`, `put fortio ${FORTIO_VERSION} first on PATH, or remove this one and ${fix}`);
+  return mk(
+    TOOLS,
+    'fortio',
+    'warn',
+    true,
+    `${v || 'unknown version'} at ${p}; the lab pins ${FORTIO_VERSION}, so figures may not compare`,
+    `put fortio ${FORTIO_VERSION} first on PATH, or remove this one and ${fix}`,
+  );
 }
 
 async function haproxyChecks(want: string[]): Promise<Check[]> {
@@ -752,7 +975,14 @@ async function haproxyChecks(want: string[]): Promise<Check[]> {
       ? mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, 'no feature list in haproxy -vv', 'apt-get install haproxy (Debian builds have +NS +TPROXY)')
       : lacking.length === 0
         ? mk(TOOLS, CHECK.haproxyFeatures, 'ok', false, `${shown} (${uses})`)
-        : mk(TOOLS, CHECK.haproxyFeatures, 'warn', false, `${shown}: built without ${lacking.join(', ')}, so the dataplanes that ask for them cannot run`, 'apt-get install haproxy (Debian builds have +NS +TPROXY), or build with USE_NS=1 USE_LINUX_TPROXY=1'),
+        : mk(
+            TOOLS,
+            CHECK.haproxyFeatures,
+            'warn',
+            false,
+            `${shown}: built without ${lacking.join(', ')}, so the dataplanes that ask for them cannot run`,
+            'apt-get install haproxy (Debian builds have +NS +TPROXY), or build with USE_NS=1 USE_LINUX_TPROXY=1',
+          ),
   ];
 }
 
@@ -776,7 +1006,9 @@ async function declaredTools(dataplanes: DataplaneNeeds[]): Promise<Check[]> {
   return Promise.all(
     names.map(async (name) => {
       const p = await findTool(name);
-      return p ? mk(TOOLS, name, 'ok', false, `present at ${p}`) : mk(TOOLS, name, 'missing', false, `not found (needed by ${neededBy(dataplanes, name)})`, installHint(name));
+      return p
+        ? mk(TOOLS, name, 'ok', false, `present at ${p}`)
+        : mk(TOOLS, name, 'missing', false, `not found (needed by ${neededBy(dataplanes, name)})`, installHint(name));
     }),
   );
 }
@@ -786,7 +1018,9 @@ function declaredFiles(dataplanes: DataplaneNeeds[]): Check[] {
   const files = new Map<string, string>();
   for (const d of dataplanes) for (const n of d.needs) if ('file' in n) files.set(n.file, n.fix);
   return [...files].map(([file, fix]) =>
-    existsSync(join(PROJECT_ROOT, file)) ? mk(TOOLS, file, 'ok', false, 'built') : mk(TOOLS, file, 'missing', false, `not built (needed by ${neededBy(dataplanes, file)})`, fix),
+    existsSync(join(PROJECT_ROOT, file))
+      ? mk(TOOLS, file, 'ok', false, 'built')
+      : mk(TOOLS, file, 'missing', false, `not built (needed by ${neededBy(dataplanes, file)})`, fix),
   );
 }
 
@@ -797,7 +1031,12 @@ export async function declaredChecks(dataplanes: DataplaneNeeds[] = allDataplane
 
 async function toolChecks(dataplanes: DataplaneNeeds[]): Promise<Check[]> {
   const want = engineFlags(dataplanes.flatMap((d) => d.needs));
-  const [plain, fortio, haproxy, declared] = await Promise.all([Promise.all(TOOL_SPECS.map(plainTool)), fortioCheck(), haproxyChecks(want), declaredChecks(dataplanes)]);
+  const [plain, fortio, haproxy, declared] = await Promise.all([
+    Promise.all(TOOL_SPECS.map(plainTool)),
+    fortioCheck(),
+    haproxyChecks(want),
+    declaredChecks(dataplanes),
+  ]);
   const at = (n: string) => plain.find((c) => c.name === n)!;
   // Required first, then the optional ones, in a fixed order.
   return [

@@ -75,10 +75,14 @@ ${t.notes.map((n) => `<p class="note">${esc(n)}</p>`).join('\n')}
 function scalingHtml(run: RunRecord): string {
   const ref = run.reference!;
   const scaling = Object.entries(ref.scaling ?? {});
-  return `${scaling.length ? `<p class="label">Scaled to this machine (document → lab):</p>
+  return `${
+    scaling.length
+      ? `<p class="label">Scaled to this machine (document → lab):</p>
 <ul class="scaling">
 ${scaling.map(([k, v]) => `<li><strong>${esc(k)}</strong>: ${esc(v)}</li>`).join('\n')}
-</ul>` : ''}
+</ul>`
+      : ''
+  }
 ${ref.note ? `<p class="note">${esc(ref.note)}</p>` : ''}`;
 }
 

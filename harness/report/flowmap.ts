@@ -45,7 +45,8 @@ const counts = (r: Record<string, number> | undefined): [string, number][] => Ob
 export function edgeLines(e: FlowEdge): { text: string; state: EdgeState }[] {
   const lines: { text: string; state: EdgeState }[] = [];
   const head = `${e.port}/${e.protocol}`;
-  if (e.connections > 0) lines.push({ text: `${head} · ${int(e.forwarded)} forwarded${e.redirected ? ` (${int(e.redirected)} via L7 proxy)` : ''}`, state: 'ok' });
+  if (e.connections > 0)
+    lines.push({ text: `${head} · ${int(e.forwarded)} forwarded${e.redirected ? ` (${int(e.redirected)} via L7 proxy)` : ''}`, state: 'ok' });
   else lines.push({ text: head, state: 'ok' });
   for (const [reason, n] of counts(e.dropped)) lines.push({ text: `dropped ${reason} ×${int(n)}`, state: 'bad' });
   for (const [reason, n] of counts(e.droppedThenForwarded)) lines.push({ text: `${reason} ×${int(n)}, then forwarded`, state: 'warn' });
@@ -124,7 +125,10 @@ export function layoutColumns(s: FlowSummary): FlowLayout {
   // first column: an edge then spans one gap instead of running across the boxes in between.
   for (const id of ids) {
     if (indeg.get(id) !== 0) continue;
-    const next = out.get(id)!.filter((to) => !back.has(`${id}\n${to}`)).map((to) => depth.get(to)!);
+    const next = out
+      .get(id)!
+      .filter((to) => !back.has(`${id}\n${to}`))
+      .map((to) => depth.get(to)!);
     if (next.length) depth.set(id, Math.max(0, Math.min(...next) - 1));
   }
 
@@ -142,7 +146,9 @@ export function layoutColumns(s: FlowSummary): FlowLayout {
   for (let c = 0; c < ncols; c++) place(c);
   const order = (c: number, neighbours: (id: string) => string[]) => {
     const keyed = columns[c]!.map((id, r) => {
-      const ps = neighbours(id).filter((n) => depth.get(n) !== c).map((n) => pos.get(n)!);
+      const ps = neighbours(id)
+        .filter((n) => depth.get(n) !== c)
+        .map((n) => pos.get(n)!);
       return { id, r, k: ps.length ? ps.reduce((a, b) => a + b, 0) / ps.length : pos.get(id)! };
     });
     keyed.sort((a, b) => (a.k === b.k ? a.r - b.r : a.k < b.k ? -1 : 1));
@@ -266,7 +272,11 @@ export function renderFlowMap(s: FlowSummary, idPrefix: string, ariaLabel = 'ser
       list.forEach((e, i) => {
         const r = 14 + i * 8;
         const p = [cx - 12, a.y, cx - 12 - r, a.y - 20 - r, cx + 12 + r, a.y - 20 - r, cx + 12, a.y];
-        geometry.push({ d: `M${n1(p[0]!)},${n1(p[1]!)} C${n1(p[2]!)},${n1(p[3]!)} ${n1(p[4]!)},${n1(p[5]!)} ${n1(p[6]!)},${n1(p[7]!)}`, e, l7: cubicAt(p, 0.5) });
+        geometry.push({
+          d: `M${n1(p[0]!)},${n1(p[1]!)} C${n1(p[2]!)},${n1(p[3]!)} ${n1(p[4]!)},${n1(p[5]!)} ${n1(p[6]!)},${n1(p[7]!)}`,
+          e,
+          l7: cubicAt(p, 0.5),
+        });
       });
       anchor = [cx, a.y - 30 - n * 8 - lines.length * LINE_H];
       width = Math.max(width, cx + lw / 2 + MARGIN);
@@ -304,7 +314,9 @@ export function renderFlowMap(s: FlowSummary, idPrefix: string, ariaLabel = 'ser
     for (const g of geometry) {
       const st = edgeState(g.e);
       const via = edgeViaL7Proxy(g.e);
-      const tip = `${g.e.from} → ${g.e.to}: ${edgeLines(g.e).map((l) => l.text).join('; ')}`;
+      const tip = `${g.e.from} → ${g.e.to}: ${edgeLines(g.e)
+        .map((l) => l.text)
+        .join('; ')}`;
       paths.push(
         `<path class="edge edge-${st}${via ? ' edge-l7' : ''}" d="${g.d}" fill="none" stroke="${FLOW_COLORS[st]}" stroke-width="2"${via ? ' stroke-dasharray="6 4"' : ''} marker-end="url(#${prefix}-arrow-${st})"><title>${esc(tip)}</title></path>`,
       );
@@ -339,7 +351,10 @@ export function renderFlowMap(s: FlowSummary, idPrefix: string, ariaLabel = 'ser
     lowest = Math.max(lowest, r.y + r.h);
     width = Math.max(width, r.x + r.w + MARGIN);
     const spans = b.lines
-      .map((l, i) => `<tspan x="${n1(b.x)}" y="${n1(r.y + 2 + (i + 1) * LINE_H - 3)}" fill="${l.state === 'ok' ? '#1f2328' : FLOW_COLORS[l.state]}">${esc(l.text)}</tspan>`)
+      .map(
+        (l, i) =>
+          `<tspan x="${n1(b.x)}" y="${n1(r.y + 2 + (i + 1) * LINE_H - 3)}" fill="${l.state === 'ok' ? '#1f2328' : FLOW_COLORS[l.state]}">${esc(l.text)}</tspan>`,
+      )
       .join('');
     labels.push(
       `<g class="edge-label"><rect x="${n1(r.x)}" y="${n1(r.y)}" width="${n1(r.w)}" height="${n1(r.h)}" rx="3" fill="#fff" fill-opacity="0.9"/><text font-size="${SMALL}" text-anchor="middle">${spans}</text></g>`,
@@ -373,7 +388,10 @@ export function renderFlowMap(s: FlowSummary, idPrefix: string, ariaLabel = 'ser
   const height = legendY + 16;
 
   const markers = (Object.keys(FLOW_COLORS) as EdgeState[])
-    .map((st) => `<marker id="${prefix}-arrow-${st}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="${FLOW_COLORS[st]}"/></marker>`)
+    .map(
+      (st) =>
+        `<marker id="${prefix}-arrow-${st}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="${FLOW_COLORS[st]}"/></marker>`,
+    )
     .join('');
   const empty = s.edges.length === 0 ? `<text x="${MARGIN}" y="${top}" font-size="${SMALL}" fill="#59636e">no flows recorded</text>` : '';
   return [

@@ -33,9 +33,7 @@ export function jsonForScript(value: unknown): string {
  * other `http(s)://` as `http(s)&#58;//` (record text can reach chart labels).
  */
 export function defangUrls(markup: string): string {
-  return markup.replace(/(xmlns(?::[\w-]+)?=")?(https?):\/\//gi, (m, ns: string | undefined, scheme: string) =>
-    ns ? m : `${scheme}&#58;//`,
-  );
+  return markup.replace(/(xmlns(?::[\w-]+)?=")?(https?):\/\//gi, (m, ns: string | undefined, scheme: string) => (ns ? m : `${scheme}&#58;//`));
 }
 
 export const DASH = '—';

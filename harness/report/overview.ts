@@ -23,7 +23,9 @@ const num = (html: string, cls = '') => `<td class="num${cls ? ` ${cls}` : ''}">
 function rowHtml(r: OverviewRow, baseline: boolean): string {
   const name = `<th scope="row"><code>${esc(r.dataplane)}</code>${r.okCases > 1 ? ` <span class="meta">${r.okCases} repeats</span>` : ''}</th>`;
   const standIns = r.standIns.length
-    ? r.standIns.map((s) => `<span class="standin-sentence">${esc(s.engine)} standing in for ${esc(s.standInFor)}</span> <span class="meta">(${esc(s.role)})</span>`).join('<br>')
+    ? r.standIns
+        .map((s) => `<span class="standin-sentence">${esc(s.engine)} standing in for ${esc(s.standInFor)}</span> <span class="meta">(${esc(s.role)})</span>`)
+        .join('<br>')
     : baseline
       ? '<span class="meta">no dataplane</span>'
       : '<span class="meta">none: the lab’s own components</span>';
@@ -58,7 +60,10 @@ ${rows.map((r) => rowHtml(r, r.dataplane === 'baseline')).join('\n')}
   });
   const notOk = o.notOk.length
     ? `<p class="note">Not results, left out of every figure above (<a href="#not-results">details</a>): ${o.notOk
-        .map((c) => `<strong>${esc(c.dataplane)} · ${esc(c.workload)} · r${esc(c.repeat)}</strong> <span class="badge status-${esc(c.status.replace(/[^a-z-]/gi, ''))}">${esc(c.status)}</span> ${esc(c.reason)}`)
+        .map(
+          (c) =>
+            `<strong>${esc(c.dataplane)} · ${esc(c.workload)} · r${esc(c.repeat)}</strong> <span class="badge status-${esc(c.status.replace(/[^a-z-]/gi, ''))}">${esc(c.status)}</span> ${esc(c.reason)}`,
+        )
         .join('; ')}.</p>`
     : '';
   return `${multi ? `<h3 class="run-head">Run <code>${esc(run.runId)}</code></h3>` : ''}

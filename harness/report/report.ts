@@ -343,10 +343,22 @@ async function buildCharts(ctx: Ctx): Promise<RenderedChart[]> {
     }
     const each = `each role's total divided by the case's ${unit === 'pod' ? 'meshed pods' : 'nodes'}`;
     if (mem.length)
-      charts.push(await renderChart(`memory-pss-per-${unit}`, `Memory (PSS) per ${unit}`, `PSS in MiB, ${each}, stacked by role.`, stackedRoleSpec(mem, labels, roles, `PSS per ${unit} (MiB)`)));
+      charts.push(
+        await renderChart(
+          `memory-pss-per-${unit}`,
+          `Memory (PSS) per ${unit}`,
+          `PSS in MiB, ${each}, stacked by role.`,
+          stackedRoleSpec(mem, labels, roles, `PSS per ${unit} (MiB)`),
+        ),
+      );
     if (cpu.length)
       charts.push(
-        await renderChart(`cpu-per-${unit}`, `CPU per ${unit}`, `User + system CPU as a percentage of one CPU over the window, ${each}, stacked by role.`, stackedRoleSpec(cpu, labels, roles, `CPU per ${unit} (% of one CPU)`)),
+        await renderChart(
+          `cpu-per-${unit}`,
+          `CPU per ${unit}`,
+          `User + system CPU as a percentage of one CPU over the window, ${each}, stacked by role.`,
+          stackedRoleSpec(cpu, labels, roles, `CPU per ${unit} (% of one CPU)`),
+        ),
       );
   }
 
@@ -484,7 +496,10 @@ function headerSection(ctx: Ctx): string {
   const descriptions = [...new Set(ctx.runs.map((r) => r.description).filter((d): d is string => !!d))];
   const counts = new Map<string, number>();
   for (const v of ctx.cases) counts.set(v.c.status, (counts.get(v.c.status) ?? 0) + 1);
-  const countText = [...counts.entries()].sort((a, b) => byString(a[0], b[0])).map(([s, n]) => `${n} ${esc(s)}`).join(', ');
+  const countText = [...counts.entries()]
+    .sort((a, b) => byString(a[0], b[0]))
+    .map(([s, n]) => `${n} ${esc(s)}`)
+    .join(', ');
   const runs = ctx.runs
     .map((r) => {
       const opts = r.options
@@ -558,9 +573,7 @@ function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
       td(us(L.p99), true),
       td(us(L.p999), true),
       td(us(L.max), true),
-      ...(hasBaseline
-        ? [td(signedUs(addedOf(v, 'p50')), true, 'added'), td(signedUs(addedOf(v, 'p99')), true, 'added')]
-        : []),
+      ...(hasBaseline ? [td(signedUs(addedOf(v, 'p50')), true, 'added'), td(signedUs(addedOf(v, 'p99')), true, 'added')] : []),
       td(int(a?.requests), true),
       td(int(a?.errors), true, a?.errors ? 'bad' : ''),
       td(requestedQps(v.c.load?.requested?.qps), true),
@@ -670,7 +683,10 @@ function resourcesSection(ctx: Ctx, charts: Map<string, RenderedChart>): string 
     return Object.keys(n.perPod)
       .filter((role) => proxyRoles.includes(role))
       .sort(byString)
-      .map((role) => `<tr>${[...caseCells(ctx, v), td(esc(role)), td(int(n.pods), true), td(int(n.nodes), true), td(mibOf(n.perPod[role].rssBytes), true), td(mibOf(n.perNode[role].rssBytes), true), td(mibOf(n.perPod[role].pssBytes), true), td(mibOf(n.perNode[role].pssBytes), true)].join('')}</tr>`);
+      .map(
+        (role) =>
+          `<tr>${[...caseCells(ctx, v), td(esc(role)), td(int(n.pods), true), td(int(n.nodes), true), td(mibOf(n.perPod[role].rssBytes), true), td(mibOf(n.perNode[role].rssBytes), true), td(mibOf(n.perPod[role].pssBytes), true), td(mibOf(n.perNode[role].pssBytes), true)].join('')}</tr>`,
+      );
   });
   const normTable = normRows.length
     ? `<h3>Mesh proxies per pod and per node</h3>\n${table([...caseHead(ctx), th('role'), th('pods', true), th('nodes', true), th('RSS MiB per pod', true), th('RSS MiB per node', true), th('PSS MiB per pod', true), th('PSS MiB per node', true)], normRows)}\n<p class="note">Each role's total divided by the meshed pods and by the nodes of the case's cluster.</p>`
@@ -692,7 +708,14 @@ ${['memory-pss-per-pod', 'cpu-per-pod', 'memory-pss-per-node', 'cpu-per-node']
 
 function kernelSection(ctx: Ctx): string {
   const withK = ctx.cases.filter((v) => isResult(v) && v.c.resources?.kernel);
-  const head = [...caseHead(ctx), th('window s', true), th('softirq s (system-wide)', true), th('BPF map KiB', true), th('BPF run time µs', true), th('WireGuard MiB sent', true)];
+  const head = [
+    ...caseHead(ctx),
+    th('window s', true),
+    th('softirq s (system-wide)', true),
+    th('BPF map KiB', true),
+    th('BPF run time µs', true),
+    th('WireGuard MiB sent', true),
+  ];
   const rows = withK.map((v) => {
     const k = v.c.resources!.kernel;
     return `<tr>${[
@@ -769,7 +792,14 @@ function pathSection(ctx: Ctx): string {
   const rows = entries.map((e) => {
     const p = e.path;
     const cells = p
-      ? [td(esc(e.dataplane)), td(int(p.userSpaceHops), true), td(int(p.loopbackLegs), true), td(esc(p.redirect)), td(esc(p.encryption)), td(esc(p.serviceRouting))]
+      ? [
+          td(esc(e.dataplane)),
+          td(int(p.userSpaceHops), true),
+          td(int(p.loopbackLegs), true),
+          td(esc(p.redirect)),
+          td(esc(p.encryption)),
+          td(esc(p.serviceRouting)),
+        ]
       : [td(esc(e.dataplane)), `<td colspan="5" class="note">not recorded</td>`];
     if (multiPerDp) cells.push(td(e.cases.length ? e.cases.map(esc).join('<br>') : DASH));
     return `<tr>${cells.join('')}</tr>`;
@@ -790,7 +820,18 @@ function flowsSection(ctx: Ctx): string {
       .sort((a, b) => byString(a[0], b[0]))
       .map(([reason, n]) => `${esc(reason)} ${int(n)}`)
       .join('<br>') || DASH;
-  const head = [th('from'), th('to'), th('port', true), th('connections', true), th('forwarded', true), th('via L7 proxy', true), th('dropped'), th('dropped, then forwarded'), th('L7 forwarded', true), th('L7 denied', true)];
+  const head = [
+    th('from'),
+    th('to'),
+    th('port', true),
+    th('connections', true),
+    th('forwarded', true),
+    th('via L7 proxy', true),
+    th('dropped'),
+    th('dropped, then forwarded'),
+    th('L7 forwarded', true),
+    th('L7 denied', true),
+  ];
   const parts = withFlows.map(({ v, i }) => {
     const f = v.c.flows!;
     const rows = f.edges.map((e) => {
@@ -805,7 +846,11 @@ function flowsSection(ctx: Ctx): string {
         td(cnt(e.dropped), false, Object.keys(e.dropped ?? {}).length ? 'bad' : ''),
         td(cnt(e.droppedThenForwarded)),
         td(e.l7 ? int(e.l7.forwarded) : DASH, true),
-        td(e.l7 ? int(e.l7.denied) + (Object.keys(e.l7.dropped ?? {}).length ? ` (other drops: ${cnt(e.l7.dropped)})` : '') : DASH, true, e.l7?.denied ? 'bad' : ''),
+        td(
+          e.l7 ? int(e.l7.denied) + (Object.keys(e.l7.dropped ?? {}).length ? ` (other drops: ${cnt(e.l7.dropped)})` : '') : DASH,
+          true,
+          e.l7?.denied ? 'bad' : '',
+        ),
       ].join('')}</tr>`;
     });
     const rec = f.records ?? { l3: 0, l7: 0, unreadable: 0 };
@@ -919,7 +964,10 @@ function methodSection(ctx: Ctx): string {
     entries.length === 0
       ? `<p class="note">${none}</p>`
       : `<ul>\n${entries
-          .map(([t, labels]) => `<li>${esc(t)}${entries.length > 1 || ctx.cases.length > labels.length ? ` <span class="meta">(${labels.map(esc).join('; ')})</span>` : ''}</li>`)
+          .map(
+            ([t, labels]) =>
+              `<li>${esc(t)}${entries.length > 1 || ctx.cases.length > labels.length ? ` <span class="meta">(${labels.map(esc).join('; ')})</span>` : ''}</li>`,
+          )
           .join('\n')}\n</ul>`;
   const latency = collect((v) => v.c.latencyUs?.source);
   const resources = collect((v) => v.c.resources?.method);

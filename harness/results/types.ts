@@ -193,7 +193,16 @@ export interface CaseResult {
   /** Set by runs that judge validity; latency of a case that is not ok is kept for diagnosis only. */
   validity?: CaseValidity;
   load: {
-    requested: { qps: number | 'max'; connections: number; durationS: number; warmupS: number; payloadBytes: number; responseBytes: number; protocol: string; chain: string[] };
+    requested: {
+      qps: number | 'max';
+      connections: number;
+      durationS: number;
+      warmupS: number;
+      payloadBytes: number;
+      responseBytes: number;
+      protocol: string;
+      chain: string[];
+    };
     actual: { qps: number; requests: number; errors: number; durationS: number; retCodes: Record<string, number> };
     model: string;
     target: string;

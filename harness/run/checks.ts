@@ -44,7 +44,11 @@ export function planDataplanes(s: Scenario): Record<string, Plan> {
     } catch (e) {
       if (e instanceof ConfigWordError) {
         const at = findWord(s, e.word);
-        throw inputError(`${name} cannot render its proxy configs for ${s.file}`, [`${at ?? locate(s.file, ['dataplanes'])}: ${e.message}`], 'keep quotes and line breaks out of L7 rules (methods, paths, headers) and routes');
+        throw inputError(
+          `${name} cannot render its proxy configs for ${s.file}`,
+          [`${at ?? locate(s.file, ['dataplanes'])}: ${e.message}`],
+          'keep quotes and line breaks out of L7 rules (methods, paths, headers) and routes',
+        );
       }
       if (e instanceof MeshbenchError) throw e;
       throw inputError(`${name} cannot run ${s.file}`, [`${locate(s.file, ['dataplanes'])}: ${name}: ${(e as Error).message}`]);

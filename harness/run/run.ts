@@ -23,7 +23,16 @@ import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
 import { summarizeCaseFlows } from '../probes/flows.js';
-import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type Resources, type RunRecord, type RunReference, type ClaimsTable } from '../results/types.js';
+import {
+  RUN_SCHEMA,
+  type CaseResult,
+  type Environment,
+  type KernelResources,
+  type Resources,
+  type RunRecord,
+  type RunReference,
+  type ClaimsTable,
+} from '../results/types.js';
 import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { judgeCase, notOkSummary, processesDown, validityLimits, type ValidityLimits } from './validity.js';
 import { exec } from '../util/exec.js';
@@ -54,7 +63,8 @@ const TOOLS = ['ip', 'iptables-restore', 'ss', 'taskset', 'fortio'];
 /** Everything a run needs, checked before anything is built: every dataplane's configs render (bad input, exit 2), then the host (exit 3). */
 export async function preflight(s: Scenario): Promise<void> {
   planDataplanes(s);
-  if (!isRoot()) throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
+  if (!isRoot())
+    throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
   const missing: string[] = [];
   for (const t of TOOLS) await requireTool(t).catch((e: MeshbenchError) => missing.push(`${e.message}: ${e.hint}`));
   for (const d of s.dataplanes) missing.push(...(await missingNeeds(getDataplane(d).needs, PROJECT_ROOT)).map((m) => `${d}: ${m}`));
@@ -71,8 +81,14 @@ function pinning(s: Scenario, cores: number): Environment['pinning'] {
 }
 
 function newRunId(): { runId: string; prefix: string } {
-  const rand = BigInt('0x' + randomBytes(4).toString('hex')).toString(36).padStart(4, '0').slice(-4);
-  const ts = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const rand = BigInt('0x' + randomBytes(4).toString('hex'))
+    .toString(36)
+    .padStart(4, '0')
+    .slice(-4);
+  const ts = new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return { runId: `${ts}-${rand}`, prefix: `mb${rand}` };
 }
 
@@ -179,7 +195,17 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
     for (const c of cases) {
       if (abort.signal.aborted) break;
       const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);
-      const result = await runCase(c, cases.length, s, { prefix, dir, fortio, progress, env, signal: abort.signal, secondsLeft: left, beforeTeardown: opts.beforeTeardown, limits });
+      const result = await runCase(c, cases.length, s, {
+        prefix,
+        dir,
+        fortio,
+        progress,
+        env,
+        signal: abort.signal,
+        secondsLeft: left,
+        beforeTeardown: opts.beforeTeardown,
+        limits,
+      });
       record.cases.push(result);
       if (!save(`after case ${c.index}, with ${record.cases.length} case(s)`)) {
         progress.warn(`${writeFailure!.message}: stopping the run, no further case could be recorded`);
@@ -197,13 +223,17 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
   const notOk = notOkSummary(record.cases.filter((c) => c.status !== 'interrupted'));
   record.status = abort.signal.aborted ? 'incomplete' : writeFailure || notOk.length ? 'failed' : 'complete';
   if (abort.signal.aborted) record.error = `interrupted by ${String(abort.signal.reason)}`;
-  else if (writeFailure) record.error = `the run record could not be written (${writeFailure.message}); the run stopped after ${record.cases.length} of ${cases.length} case(s)`;
+  else if (writeFailure)
+    record.error = `the run record could not be written (${writeFailure.message}); the run stopped after ${record.cases.length} of ${cases.length} case(s)`;
   else if (notOk.length) record.error = notOk.join(' · ');
   const failure = writeFailure;
   save('at the end of the run');
   if (failure || writeFailure) {
     const w = (failure ?? writeFailure)!;
-    throw new MeshbenchError('E_ENV', `${w.message}. The run was torn down; ${out} holds the last record written whole (${lastGood})`, { hint: w.hint, cause: w });
+    throw new MeshbenchError('E_ENV', `${w.message}. The run was torn down; ${out} holds the last record written whole (${lastGood})`, {
+      hint: w.hint,
+      cause: w,
+    });
   }
   return { record, file: out, dir };
 }
@@ -234,7 +264,16 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     repeat: c.repeat,
     status: 'ok',
     load: {
-      requested: { qps: w.qps, connections: w.connections, durationS: w.durationS, warmupS: w.warmupS, payloadBytes: w.payloadBytes, responseBytes: w.responseBytes, protocol: w.protocol, chain: w.chain },
+      requested: {
+        qps: w.qps,
+        connections: w.connections,
+        durationS: w.durationS,
+        warmupS: w.warmupS,
+        payloadBytes: w.payloadBytes,
+        responseBytes: w.responseBytes,
+        protocol: w.protocol,
+        chain: w.chain,
+      },
       actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
       model: loadModel(w),
       target: targetUrl(w, target),
@@ -247,7 +286,8 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   const procs = new ProcessGroup(e.prefix, e.dir);
   const ctx = { cluster, scenario: s, procs, caseDir, chain: w.chain, log: (m: string) => e.progress.log(m) };
   const caseStart = performance.now();
-  const phase = (p: string) => e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, Math.max(0, e.secondsLeft - (performance.now() - caseStart) / 1000));
+  const phase = (p: string) =>
+    e.progress.phase(c.index + 1, total, `${c.dataplane} ${w.name} r${c.repeat}: ${p}`, Math.max(0, e.secondsLeft - (performance.now() - caseStart) / 1000));
   const check = () => {
     if (e.signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
   };
@@ -264,7 +304,11 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     const t0 = performance.now();
     deployed = await dp.deploy(ctx);
     const deployMs = performance.now() - t0;
-    result.provenance = { ...deployed.provenance, load: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' }, app: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' } };
+    result.provenance = {
+      ...deployed.provenance,
+      load: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' },
+      app: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' },
+    };
     result.path = deployed.path;
     check();
     phase('starting workloads');
@@ -274,7 +318,19 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
 
     phase(`warm-up ${w.warmupS}s`);
-    const warm = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load-warmup', workload: w, target, durationS: w.warmupS, dir: caseDir, cpus: e.env.pinning.load, record: false, signal: e.signal });
+    const warm = startFortio({
+      procs,
+      fortio: e.fortio,
+      netns: cluster.client.netns,
+      name: 'load-warmup',
+      workload: w,
+      target,
+      durationS: w.warmupS,
+      dir: caseDir,
+      cpus: e.env.pinning.load,
+      record: false,
+      signal: e.signal,
+    });
     await warm.done;
     check();
 
@@ -284,23 +340,47 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     probe = new ResourceProbe();
     probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     windowStart = performance.now();
-    const run = startFortio({ procs, fortio: e.fortio, netns: cluster.client.netns, name: 'load', workload: w, target, durationS: w.durationS, dir: caseDir, cpus: e.env.pinning.load, record: true, signal: e.signal });
+    const run = startFortio({
+      procs,
+      fortio: e.fortio,
+      netns: cluster.client.netns,
+      name: 'load',
+      workload: w,
+      target,
+      durationS: w.durationS,
+      dir: caseDir,
+      cpus: e.env.pinning.load,
+      record: true,
+      signal: e.signal,
+    });
     probe.watch(run.proc);
     const measured = await run.done;
     const kernel = deployed.kernelResources ? windowed(kernelBefore, await deployed.kernelResources()) : {};
     result.resources = probe.end(kernel);
     result.resources.normalized = normalize(result.resources, cluster.pods.filter((p) => p.role !== 'idle').length, cluster.nodes.length);
     const sum = measured.summary!;
-    result.load.actual = { qps: Math.round(sum.actualQps * 100) / 100, requests: sum.count, errors: sum.errors, durationS: Math.round(sum.actualDurationS * 1000) / 1000, retCodes: sum.retCodes };
+    result.load.actual = {
+      qps: Math.round(sum.actualQps * 100) / 100,
+      requests: sum.count,
+      errors: sum.errors,
+      durationS: Math.round(sum.actualDurationS * 1000) / 1000,
+      retCodes: sum.retCodes,
+    };
     result.latencyUs = measured.latency;
     measuredLoad = true;
     // Judged before anything else can stop a process: what is down now went down in the case.
-    const v = judgeCase({ requestedQps: w.qps, actual: result.load.actual, latencyCount: result.latencyUs?.count, processesDown: processesDown(procs.procs, windowStart) }, e.limits);
+    const v = judgeCase(
+      { requestedQps: w.qps, actual: result.load.actual, latencyCount: result.latencyUs?.count, processesDown: processesDown(procs.procs, windowStart) },
+      e.limits,
+    );
     result.status = v.status;
     result.validity = v.validity;
     if (sum.errors > 0) e.progress.warn(`case ${c.index + 1}: ${sum.errors} of ${sum.count} requests failed (${JSON.stringify(sum.retCodes)})`);
     if (e.beforeTeardown) await e.beforeTeardown(cluster, result);
-    if (result.status === 'ok') e.progress.log(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`);
+    if (result.status === 'ok')
+      e.progress.log(
+        `case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`,
+      );
     else e.progress.warn(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat} ${result.status}, not a result: ${v.validity.reasons.join('; ')}`);
   } catch (err) {
     const interrupted = e.signal.aborted;
@@ -308,7 +388,16 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     if (interrupted) result.status = 'interrupted';
     else {
       // A dead proxy often shows first as the load failing: record which processes were down.
-      const v = judgeCase({ requestedQps: w.qps, actual: measuredLoad ? result.load.actual : undefined, latencyCount: result.latencyUs?.count, error: result.error, processesDown: processesDown(procs.procs, windowStart) }, e.limits);
+      const v = judgeCase(
+        {
+          requestedQps: w.qps,
+          actual: measuredLoad ? result.load.actual : undefined,
+          latencyCount: result.latencyUs?.count,
+          error: result.error,
+          processesDown: processesDown(procs.procs, windowStart),
+        },
+        e.limits,
+      );
       result.status = 'failed';
       result.validity = v.validity;
       e.progress.log(`case ${c.index + 1} failed: ${v.validity.reasons.join('; ')}`);
@@ -344,7 +433,14 @@ async function firstRequest(fortio: string, netns: string, cgroup: string | unde
   const args =
     w.protocol === 'grpc'
       ? ['grpcping', '-loglevel', 'error', '-n', '1', url]
-      : ['curl', '-loglevel', 'error', ...(w.protocol === 'http2' ? ['-h2'] : []), ...(w.payloadBytes > 0 ? ['-payload-size', String(w.payloadBytes)] : []), url];
+      : [
+          'curl',
+          '-loglevel',
+          'error',
+          ...(w.protocol === 'http2' ? ['-h2'] : []),
+          ...(w.payloadBytes > 0 ? ['-payload-size', String(w.payloadBytes)] : []),
+          url,
+        ];
   let last = '';
   while (performance.now() - t0 < 15000 && !signal.aborted) {
     const r = await exec(fortio, args, { netns, cgroup, allowFail: true, timeoutMs: 5000 });
@@ -364,7 +460,10 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 function normalize(r: Resources, pods: number, nodes: number): NonNullable<Resources['normalized']> {
   const per = (n: number) =>
     Object.fromEntries(
-      Object.entries(r.byRole).map(([role, x]) => [role, { rssBytes: Math.round(x.rssBytes / n), pssBytes: Math.round(x.pssBytes / n), cpuSeconds: Math.round((x.cpuSeconds / n) * 1e6) / 1e6 }]),
+      Object.entries(r.byRole).map(([role, x]) => [
+        role,
+        { rssBytes: Math.round(x.rssBytes / n), pssBytes: Math.round(x.pssBytes / n), cpuSeconds: Math.round((x.cpuSeconds / n) * 1e6) / 1e6 },
+      ]),
     );
   return { pods, nodes, perPod: per(pods), perNode: per(nodes) };
 }
@@ -374,7 +473,14 @@ function normalize(r: Resources, pods: number, nodes: number): NonNullable<Resou
  * dataplane adds (certificate, capture rules, proxy start), then the app until it listens — each
  * measured; podReadyMs is their sum, the pod's sequential start-up path as Kubernetes would run it.
  */
-function podStartup(c: Cluster, upMs: number, d: Deployed, appMs: Record<string, number>, deployMs: number, firstMs: number): NonNullable<CaseResult['startup']> {
+function podStartup(
+  c: Cluster,
+  upMs: number,
+  d: Deployed,
+  appMs: Record<string, number>,
+  deployMs: number,
+  firstMs: number,
+): NonNullable<CaseResult['startup']> {
   const phases: Record<string, Record<string, number>> = {};
   const podReadyMs: Record<string, number> = {};
   for (const pod of c.pods.filter((p) => p.role !== 'idle')) {

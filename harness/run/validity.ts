@@ -82,11 +82,13 @@ export function judgeCase(i: ValidityInput, limits: ValidityLimits = DEFAULT_VAL
     failed = true;
   } else {
     errorRate = a.errors / a.requests;
-    if (errorRate > limits.maxErrorRate) reasons.push(`${a.errors} of ${a.requests} requests failed (${pct(errorRate)}, more than the ${pct(limits.maxErrorRate)} allowed)`);
+    if (errorRate > limits.maxErrorRate)
+      reasons.push(`${a.errors} of ${a.requests} requests failed (${pct(errorRate)}, more than the ${pct(limits.maxErrorRate)} allowed)`);
     if (typeof i.requestedQps === 'number' && i.requestedQps > 0) {
       const ratio = a.qps / i.requestedQps;
       rateRatio = Math.round(ratio * 1e4) / 1e4;
-      if (ratio < limits.minRateRatio) reasons.push(`achieved ${a.qps} qps of ${i.requestedQps} requested (${pct(ratio)}, less than the ${pct(limits.minRateRatio)} required)`);
+      if (ratio < limits.minRateRatio)
+        reasons.push(`achieved ${a.qps} qps of ${i.requestedQps} requested (${pct(ratio)}, less than the ${pct(limits.minRateRatio)} required)`);
     }
     if (!(i.latencyCount! > 0)) {
       failed = true;
@@ -111,5 +113,8 @@ export function judgeCase(i: ValidityInput, limits: ValidityLimits = DEFAULT_VAL
 export function notOkSummary(cases: readonly CaseResult[]): string[] {
   return cases
     .filter((c) => c.status !== 'ok')
-    .map((c) => `case ${c.index} (${c.dataplane} ${c.workload} r${c.repeat}) ${c.status}: ${(c.validity?.reasons.length ? c.validity.reasons : [c.error ?? 'no reason recorded']).join('; ')}`);
+    .map(
+      (c) =>
+        `case ${c.index} (${c.dataplane} ${c.workload} r${c.repeat}) ${c.status}: ${(c.validity?.reasons.length ? c.validity.reasons : [c.error ?? 'no reason recorded']).join('; ')}`,
+    );
 }

@@ -35,10 +35,16 @@ export function applyOverrides(s: Scenario, o: RunOverrides, knownDataplanes?: s
   const bad = [
     ...(o.durationS !== undefined ? [['--duration', durationProblem(o.durationS, 'duration')]] : []),
     ...(o.warmupS !== undefined ? [['--warmup', durationProblem(o.warmupS, 'warmup')]] : []),
-    ...(o.repeats !== undefined && !(Number.isInteger(o.repeats) && o.repeats >= 1 && o.repeats <= MAX_REPEATS) ? [['--repeats', `must be a whole number from 1 to ${MAX_REPEATS}`]] : []),
+    ...(o.repeats !== undefined && !(Number.isInteger(o.repeats) && o.repeats >= 1 && o.repeats <= MAX_REPEATS)
+      ? [['--repeats', `must be a whole number from 1 to ${MAX_REPEATS}`]]
+      : []),
   ].filter(([, p]) => p);
-  if (bad.length) throw inputError(bad.map(([f, p]) => `${f}: ${p}`).join('; '), bad.map(([f, p]) => `${f}: ${p}`));
-  const q = o.quick ? s.quick ?? {} : {};
+  if (bad.length)
+    throw inputError(
+      bad.map(([f, p]) => `${f}: ${p}`).join('; '),
+      bad.map(([f, p]) => `${f}: ${p}`),
+    );
+  const q = o.quick ? (s.quick ?? {}) : {};
   const repeats = o.repeats ?? q.repeats ?? s.repeats;
   const workloads = s.workloads.map((w) => ({
     ...w,

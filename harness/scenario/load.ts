@@ -71,7 +71,9 @@ function toJS(p: Parsed, errors: string[], kind: 'Scenario' | 'Topology'): { val
   const v = r.value as Loose;
   if (!isPlain(v) || v.kind !== kind) {
     const has = isPlain(v) && 'kind' in v;
-    errors.push(`${shownPath(p.file)}:${has ? lineOf(p, ['kind']) : 1}: not a ${kind.toLowerCase()} file: ${has ? 'kind' : 'the key "kind"'} must be ${kind}${has ? '' : ' (missing)'}`);
+    errors.push(
+      `${shownPath(p.file)}:${has ? lineOf(p, ['kind']) : 1}: not a ${kind.toLowerCase()} file: ${has ? 'kind' : 'the key "kind"'} must be ${kind}${has ? '' : ' (missing)'}`,
+    );
     return undefined;
   }
   return r;
@@ -79,7 +81,10 @@ function toJS(p: Parsed, errors: string[], kind: 'Scenario' | 'Topology'): { val
 
 /** The error thrown for bad input: every line made safe to print (no control characters, bounded length). */
 function fail(message: string, errors: string[]): never {
-  throw inputError(safeLine(message), errors.map((e) => safeLine(e)));
+  throw inputError(
+    safeLine(message),
+    errors.map((e) => safeLine(e)),
+  );
 }
 
 function lineOf(p: Parsed, path: PropertyKey[]): number {
@@ -95,11 +100,16 @@ function zodErrors(p: Parsed, err: z.ZodError, errors: string[]): void {
     let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
       // Point at the first unknown key itself, not at the map holding it.
-      message = `unknown key(s) ${issue.keys.slice(0, 5).map((k) => token(k)).join(', ')}${issue.keys.length > 5 ? ` and ${issue.keys.length - 5} more` : ''}`;
+      message = `unknown key(s) ${issue.keys
+        .slice(0, 5)
+        .map((k) => token(k))
+        .join(', ')}${issue.keys.length > 5 ? ` and ${issue.keys.length - 5} more` : ''}`;
       errors.push(`${shownPath(p.file)}:${lineOf(p, [...path, issue.keys[0]])}: ${where(path)}${message}`);
       continue;
     }
-    const unionOfMissing = issue.code === 'invalid_union' && ((issue as { errors?: z.core.$ZodIssue[][] }).errors ?? []).every((e) => /received undefined/.test(e[0]?.message ?? ''));
+    const unionOfMissing =
+      issue.code === 'invalid_union' &&
+      ((issue as { errors?: z.core.$ZodIssue[][] }).errors ?? []).every((e) => /received undefined/.test(e[0]?.message ?? ''));
     if ((issue.code === 'invalid_type' && /received undefined/.test(message)) || unionOfMissing) {
       message = `missing required key ${token(String(path[path.length - 1]))}`;
       path = path.slice(0, -1);
@@ -111,7 +121,8 @@ function zodErrors(p: Parsed, err: z.ZodError, errors: string[]): void {
 }
 
 /** "a.b.0.c: " for a message, each key cut short (keys are input too). */
-const where = (path: PropertyKey[]) => (path.length ? `${path.map((k) => (typeof k === 'number' ? String(k) : String(k).length > 40 ? token(String(k)) : String(k))).join('.')}: ` : '');
+const where = (path: PropertyKey[]) =>
+  path.length ? `${path.map((k) => (typeof k === 'number' ? String(k) : String(k).length > 40 ? token(String(k)) : String(k))).join('.')}: ` : '';
 
 // zod reports a failed union as "Invalid input"; name the alternatives' first messages instead.
 function unionMessage(issue: z.core.$ZodIssue): string | undefined {
@@ -145,7 +156,7 @@ export function locate(file: string, path: PropertyKey[]): string {
 function sortByLine(errors: string[]): string[] {
   const key = (e: string) => {
     const m = e.match(/^(.*?):(\d+):/);
-    return m ? [m[1], Number(m[2])] as const : [e, 0] as const;
+    return m ? ([m[1], Number(m[2])] as const) : ([e, 0] as const);
   };
   return errors
     .map((e, i) => ({ e, i, k: key(e) }))
@@ -232,19 +243,21 @@ export function loadScenarioText(text: string | undefined, abs: string, errors: 
 
   // Policy files: read with the caller's reader, their errors reported with everything else.
   const filePolicies: Policy[] = [];
-  arr(js?.policyFiles).slice(0, MAX_COUNT.policyFiles).forEach((f, i) => {
-    if (!fileRef(f)) return;
-    const abs = resolve(dirname(p.file), f);
-    const ref = { p, path: ['policyFiles', i] };
-    if (!opts.readPolicyFile) errors.push(`${refPrefix(ref)}policy files cannot be read here`);
-    else if (readChecked(abs, errors, ref) !== undefined) {
-      const r = opts.readPolicyFile(abs);
-      errors.push(...r.errors);
-      filePolicies.push(...r.policies);
-      if (arr(js.policies).length + filePolicies.length > MAX_COUNT.policies && r.policies.length)
-        errors.push(`${refPrefix(ref)}more than ${MAX_COUNT.policies} policies in all (inline and from files)`);
-    }
-  });
+  arr(js?.policyFiles)
+    .slice(0, MAX_COUNT.policyFiles)
+    .forEach((f, i) => {
+      if (!fileRef(f)) return;
+      const abs = resolve(dirname(p.file), f);
+      const ref = { p, path: ['policyFiles', i] };
+      if (!opts.readPolicyFile) errors.push(`${refPrefix(ref)}policy files cannot be read here`);
+      else if (readChecked(abs, errors, ref) !== undefined) {
+        const r = opts.readPolicyFile(abs);
+        errors.push(...r.errors);
+        filePolicies.push(...r.policies);
+        if (arr(js.policies).length + filePolicies.length > MAX_COUNT.policies && r.policies.length)
+          errors.push(`${refPrefix(ref)}more than ${MAX_COUNT.policies} policies in all (inline and from files)`);
+      }
+    });
 
   // Checks across fields run on whatever parsed, so one pass reports every problem.
   if (js && typeof js === 'object') {
@@ -261,7 +274,11 @@ type Loose = any;
 const arr = (x: unknown, max = 256): Loose[] => (Array.isArray(x) ? x.slice(0, max) : []);
 const isPlain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 /** Names for a message: the first few, each cut short. */
-const names = (xs: unknown[], max = 12) => xs.slice(0, max).map((x) => (typeof x === 'string' && /^[a-z0-9.-]{1,40}$/.test(x) ? x : token(x))).join(', ') + (xs.length > max ? `, … (${xs.length} in all)` : '');
+const names = (xs: unknown[], max = 12) =>
+  xs
+    .slice(0, max)
+    .map((x) => (typeof x === 'string' && /^[a-z0-9.-]{1,40}$/.test(x) ? x : token(x)))
+    .join(', ') + (xs.length > max ? `, … (${xs.length} in all)` : '');
 
 // Checks that need more than one field: names that must refer to something that exists. They
 // read the raw document defensively, since the schema may have rejected parts of it.
@@ -301,7 +318,8 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
       const svc = services.find((x) => x?.name === name);
       const proto = svc?.protocol ?? 'http';
       if (!svc) err(['workloads', i, 'chain', j], `unknown service ${token(name)} (declared: ${names([...seen.keys()]) || 'none'})`);
-      else if (j > 0 && proto !== 'http') err(['workloads', i, 'chain', j], `service ${token(name)} speaks ${token(proto)}; only http services can be later links of a call chain`);
+      else if (j > 0 && proto !== 'http')
+        err(['workloads', i, 'chain', j], `service ${token(name)} speaks ${token(proto)}; only http services can be later links of a call chain`);
       else if (j === 0 && typeof w.protocol === 'string' && (w.protocol === 'grpc') !== (proto === 'grpc'))
         err(['workloads', i, 'protocol'], `workload protocol ${token(w.protocol)} does not match service ${token(name)} (protocol ${token(proto)})`);
     });
@@ -318,7 +336,8 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
     if (typeof r?.service === 'string' && !svcNames.has(r.service)) err(['routes', i, 'service'], `unknown service ${token(r.service)}`);
     arr(r?.rules).forEach((rule, j) =>
       arr(rule?.to).forEach((d, k) => {
-        if (typeof d?.service === 'string' && !svcNames.has(d.service)) err(['routes', i, 'rules', j, 'to', k, 'service'], `unknown service ${token(d.service)}`);
+        if (typeof d?.service === 'string' && !svcNames.has(d.service))
+          err(['routes', i, 'rules', j, 'to', k, 'service'], `unknown service ${token(d.service)}`);
       }),
     );
   });
@@ -327,7 +346,10 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
     if (pnames.indexOf(n) !== i) err(['policies', i, 'name'], `policy ${token(n)} is declared twice`);
   });
 
-  const named: [PropertyKey[], unknown][] = [[['reference', 'table'], s.reference?.table], ...arr(s.reference?.also).map((t, i): [PropertyKey[], unknown] => [['reference', 'also', i], t])];
+  const named: [PropertyKey[], unknown][] = [
+    [['reference', 'table'], s.reference?.table],
+    ...arr(s.reference?.also).map((t, i): [PropertyKey[], unknown] => [['reference', 'also', i], t]),
+  ];
   const tables = named.filter(([, t]) => typeof t === 'string' && t !== '');
   if (tables.length) {
     const ids = referenceTableIds(opts.claimsFile);

@@ -49,8 +49,10 @@ export const MAX_LIST = 64;
  * Kubernetes qualified name: an optional DNS-subdomain prefix and "/", then a name of at most 63
  * characters, alphanumeric at both ends, "-", "_", "." inside.
  */
-export const LABEL_KEY_RE = /^(?=.{1,317}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\/)?(?=[^/]{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-export const LABEL_KEY_MSG = 'bad label key (a Kubernetes qualified name: [prefix/]name, name at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)';
+export const LABEL_KEY_RE =
+  /^(?=.{1,317}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\/)?(?=[^/]{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+export const LABEL_KEY_MSG =
+  'bad label key (a Kubernetes qualified name: [prefix/]name, name at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric)';
 /** Kubernetes label value: empty, or at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric. */
 export const LABEL_VALUE_RE = /^(?=.{0,63}$)(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 export const LABEL_VALUE_MSG = 'bad label value (at most 63 of A-Z a-z 0-9 - _ . starting and ending alphanumeric, or empty)';
@@ -122,7 +124,15 @@ export const HttpRuleSchema = z
     path: regexString.optional(),
     /** "Name: value" headers the request must carry (name case-insensitive, value exact). */
     headers: z
-      .array(z.string().max(1200).refine((s) => parseHeader(s) !== undefined, 'must be "Name: value" (a header name, a colon, a value of printable ASCII without quotes or backslash)'))
+      .array(
+        z
+          .string()
+          .max(1200)
+          .refine(
+            (s) => parseHeader(s) !== undefined,
+            'must be "Name: value" (a header name, a colon, a value of printable ASCII without quotes or backslash)',
+          ),
+      )
       .max(MAX_LIST)
       .optional(),
   })
@@ -201,7 +211,10 @@ export const RouteMatchSchema = z
       .refine(maxKeys(MAX_LIST), `at most ${MAX_LIST} headers`)
       .optional(),
     /** Path prefix, e.g. /api/. */
-    pathPrefix: z.string().regex(PATH_PREFIX_RE, 'must start with "/" and hold only URL path characters (A-Z a-z 0-9 - . _ ~ ! $ & ( ) * + , ; = : @ % /), at most 1024').optional(),
+    pathPrefix: z
+      .string()
+      .regex(PATH_PREFIX_RE, 'must start with "/" and hold only URL path characters (A-Z a-z 0-9 - . _ ~ ! $ & ( ) * + , ; = : @ % /), at most 1024')
+      .optional(),
   })
   .strict();
 

@@ -6,9 +6,7 @@
 import { z } from 'zod';
 import { PolicySchema, RouteSchema, LabelSelectorSchema } from './policy-schema.js';
 
-const dnsLabel = z
-  .string()
-  .regex(/^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$/, 'must be a lowercase DNS label (a-z, 0-9, "-", at most 32 characters)');
+const dnsLabel = z.string().regex(/^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$/, 'must be a lowercase DNS label (a-z, 0-9, "-", at most 32 characters)');
 const port = z.number().int().min(1).max(65535);
 /** Pod labels: Kubernetes label keys and values (policy-schema.ts), at most 32 of them. */
 const labelMap = LabelSelectorSchema;
@@ -17,9 +15,17 @@ const labelMap = LabelSelectorSchema;
 export const MAX_TEXT = 4096;
 /** Free text: no control characters but tab and newline. */
 // eslint-disable-next-line no-control-regex
-const text = z.string().max(MAX_TEXT).regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, 'must not hold control characters');
+const text = z
+  .string()
+  .max(MAX_TEXT)
+  .regex(/^[^\u0000-\u0008\u000b-\u001f\u007f]*$/, 'must not hold control characters');
 /** A short name such as a reference table id or a scaling key. */
-const shortText = (n = 128) => z.string().min(1).max(n).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
+const shortText = (n = 128) =>
+  z
+    .string()
+    .min(1)
+    .max(n)
+    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
 
 /** Bounds of durations, in seconds: a 0 duration makes fortio run forever, a huge one as good as. */
 export const DURATION_BOUNDS = { min: 0.001, duration: 3600, warmup: 600 } as const;
@@ -27,14 +33,12 @@ const DURATION_RE = /^(\d{1,9}(\.\d{1,9})?(ms|s|m|h)){1,4}$/;
 
 /** "20s", "1m30s", "500ms", or a number of seconds; between 1 ms and `maxS` seconds. */
 export const durationUpTo = (maxS: number) =>
-  z
-    .union([z.number(), z.string().max(64).regex(DURATION_RE, 'must be a duration like 500ms, 20s, 1m30s')])
-    .superRefine((d, ctx) => {
-      if (typeof d === 'string' && !DURATION_RE.test(d)) return; // reported by the regex
-      const s = durationSeconds(d);
-      if (!(s >= DURATION_BOUNDS.min)) ctx.addIssue({ code: 'custom', message: 'must be more than 0 (at least 1ms); a 0 duration never ends' });
-      else if (!(s <= maxS)) ctx.addIssue({ code: 'custom', message: `must be at most ${formatSeconds(maxS)}` });
-    });
+  z.union([z.number(), z.string().max(64).regex(DURATION_RE, 'must be a duration like 500ms, 20s, 1m30s')]).superRefine((d, ctx) => {
+    if (typeof d === 'string' && !DURATION_RE.test(d)) return; // reported by the regex
+    const s = durationSeconds(d);
+    if (!(s >= DURATION_BOUNDS.min)) ctx.addIssue({ code: 'custom', message: 'must be more than 0 (at least 1ms); a 0 duration never ends' });
+    else if (!(s <= maxS)) ctx.addIssue({ code: 'custom', message: `must be at most ${formatSeconds(maxS)}` });
+  });
 /** A measured duration: at most 1h. */
 export const duration = durationUpTo(DURATION_BOUNDS.duration);
 /** A warm-up: at most 10m. */
@@ -60,15 +64,38 @@ export function durationSeconds(d: number | string): number {
 /** Largest repeats, in the scenario and its quick form. */
 export const MAX_REPEATS = 100;
 /** Upper bounds of the scenario's lists. */
-export const MAX_COUNT = { services: 100, workloads: 32, dataplanes: 16, policies: 256, policyFiles: 32, routes: 100, nodesOfService: 250, also: 16, scaling: 32 } as const;
+export const MAX_COUNT = {
+  services: 100,
+  workloads: 32,
+  dataplanes: 16,
+  policies: 256,
+  policyFiles: 32,
+  routes: 100,
+  nodesOfService: 250,
+  also: 16,
+  scaling: 32,
+} as const;
 /** CPU list for taskset -c: 0 or 1-3 or 0,2-3 (numbers < 4096, at most 16 items). */
 export const CPU_LIST_RE = /^\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?){0,15}$/;
 const cpuList = z
   .string()
   .regex(CPU_LIST_RE, 'must be a CPU list such as 0, 1-3 or 0,2-3')
-  .refine((s) => !CPU_LIST_RE.test(s) || s.split(',').every((r) => { const [a, b = a] = r.split('-').map(Number); return a <= b && b < 4096; }), 'ranges must go up (1-3, not 3-1), CPUs below 4096');
+  .refine(
+    (s) =>
+      !CPU_LIST_RE.test(s) ||
+      s.split(',').every((r) => {
+        const [a, b = a] = r.split('-').map(Number);
+        return a <= b && b < 4096;
+      }),
+    'ranges must go up (1-3, not 3-1), CPUs below 4096',
+  );
 /** A file name the scenario refers to (relative to it); a YAML file. */
-export const FileRefSchema = z.string().min(1).max(1024).regex(/\.ya?ml$/, 'must name a .yaml or .yml file').regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
+export const FileRefSchema = z
+  .string()
+  .min(1)
+  .max(1024)
+  .regex(/\.ya?ml$/, 'must name a .yaml or .yml file')
+  .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not hold control characters');
 
 /** Defaults of `validity`: at most 0.1 % errors, at least 95 % of the requested rate. */
 export const VALIDITY_DEFAULTS = { maxErrorRate: 0.001, minRateRatio: 0.95 } as const;
@@ -82,7 +109,10 @@ export const TopologySchema = z
     nodes: z.union([z.number().int().min(1).max(250), z.array(dnsLabel).min(1).max(250)]),
     /** Idle pods per node (a namespace with an address and no process), for scale. */
     podsPerNode: z.number().int().min(0).max(250).default(0),
-    underlay: z.object({ mtu: z.number().int().min(1280).max(9000).default(1500) }).strict().default({ mtu: 1500 }),
+    underlay: z
+      .object({ mtu: z.number().int().min(1280).max(9000).default(1500) })
+      .strict()
+      .default({ mtu: 1500 }),
   })
   .strict();
 
@@ -131,9 +161,7 @@ export const ScenarioSchema = z
     /** Path to a topology file (.yaml), relative to this file, or an inline topology. */
     topology: z.union([FileRefSchema, TopologySchema]),
     services: z.array(ServiceSchema).min(1).max(MAX_COUNT.services),
-    client: z
-      .object({ name: dnsLabel.default('client'), namespace: dnsLabel.default('default'), node: dnsLabel, labels: labelMap.optional() })
-      .strict(),
+    client: z.object({ name: dnsLabel.default('client'), namespace: dnsLabel.default('default'), node: dnsLabel, labels: labelMap.optional() }).strict(),
     workloads: z.array(WorkloadSchema).min(1).max(MAX_COUNT.workloads),
     dataplanes: z
       .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be a dataplane name (lowercase letters, digits, "-")'))
@@ -182,9 +210,7 @@ export const ScenarioSchema = z
       .strict()
       .optional(),
     /** CPUs to pin the load generator and the app servers to; "auto" splits the host's CPUs. */
-    pinning: z
-      .union([z.literal('auto'), z.literal('none'), z.object({ load: cpuList, apps: cpuList }).strict()])
-      .default('auto'),
+    pinning: z.union([z.literal('auto'), z.literal('none'), z.object({ load: cpuList, apps: cpuList }).strict()]).default('auto'),
     /**
      * When a case counts as valid (harness/run): errors at most `maxErrorRate` of the requests,
      * and for fixed-rate loads an achieved rate at least `minRateRatio` of the requested one.

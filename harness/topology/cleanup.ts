@@ -17,7 +17,6 @@ import { RunLockBusy, acquireRunLock, type RunLock } from '../util/lock.js';
 import { killRecorded, readStateFiles, removeCgroupTree } from '../util/procs.js';
 import { deleteNetns, listNetns, netnsPids } from './netns.js';
 
-
 export interface DownReport {
   processes: number;
   namespaces: number;
@@ -28,7 +27,11 @@ export interface DownReport {
 /** Throws E_INPUT unless `prefix` is a lab prefix: a user string never widens what `down` removes. */
 export function checkPrefix(prefix: string): void {
   if (!PREFIX_RE.test(prefix))
-    throw inputError(`--prefix: ${JSON.stringify(prefix.slice(0, 40))} is not a meshbench run prefix`, [], 'a run prefix is "mb" and 4 characters of 0-9 a-z (e.g. mbk3f9), as printed by `meshbench run`; without --prefix, `down` removes every lab object');
+    throw inputError(
+      `--prefix: ${JSON.stringify(prefix.slice(0, 40))} is not a meshbench run prefix`,
+      [],
+      'a run prefix is "mb" and 4 characters of 0-9 a-z (e.g. mbk3f9), as printed by `meshbench run`; without --prefix, `down` removes every lab object',
+    );
 }
 
 /** The cgroup directory and all below it, deepest first. */
@@ -45,12 +48,7 @@ function cgroupDirs(dir: string): string[] {
 
 /** Pids in a cgroup tree (cgroup.procs of each directory). */
 function cgroupPids(dir: string): number[] {
-  return cgroupDirs(dir).flatMap((d) =>
-    (readText(join(d, 'cgroup.procs')) ?? '')
-      .split('\n')
-      .filter(Boolean)
-      .map(Number),
-  );
+  return cgroupDirs(dir).flatMap((d) => (readText(join(d, 'cgroup.procs')) ?? '').split('\n').filter(Boolean).map(Number));
 }
 
 /**
@@ -100,7 +98,12 @@ export async function sweep(prefix?: string): Promise<DownReport> {
   // Anything still running inside a lab namespace or a lab cgroup was started there by the lab.
   for (const pid of netnsPids(namespaces)) kill(pid);
   const cg = cgroup2Root();
-  const labCgroups = cg && existsSync(cg) ? readdirSync(cg, { withFileTypes: true }).filter((e) => e.isDirectory() && ours(e.name)).map((e) => join(cg, e.name)) : [];
+  const labCgroups =
+    cg && existsSync(cg)
+      ? readdirSync(cg, { withFileTypes: true })
+          .filter((e) => e.isDirectory() && ours(e.name))
+          .map((e) => join(cg, e.name))
+      : [];
   for (const dir of labCgroups) for (const pid of cgroupPids(dir)) if (pid !== process.pid) kill(pid);
   for (let i = 0; i < 50 && killed.some(pidAlive); i++) await sleep(20);
   report.processes = new Set(killed).size;
@@ -156,7 +159,10 @@ export async function down(o: DownOptions = {}): Promise<DownReport> {
     lock = await acquireRunLock({ command: 'down', prefix: o.prefix });
   } catch (err) {
     if (!(err instanceof RunLockBusy)) throw err;
-    if (!o.force) throw new MeshbenchError('E_ENV', err.message, { hint: 'meshbench down would destroy it: wait for it to finish, or run `meshbench down --force` to remove its objects anyway' });
+    if (!o.force)
+      throw new MeshbenchError('E_ENV', err.message, {
+        hint: 'meshbench down would destroy it: wait for it to finish, or run `meshbench down --force` to remove its objects anyway',
+      });
     o.warn?.(`--force: ${err.message}; removing its objects anyway`);
   }
   try {

@@ -119,7 +119,9 @@ export function podBlockBits(maxPodsPerNode: number, nodes: number): number {
   let bits = 24;
   while (bits > 16 && podsPerBlock(bits) < maxPodsPerNode) bits--;
   if (podsPerBlock(bits) < maxPodsPerNode || 2 ** (bits - 16) - 1 < nodes)
-    throw new Error(`${nodes} node(s) with up to ${maxPodsPerNode} pods each do not fit the pod range 198.19.0.0/16 (a /${bits} per node leaves room for ${2 ** (bits - 16) - 1} nodes)`);
+    throw new Error(
+      `${nodes} node(s) with up to ${maxPodsPerNode} pods each do not fit the pod range 198.19.0.0/16 (a /${bits} per node leaves room for ${2 ** (bits - 16) - 1} nodes)`,
+    );
   return bits;
 }
 

@@ -25,7 +25,9 @@ export async function clusterUp(c: Cluster): Promise<UpTimings> {
 
   const links: string[] = [];
   for (const n of c.nodes) {
-    links.push(`link add ${names.fabricPort(p, n.index)} netns ${c.fabricNetns} mtu ${c.mtu} type veth peer name ${names.nodeUplink(p)} netns ${n.netns} mtu ${c.mtu}`);
+    links.push(
+      `link add ${names.fabricPort(p, n.index)} netns ${c.fabricNetns} mtu ${c.mtu} type veth peer name ${names.nodeUplink(p)} netns ${n.netns} mtu ${c.mtu}`,
+    );
     for (const pod of n.pods) links.push(`link add ${pod.hostIf} netns ${n.netns} type veth peer name ${pod.podIf} netns ${pod.netns}`);
   }
   await ipBatch(links);
@@ -44,7 +46,8 @@ export async function clusterUp(c: Cluster): Promise<UpTimings> {
   });
   for (const n of c.nodes) {
     const lines = ['link set lo up', `addr add ${n.underlayIp}/24 dev ${names.nodeUplink(p)}`, `link set ${names.nodeUplink(p)} up`];
-    for (const pod of n.pods) lines.push(`addr add ${n.gatewayIp}/32 dev ${pod.hostIf}`, `link set ${pod.hostIf} up`, `route add ${pod.ip}/32 dev ${pod.hostIf} scope link`);
+    for (const pod of n.pods)
+      lines.push(`addr add ${n.gatewayIp}/32 dev ${pod.hostIf}`, `link set ${pod.hostIf} up`, `route add ${pod.ip}/32 dev ${pod.hostIf} scope link`);
     for (const peer of c.nodes) if (peer !== n) lines.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev ${names.nodeUplink(p)}`);
     jobs.push({ ns: n.netns, lines, sysctl: ['net.ipv4.ip_forward=1'] });
     for (const pod of n.pods)
@@ -79,9 +82,18 @@ export async function clusterUp(c: Cluster): Promise<UpTimings> {
 export async function podUp(c: Cluster, pod: PodSpec): Promise<void> {
   const node = c.nodes.find((n) => n.name === pod.node)!;
   await ipBatch([`netns add ${pod.netns}`, `link add ${pod.hostIf} netns ${node.netns} type veth peer name ${pod.podIf} netns ${pod.netns}`]);
-  await exec('ip', ['-n', node.netns, '-batch', '-'], { input: [`addr add ${node.gatewayIp}/32 dev ${pod.hostIf}`, `link set ${pod.hostIf} up`, `route add ${pod.ip}/32 dev ${pod.hostIf} scope link`].join('\n') + '\n' });
+  await exec('ip', ['-n', node.netns, '-batch', '-'], {
+    input:
+      [`addr add ${node.gatewayIp}/32 dev ${pod.hostIf}`, `link set ${pod.hostIf} up`, `route add ${pod.ip}/32 dev ${pod.hostIf} scope link`].join('\n') + '\n',
+  });
   await exec('ip', ['-n', pod.netns, '-batch', '-'], {
-    input: ['link set lo up', `addr add ${pod.ip}/32 dev ${pod.podIf}`, `link set ${pod.podIf} up`, `route add 198.18.0.0/15 via ${node.gatewayIp} dev ${pod.podIf} onlink`].join('\n') + '\n',
+    input:
+      [
+        'link set lo up',
+        `addr add ${pod.ip}/32 dev ${pod.podIf}`,
+        `link set ${pod.podIf} up`,
+        `route add 198.18.0.0/15 via ${node.gatewayIp} dev ${pod.podIf} onlink`,
+      ].join('\n') + '\n',
   });
 }
 
@@ -128,5 +140,8 @@ export function netnsPids(namespaces: string[]): number[] {
 export async function deleteNetns(list: string[]): Promise<void> {
   const foreign = list.filter((ns) => !LAB_OBJECT_RE.test(ns));
   if (foreign.length) throw new Error(`refusing to delete network namespaces without the lab prefix: ${foreign.join(', ')}`);
-  await ipBatch(list.map((ns) => `netns del ${ns}`), { force: true });
+  await ipBatch(
+    list.map((ns) => `netns del ${ns}`),
+    { force: true },
+  );
 }

@@ -81,7 +81,10 @@ export class RunLock {
 function tryFlock(file: string): Promise<ChildProcess | undefined> {
   return new Promise((resolve, reject) => {
     // Detached: a terminal's Ctrl-C goes to meshbench (which tears down, then releases), not to the holder.
-    const child = spawn('flock', ['-n', '-E', String(BUSY), file, '-c', 'echo locked; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn('flock', ['-n', '-E', String(BUSY), file, '-c', 'echo locked; exec cat >/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
     let out = '';
     let err = '';
     const done = (v: ChildProcess | undefined | Error) => {
@@ -90,7 +93,9 @@ function tryFlock(file: string): Promise<ChildProcess | undefined> {
       if (v instanceof Error) reject(v);
       else resolve(v);
     };
-    child.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ENOENT' ? envError('flock not found: meshbench needs it for its run lock', 'apt-get install util-linux') : e));
+    child.on('error', (e: NodeJS.ErrnoException) =>
+      done(e.code === 'ENOENT' ? envError('flock not found: meshbench needs it for its run lock', 'apt-get install util-linux') : e),
+    );
     child.stderr!.setEncoding('utf8').on('data', (d) => (err += d));
     child.stdout!.setEncoding('utf8').on('data', (d) => {
       out += d;
@@ -102,7 +107,9 @@ function tryFlock(file: string): Promise<ChildProcess | undefined> {
       (child.stdin as unknown as { unref?: () => void }).unref?.();
       done(child);
     });
-    child.on('exit', (code) => done(code === BUSY ? undefined : envError(`could not take the run lock ${file}: flock exited with ${code}${err ? `: ${err.trim()}` : ''}`)));
+    child.on('exit', (code) =>
+      done(code === BUSY ? undefined : envError(`could not take the run lock ${file}: flock exited with ${code}${err ? `: ${err.trim()}` : ''}`)),
+    );
   });
 }
 

@@ -9,7 +9,8 @@ export async function waitListening(netns: string, ports: number | number[], tim
   const want = Array.isArray(ports) ? ports : [ports];
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (proc?.exitCode !== undefined) throw runError(`process ${proc.name} exited (code ${proc.exitCode}) before listening on ${want.join(', ')}; see ${proc.logFile}`);
+    if (proc?.exitCode !== undefined)
+      throw runError(`process ${proc.name} exited (code ${proc.exitCode}) before listening on ${want.join(', ')}; see ${proc.logFile}`);
     const r = await exec('ss', ['-Hltn'], { netns, allowFail: true });
     const listening = new Set([...r.stdout.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1])));
     if (want.every((p) => listening.has(p))) return;

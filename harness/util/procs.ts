@@ -102,7 +102,10 @@ export class ProcessGroup {
   readonly procs: LabProcess[] = [];
   readonly cgroupBase?: string;
 
-  constructor(readonly prefix: string, readonly runDir?: string) {
+  constructor(
+    readonly prefix: string,
+    readonly runDir?: string,
+  ) {
     const root = cgroup2Root();
     if (root) {
       this.cgroupBase = join(root, prefix);

@@ -94,7 +94,9 @@ export function safeToJS(doc: Document.Parsed, lines: LineCounter): { value: unk
     let at: Node | undefined;
     visit(doc, { Alias: (_k, n) => ((at = n), visit.BREAK) });
     const line = at?.range ? lines.linePos(at.range[0]).line : 1;
-    const msg = /Excessive alias count/.test((e as Error).message) ? `aliases expand too far (more than ${MAX_ALIAS_COUNT}): not accepted` : yamlErrorMessage(e as Error);
+    const msg = /Excessive alias count/.test((e as Error).message)
+      ? `aliases expand too far (more than ${MAX_ALIAS_COUNT}): not accepted`
+      : yamlErrorMessage(e as Error);
     return { line, error: msg };
   }
 }

@@ -12,7 +12,19 @@ const DISABLED = ['-redirect-port', 'disabled', '-tcp-port', 'disabled', '-udp-p
 /** fortio server arguments for one backend pod of `svc`, given the service it forwards to (if any). */
 export function serverArgs(svc: ServiceSpec, next: ServiceSpec | undefined): string[] {
   const port = String(svc.targetPort);
-  if (next) return ['server', '-http-port', 'disabled', '-grpc-port', 'disabled', ...DISABLED, '-M', `:${port} http://${next.vip}:${next.port}`, '-loglevel', 'warning'];
+  if (next)
+    return [
+      'server',
+      '-http-port',
+      'disabled',
+      '-grpc-port',
+      'disabled',
+      ...DISABLED,
+      '-M',
+      `:${port} http://${next.vip}:${next.port}`,
+      '-loglevel',
+      'warning',
+    ];
   if (svc.protocol === 'grpc') return ['server', '-http-port', 'disabled', '-grpc-port', port, ...DISABLED, '-loglevel', 'warning'];
   return ['server', '-http-port', port, '-grpc-port', 'disabled', ...DISABLED, '-loglevel', 'warning'];
 }
@@ -33,7 +45,12 @@ export async function startApps(opts: {
 }): Promise<StartedApps> {
   const { cluster, workload } = opts;
   const nextOf = new Map<string, ServiceSpec | undefined>();
-  workload.chain.forEach((name, i) => nextOf.set(name, cluster.services.find((s) => s.name === workload.chain[i + 1])));
+  workload.chain.forEach((name, i) =>
+    nextOf.set(
+      name,
+      cluster.services.find((s) => s.name === workload.chain[i + 1]),
+    ),
+  );
   const started: { pod: PodSpec; svc: ServiceSpec; proc: LabProcess; t0: number }[] = [];
   for (const svc of cluster.services)
     for (const pod of svc.backends) {

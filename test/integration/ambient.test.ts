@@ -29,7 +29,9 @@ rootTest('ambient: a request crosses exactly two node-proxy hops, and the underl
     // fortio curl opens one connection per request; the node proxies count connections (L4).
     t.is(delta(after.src.frontendSessions, before.src.frontendSessions, `out_${client.netns}`), 5, "node1's proxy took each connection in the client pod");
     t.is(delta(after.dst.frontendSessions, before.dst.frontendSessions, `tun_${server.netns}`), 5, "node2's proxy terminated each tunnel in the server pod");
-    const otherHops = Object.keys(after.dst.frontendSessions).filter((k) => k.startsWith('out_') && delta(after.dst.frontendSessions, before.dst.frontendSessions, k) > 0);
+    const otherHops = Object.keys(after.dst.frontendSessions).filter(
+      (k) => k.startsWith('out_') && delta(after.dst.frontendSessions, before.dst.frontendSessions, k) > 0,
+    );
     t.deepEqual(otherHops, [], 'no third hop');
     t.true(wire.length > 1000);
     t.false(wire.includes(MARKER), 'the marker never crosses the underlay in clear');
@@ -91,7 +93,11 @@ rootTest('ambient-waypoint: a Service with L7 policy takes three hops (node prox
     t.is(after.src.frontendSessions[`out_${c.client.netns}`] - before.src.frontendSessions[`out_${c.client.netns}`], 5, 'hop 1: source node proxy');
     t.is(after.wp.frontends.waypoint - (before.wp.frontends.waypoint ?? 0), 5, 'hop 2: waypoint (HTTP requests)');
     t.true(after.dst.frontendSessions[`tun_${server.netns}`] - (before.dst.frontendSessions[`tun_${server.netns}`] ?? 0) >= 1, 'hop 3: destination node proxy');
-    t.is(before.src.frontendSessions[`tun_${c.client.netns}`] ?? 0, after.src.frontendSessions[`tun_${c.client.netns}`] ?? 0, 'nothing tunnels back into the client');
+    t.is(
+      before.src.frontendSessions[`tun_${c.client.netns}`] ?? 0,
+      after.src.frontendSessions[`tun_${c.client.netns}`] ?? 0,
+      'nothing tunnels back into the client',
+    );
     t.false(wire.includes(MARKER));
   });
 });

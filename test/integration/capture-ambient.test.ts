@@ -45,8 +45,6 @@ const PROXY_UID = 1337;
 
 const { podUp, listen, stop, eth0TxPackets } = scratchPod(PREFIX, NS, POD_IP, VIP);
 
-
-
 const NODE_CLIENT = `
 const net = require('net');
 const [host, port] = process.argv.slice(1);
@@ -84,9 +82,6 @@ except OSError as e:
     print(json.dumps({'error': 'errno %s' % e.errno}))
 `;
 
-
-
-
 interface Case {
   what: string;
   uid: number;
@@ -105,12 +100,13 @@ interface Case {
 /** One TCP connection from inside the pod as uid (setpriv; gid = uid; no supplementary groups). */
 async function connect(c: Case): Promise<{ landed?: number; error?: string }> {
   const py = c.mark !== undefined || c.spoof !== undefined;
-  const client = py ? [PY, '-I', '-c', PY_CLIENT, c.host, String(c.port), String(c.mark ?? 0), c.spoof ?? ''] : [NODE, '-e', NODE_CLIENT, c.host, String(c.port)];
+  const client = py
+    ? [PY, '-I', '-c', PY_CLIENT, c.host, String(c.port), String(c.mark ?? 0), c.spoof ?? '']
+    : [NODE, '-e', NODE_CLIENT, c.host, String(c.port)];
   const caps = c.spoof && c.uid !== 0 ? ['--inh-caps=+net_admin', '--ambient-caps=+net_admin'] : [];
   const r = await exec('setpriv', [`--reuid=${c.uid}`, `--regid=${c.uid}`, '--clear-groups', ...caps, ...client], { netns: NS, timeoutMs: 10_000 });
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
-
 
 async function runCases(t: import('ava').ExecutionContext, l: Listener, cases: Case[]): Promise<void> {
   for (const c of cases) {
@@ -150,7 +146,11 @@ async function listing(): Promise<string> {
 }
 
 async function routing(): Promise<{ rules: string[]; table100: string[] }> {
-  const lines = async (args: string[]) => (await exec('ip', args, { netns: NS })).stdout.split('\n').map((l) => l.trimEnd()).filter(Boolean);
+  const lines = async (args: string[]) =>
+    (await exec('ip', args, { netns: NS })).stdout
+      .split('\n')
+      .map((l) => l.trimEnd())
+      .filter(Boolean);
   return { rules: await lines(['rule', 'show']), table100: await lines(['route', 'show', 'table', '100']) };
 }
 
@@ -161,7 +161,11 @@ rootTest('ambient in-pod capture, node proxy excluded by uid: installed as gener
   try {
     await podUp();
     t.deepEqual(await applyAmbientCapture(NS, rules), { applied: true, rules: 18, routes: 2, bytes: Buffer.byteLength(rules.iptables) });
-    t.deepEqual(await applyAmbientCapture(NS, rules), { applied: false, rules: 18, routes: 0, bytes: Buffer.byteLength(rules.iptables) }, 'same rules again: nothing to do');
+    t.deepEqual(
+      await applyAmbientCapture(NS, rules),
+      { applied: false, rules: 18, routes: 0, bytes: Buffer.byteLength(rules.iptables) },
+      'same rules again: nothing to do',
+    );
     await t.throwsAsync(applyAmbientCapture(NS, ambientInpodRules()), { message: /already has capture chains mangle\/ISTIO_PRERT/ });
 
     // The listing: every table, chain and rule in order, in iptables-save's spelling.
@@ -214,7 +218,8 @@ rootTest('ambient in-pod capture, node proxy excluded by uid: installed as gener
     ];
     // What the uid exclusion cannot do: without mark 0x539 the connmark is never set, so the app's
     // reply to a transparent (spoofed-source) delivery follows the main table out of eth0.
-    if (HAVE_PY) cases.push({ what: `node proxy, transparent from ${SPOOFED} → own pod IP:8080`, uid: PROXY_UID, host: POD_IP, port: 8080, spoof: SPOOFED, lands: null });
+    if (HAVE_PY)
+      cases.push({ what: `node proxy, transparent from ${SPOOFED} → own pod IP:8080`, uid: PROXY_UID, host: POD_IP, port: 8080, spoof: SPOOFED, lands: null });
     else t.log(`${PY} missing: transparent-delivery case skipped`);
     await runCases(t, l, cases);
 
@@ -238,7 +243,10 @@ rootTest('ambient in-pod capture, node proxy excluded by uid: installed as gener
     stop(l);
     await sweep(PREFIX);
   }
-  t.deepEqual((await labNetns()).filter((x) => x.startsWith(`${PREFIX}-`)), []);
+  t.deepEqual(
+    (await labNetns()).filter((x) => x.startsWith(`${PREFIX}-`)),
+    [],
+  );
 });
 
 /** rootTest that also needs python3 (SO_MARK / IP_TRANSPARENT sockets); skipped, with the reason in its title, without it. */
@@ -261,7 +269,16 @@ pyRootTest('ambient in-pod capture, upstream mark exclusion: mark 0x539 not redi
       { what: 'unmarked socket (root) → VIP:80', uid: 0, mark: 0, host: VIP, port: 80, lands: 15001 },
       { what: 'uid 1337 without the mark → VIP:80 (the mark, not the uid, is what upstream excludes)', uid: PROXY_UID, host: VIP, port: 80, lands: 15001 },
       { what: 'socket marked 1337 → VIP:53', uid: 0, mark: 1337, host: VIP, port: 53, lands: null },
-      { what: `marked, transparent from ${SPOOFED} → own pod IP:8080 (ztunnel's inbound delivery)`, uid: 0, mark: 1337, spoof: SPOOFED, host: POD_IP, port: 8080, lands: 8080, remote: SPOOFED },
+      {
+        what: `marked, transparent from ${SPOOFED} → own pod IP:8080 (ztunnel's inbound delivery)`,
+        uid: 0,
+        mark: 1337,
+        spoof: SPOOFED,
+        host: POD_IP,
+        port: 8080,
+        lands: 8080,
+        remote: SPOOFED,
+      },
     ]);
 
     const n = await counters();
@@ -269,12 +286,22 @@ pyRootTest('ambient in-pod capture, upstream mark exclusion: mark 0x539 not redi
     t.is(k('nat', '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -p tcp -m mark ! --mark 0x539/0xfff -j REDIRECT --to-ports 15001'), 2);
     t.is(k('nat', '-A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -j ACCEPT'), 1);
     // Only the SYN still carries 0x539 in PREROUTING: from then on mangle OUTPUT restores 0x111 over it.
-    t.is(k('mangle', '-A ISTIO_PRERT -m mark --mark 0x539/0xfff -j CONNMARK --set-xmark 0x111/0xfff'), 1, 'the marked connection was connmarked as its SYN looped through lo');
-    t.true(k('mangle', '-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff') >= 1, "the app's reply got mark 0x111 back");
+    t.is(
+      k('mangle', '-A ISTIO_PRERT -m mark --mark 0x539/0xfff -j CONNMARK --set-xmark 0x111/0xfff'),
+      1,
+      'the marked connection was connmarked as its SYN looped through lo',
+    );
+    t.true(
+      k('mangle', '-A ISTIO_OUTPUT -m connmark --mark 0x111/0xfff -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff') >= 1,
+      "the app's reply got mark 0x111 back",
+    );
     t.is(k('nat', '-A PREROUTING -j ISTIO_PRERT'), 0);
   } finally {
     stop(l);
     await sweep(PREFIX);
   }
-  t.deepEqual((await labNetns()).filter((x) => x.startsWith(`${PREFIX}-`)), []);
+  t.deepEqual(
+    (await labNetns()).filter((x) => x.startsWith(`${PREFIX}-`)),
+    [],
+  );
 });

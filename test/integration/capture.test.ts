@@ -36,8 +36,6 @@ const CONNECT_TIMEOUT_MS = 1500;
 
 const { podUp, listen, stop, eth0TxPackets } = scratchPod(PREFIX, NS, POD_IP, VIP);
 
-
-
 const CLIENT = `
 const net = require('net');
 const [host, port, src] = process.argv.slice(1);
@@ -49,9 +47,6 @@ s.on('data', (d) => (buf += d));
 s.on('end', () => { clearTimeout(timer); done({ landed: Number(buf.trim()) }); });
 s.on('error', (e) => { clearTimeout(timer); done({ error: e.code }); });`;
 
-
-
-
 interface Attempt {
   landed?: number;
   error?: string;
@@ -59,10 +54,12 @@ interface Attempt {
 
 /** One TCP connection from inside the pod as uid:gid (setpriv; no supplementary groups). */
 async function connect(uid: number, gid: number, host: string, port: number, src?: string): Promise<Attempt> {
-  const r = await exec('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', NODE, '-e', CLIENT, host, String(port), src ?? ''], { netns: NS, timeoutMs: 10_000 });
+  const r = await exec('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', NODE, '-e', CLIENT, host, String(port), src ?? ''], {
+    netns: NS,
+    timeoutMs: 10_000,
+  });
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
-
 
 /** nat packet counters of the pod, keyed by canonical rule. */
 async function counters(): Promise<Map<string, number>> {
@@ -186,7 +183,10 @@ rootTest('istio sidecar capture: installed as generated, REDIRECT to 15001/15006
     stop(l);
     await sweep(PREFIX);
   }
-  t.deepEqual((await labNetns()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
+  t.deepEqual(
+    (await labNetns()).filter((n) => n.startsWith(`${PREFIX}-`)),
+    [],
+  );
 });
 
 rootTest('linkerd proxy-init capture: installed as generated, REDIRECT to 4140, uid 2102, lo and skip ports excluded', async (t) => {
@@ -225,5 +225,8 @@ rootTest('linkerd proxy-init capture: installed as generated, REDIRECT to 4140, 
     stop(l);
     await sweep(PREFIX);
   }
-  t.deepEqual((await labNetns()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
+  t.deepEqual(
+    (await labNetns()).filter((n) => n.startsWith(`${PREFIX}-`)),
+    [],
+  );
 });

@@ -31,7 +31,10 @@ function tmpfs(t: ExecutionContext, dir: string, name: string, options: string):
   return mnt;
 }
 
-const mounted = (mnt: string) => readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+const mounted = (mnt: string) =>
+  readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === mnt);
 const unmount = (mnt: string) => execFileSync('umount', [mnt]);
 const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR).filter((f) => /^mb[0-9a-z]{4}\.json$/.test(f)) : []);
 const recordPath = (stdout: string) => stdout.match(/run record: (\S+)/)?.[1];
@@ -45,20 +48,36 @@ async function killDuringWindow(t: ExecutionContext, pick: (name: string) => boo
   let stderr = '';
   let killed: { name: string; pid: number } | undefined;
   let all: number[] = [];
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'istio-sidecar', '--duration', '4', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports')], {
-    onStderr: (chunk) => {
-      stderr += chunk;
-      if (killed || !/measuring/.test(stderr)) return;
-      const prefix = stderr.match(/prefix (mb[0-9a-z]{4})/)?.[1];
-      if (!prefix) return;
-      const st = JSON.parse(readFileSync(join(STATE_DIR, `${prefix}.json`), 'utf8')) as { pids: { name: string; pid: number }[] };
-      all = st.pids.map((p) => p.pid);
-      const victim = st.pids.find((p) => pick(p.name));
-      if (!victim) return;
-      killed = victim;
-      setTimeout(() => process.kill(victim.pid, 'SIGKILL'), 1000);
+  const r = await cli(
+    [
+      'run',
+      'scenarios/quick.yaml',
+      '--dataplanes',
+      'istio-sidecar',
+      '--duration',
+      '4',
+      '--warmup',
+      '1',
+      '--results',
+      join(dir, 'results'),
+      '--reports',
+      join(dir, 'reports'),
+    ],
+    {
+      onStderr: (chunk) => {
+        stderr += chunk;
+        if (killed || !/measuring/.test(stderr)) return;
+        const prefix = stderr.match(/prefix (mb[0-9a-z]{4})/)?.[1];
+        if (!prefix) return;
+        const st = JSON.parse(readFileSync(join(STATE_DIR, `${prefix}.json`), 'utf8')) as { pids: { name: string; pid: number }[] };
+        all = st.pids.map((p) => p.pid);
+        const victim = st.pids.find((p) => pick(p.name));
+        if (!victim) return;
+        killed = victim;
+        setTimeout(() => process.kill(victim.pid, 'SIGKILL'), 1000);
+      },
     },
-  });
+  );
   return { r, killed, all };
 }
 
@@ -79,7 +98,10 @@ async function assertKilledCase(t: ExecutionContext, pick: (name: string) => boo
   t.truthy(down, JSON.stringify(c.validity));
   t.is(down!.signal, 'SIGKILL');
   t.is(down!.when, 'during-window');
-  t.true(c.validity!.reasons.some((x) => x.includes(`process ${killed!.name}`) && x.includes('killed by SIGKILL during the measured window')), c.validity!.reasons.join('\n'));
+  t.true(
+    c.validity!.reasons.some((x) => x.includes(`process ${killed!.name}`) && x.includes('killed by SIGKILL during the measured window')),
+    c.validity!.reasons.join('\n'),
+  );
   t.is(rec.status, 'failed');
   t.regex(rec.error ?? '', new RegExp(`case 0 \\(istio-sidecar http1-200qps r0\\) failed: .*process ${killed!.name}`));
   // The summary says why instead of showing figures as results.
@@ -96,7 +118,10 @@ async function assertKilledCase(t: ExecutionContext, pick: (name: string) => boo
 rootTest("the client's sidecar killed mid-measurement: the case failed with its reasons, the run failed, exit 1, all torn down", async (t) => {
   const c = await assertKilledCase(t, (n) => n === 'proxy-client');
   t.true(c.load.actual.errors > 0, 'requests failed once the client sidecar was gone');
-  t.true(c.validity!.reasons.some((x) => /requests failed/.test(x)), c.validity!.reasons.join('\n'));
+  t.true(
+    c.validity!.reasons.some((x) => /requests failed/.test(x)),
+    c.validity!.reasons.join('\n'),
+  );
 });
 
 rootTest("the server's sidecar killed mid-measurement: the case failed, the run failed, exit 1, all torn down", async (t) => {
@@ -107,7 +132,20 @@ rootTest('a read-only --results: exit 3 naming the directory, nothing built, no 
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '1', '--warmup', '1', '--results', join(ro, 'results'), '--reports', join(dir, 'reports')]);
+  const r = await cli([
+    'run',
+    'scenarios/quick.yaml',
+    '--dataplanes',
+    'baseline',
+    '--duration',
+    '1',
+    '--warmup',
+    '1',
+    '--results',
+    join(ro, 'results'),
+    '--reports',
+    join(dir, 'reports'),
+  ]);
   t.is(r.code, 3, r.stderr);
   t.regex(r.stderr, new RegExp(`cannot write run records in ${ro}/results/quick/\\S+: EROFS \\(read-only file system\\)`));
   t.regex(r.stderr, /--results/);
@@ -119,46 +157,65 @@ rootTest('a read-only --results: exit 3 naming the directory, nothing built, no 
   t.is(await hostSnapshot(), before);
 });
 
-rootTest('a --results file system that fills up mid-run: the run is torn down, the error names run.json and ENOSPC, the last good record stays, no .tmp', async (t) => {
-  const dir = tmp(t);
-  const before = await hostSnapshot();
-  const mnt = tmpfs(t, dir, 'small', 'size=1m');
-  let filled = false;
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', mnt, '--reports', join(dir, 'reports')], {
-    onStderr: (chunk) => {
-      if (filled || !/measuring/.test(chunk)) return;
-      filled = true;
-      // Fill the file system as another writer on the host would.
-      try {
-        writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 << 20));
-      } catch {
-        /* ENOSPC: it is full */
-      }
-    },
-  });
-  t.true(filled, r.stderr);
-  t.not(r.code, 0);
-  t.is(r.code, 3, r.stderr);
-  t.notRegex(r.stderr, /internal error|\n\s+at /);
-  const m = r.stderr.match(/cannot write the run record (\S+run\.json): ENOSPC/);
-  t.truthy(m, r.stderr);
-  t.regex(r.stderr, /holds the last record written whole \(before the first case, with no case in it\)/);
-  const rec: RunRecord = JSON.parse(readFileSync(m![1]!, 'utf8'));
-  t.is(rec.status, 'incomplete');
-  t.deepEqual(rec.cases, []);
-  const tmps = (readdirSync(mnt, { recursive: true }) as string[]).filter((f) => f.endsWith('.tmp'));
-  t.deepEqual(tmps, [], 'no temporary file left');
-  t.deepEqual(await labNetns(), []);
-  t.deepEqual(stateFiles(), []);
-  unmount(mnt);
-  t.is(await hostSnapshot(), before);
-});
+rootTest(
+  'a --results file system that fills up mid-run: the run is torn down, the error names run.json and ENOSPC, the last good record stays, no .tmp',
+  async (t) => {
+    const dir = tmp(t);
+    const before = await hostSnapshot();
+    const mnt = tmpfs(t, dir, 'small', 'size=1m');
+    let filled = false;
+    const r = await cli(
+      ['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', mnt, '--reports', join(dir, 'reports')],
+      {
+        onStderr: (chunk) => {
+          if (filled || !/measuring/.test(chunk)) return;
+          filled = true;
+          // Fill the file system as another writer on the host would.
+          try {
+            writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 << 20));
+          } catch {
+            /* ENOSPC: it is full */
+          }
+        },
+      },
+    );
+    t.true(filled, r.stderr);
+    t.not(r.code, 0);
+    t.is(r.code, 3, r.stderr);
+    t.notRegex(r.stderr, /internal error|\n\s+at /);
+    const m = r.stderr.match(/cannot write the run record (\S+run\.json): ENOSPC/);
+    t.truthy(m, r.stderr);
+    t.regex(r.stderr, /holds the last record written whole \(before the first case, with no case in it\)/);
+    const rec: RunRecord = JSON.parse(readFileSync(m![1]!, 'utf8'));
+    t.is(rec.status, 'incomplete');
+    t.deepEqual(rec.cases, []);
+    const tmps = (readdirSync(mnt, { recursive: true }) as string[]).filter((f) => f.endsWith('.tmp'));
+    t.deepEqual(tmps, [], 'no temporary file left');
+    t.deepEqual(await labNetns(), []);
+    t.deepEqual(stateFiles(), []);
+    unmount(mnt);
+    t.is(await hostSnapshot(), before);
+  },
+);
 
 rootTest('a read-only --reports: the run record path is printed, then the report error, exit 3', async (t) => {
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(ro, 'reports')]);
+  const r = await cli([
+    'run',
+    'scenarios/quick.yaml',
+    '--dataplanes',
+    'baseline',
+    '--duration',
+    '2',
+    '--warmup',
+    '1',
+    '--results',
+    join(dir, 'results'),
+    '--reports',
+    join(ro, 'reports'),
+  ]);
   t.is(r.code, 3, r.stderr);
   const file = recordPath(r.stdout);
   t.truthy(file, r.stdout);

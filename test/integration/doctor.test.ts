@@ -24,7 +24,10 @@ rootTest('doctor probes netns, veth and iptables REDIRECT for real, and they wor
     t.truthy(c, `${name} is checked`);
     t.is(c!.status, 'ok', `${name}: ${c!.detail}`);
   }
-  t.false(checks.some((c) => c.required && c.status === 'missing'), 'no required check is missing on this host');
+  t.false(
+    checks.some((c) => c.required && c.status === 'missing'),
+    'no required check is missing on this host',
+  );
   t.regex(byName(checks, CHECK.iptablesBackend)!.detail, /^(nf_tables|legacy)\b/);
 });
 

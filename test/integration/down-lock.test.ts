@@ -64,7 +64,19 @@ async function pinCgroupWithSocket(prefix: string): Promise<ChildProcess> {
   return child;
 }
 
-const runArgs = (dir: string, ...more: string[]) => ['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), ...more];
+const runArgs = (dir: string, ...more: string[]) => [
+  'run',
+  'scenarios/quick.yaml',
+  '--dataplanes',
+  'baseline',
+  '--warmup',
+  '1',
+  '--results',
+  join(dir, 'results'),
+  '--reports',
+  join(dir, 'reports'),
+  ...more,
+];
 
 /** Start a run; `at` resolves with its process once stderr matches `re`. */
 function startRun(args: string[], re: RegExp) {
@@ -103,43 +115,49 @@ rootTest('down --prefix with a name that is not a lab prefix: exit 2, the foreig
   }
   const all = await cli(['down']);
   t.is(all.code, 0, all.stderr);
-  t.true((await exec('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === VICTIM), 'victim namespace still there');
+  t.true(
+    (await exec('ip', ['netns', 'list'])).stdout.split('\n').some((l) => l.split(' ')[0] === VICTIM),
+    'victim namespace still there',
+  );
   t.true(pidAlive(victim.pid!), 'victim process still alive');
 });
 
-rootTest('two concurrent runs: the second exits 3 naming the first and writes nothing; down refuses while it runs; the first completes with its own report', async (t) => {
-  const a = tmp();
-  const b = tmp();
-  const runA = startRun(runArgs(a, '--duration', '4'), /prefix mb[0-9a-z]{4}/);
-  const childA = await runA.at;
-  t.truthy(childA, 'run A started');
-  const holder = readHolder();
-  t.like(holder, { command: 'run', pid: childA!.pid, scenario: 'quick' });
+rootTest(
+  'two concurrent runs: the second exits 3 naming the first and writes nothing; down refuses while it runs; the first completes with its own report',
+  async (t) => {
+    const a = tmp();
+    const b = tmp();
+    const runA = startRun(runArgs(a, '--duration', '4'), /prefix mb[0-9a-z]{4}/);
+    const childA = await runA.at;
+    t.truthy(childA, 'run A started');
+    const holder = readHolder();
+    t.like(holder, { command: 'run', pid: childA!.pid, scenario: 'quick' });
 
-  const runB = await cli(runArgs(b, '--duration', '2'));
-  t.is(runB.code, 3, runB.stderr);
-  t.regex(runB.stderr, new RegExp(`another run \\(pid ${childA!.pid}, scenario quick, since [^)]+\\) is in progress`));
-  t.false(existsSync(join(b, 'results')), 'the second run wrote no record');
-  t.false(existsSync(join(b, 'reports')));
+    const runB = await cli(runArgs(b, '--duration', '2'));
+    t.is(runB.code, 3, runB.stderr);
+    t.regex(runB.stderr, new RegExp(`another run \\(pid ${childA!.pid}, scenario quick, since [^)]+\\) is in progress`));
+    t.false(existsSync(join(b, 'results')), 'the second run wrote no record');
+    t.false(existsSync(join(b, 'reports')));
 
-  const d = await cli(['down']);
-  t.is(d.code, 3, d.stderr);
-  t.regex(d.stderr, new RegExp(`another run \\(pid ${childA!.pid}, scenario quick`));
-  t.regex(d.stderr, /--force/);
-  t.true((await labNetns()).length > 0 || pidAlive(childA!.pid!), 'run A unharmed');
+    const d = await cli(['down']);
+    t.is(d.code, 3, d.stderr);
+    t.regex(d.stderr, new RegExp(`another run \\(pid ${childA!.pid}, scenario quick`));
+    t.regex(d.stderr, /--force/);
+    t.true((await labNetns()).length > 0 || pidAlive(childA!.pid!), 'run A unharmed');
 
-  const r = await runA.done;
-  t.is(r.code, 0, r.stderr);
-  const file = r.stdout.match(/run record: (\S+)/)![1];
-  const report = r.stdout.match(/report: (\S+)/)![1];
-  const rec: RunRecord = JSON.parse(readFileSync(file, 'utf8'));
-  t.is(rec.status, 'complete');
-  t.true(file.startsWith(a) && report.startsWith(a));
-  t.true(readFileSync(report, 'utf8').includes(rec.runId), "the printed report is this run's");
-  t.is(readHolder(), undefined, 'lock released');
-  const again = await cli(['down']);
-  t.is(again.code, 0, again.stderr);
-});
+    const r = await runA.done;
+    t.is(r.code, 0, r.stderr);
+    const file = r.stdout.match(/run record: (\S+)/)![1];
+    const report = r.stdout.match(/report: (\S+)/)![1];
+    const rec: RunRecord = JSON.parse(readFileSync(file, 'utf8'));
+    t.is(rec.status, 'complete');
+    t.true(file.startsWith(a) && report.startsWith(a));
+    t.true(readFileSync(report, 'utf8').includes(rec.runId), "the printed report is this run's");
+    t.is(readHolder(), undefined, 'lock released');
+    const again = await cli(['down']);
+    t.is(again.code, 0, again.stderr);
+  },
+);
 
 rootTest('down --force removes a live run anyway; the run ends without hanging and nothing is left', async (t) => {
   const dir = tmp();
@@ -156,27 +174,33 @@ rootTest('down --force removes a live run anyway; the run ends without hanging a
 });
 
 for (const sig of ['SIGINT', 'SIGKILL'] as const) {
-  rootTest(`an ebpf run stopped by ${sig}${sig === 'SIGKILL' ? ' then down' : ''} leaves the host's BPF programs and maps (and root namespace) as before`, async (t) => {
-    const beforeBpf = await bpfIds();
-    const before = await snapshot();
-    const dir = tmp();
-    const run = startRun(runArgs(dir, '--dataplanes', 'ebpf', '--duration', '20', '--no-report'), /measuring/);
-    const child = await run.at;
-    t.truthy(child, 'run reached its measured window');
-    t.true((await bpfIds()).some((x) => !beforeBpf.includes(x)), 'the run loaded BPF programs');
-    const pin = await pinCgroupWithSocket(run.prefix()!);
-    t.teardown(() => pin.kill('SIGKILL'));
-    child!.kill(sig);
-    const r = await run.done;
-    if (sig === 'SIGINT') t.is(r.code, 130, r.stderr);
-    else {
-      // No stale lock: a plain `down` (no --force) cleans up after the killed run.
-      const d = await cli(['down']);
-      t.is(d.code, 0, d.stderr);
-      t.regex(d.stdout, /[1-9]\d* BPF program attachment/);
-    }
-    t.deepEqual(await newBpfObjects(beforeBpf), [], 'no BPF program or map of the run is left');
-    t.deepEqual(await labNetns(), []);
-    t.is(await snapshot(), before);
-  });
+  rootTest(
+    `an ebpf run stopped by ${sig}${sig === 'SIGKILL' ? ' then down' : ''} leaves the host's BPF programs and maps (and root namespace) as before`,
+    async (t) => {
+      const beforeBpf = await bpfIds();
+      const before = await snapshot();
+      const dir = tmp();
+      const run = startRun(runArgs(dir, '--dataplanes', 'ebpf', '--duration', '20', '--no-report'), /measuring/);
+      const child = await run.at;
+      t.truthy(child, 'run reached its measured window');
+      t.true(
+        (await bpfIds()).some((x) => !beforeBpf.includes(x)),
+        'the run loaded BPF programs',
+      );
+      const pin = await pinCgroupWithSocket(run.prefix()!);
+      t.teardown(() => pin.kill('SIGKILL'));
+      child!.kill(sig);
+      const r = await run.done;
+      if (sig === 'SIGINT') t.is(r.code, 130, r.stderr);
+      else {
+        // No stale lock: a plain `down` (no --force) cleans up after the killed run.
+        const d = await cli(['down']);
+        t.is(d.code, 0, d.stderr);
+        t.regex(d.stdout, /[1-9]\d* BPF program attachment/);
+      }
+      t.deepEqual(await newBpfObjects(beforeBpf), [], 'no BPF program or map of the run is left');
+      t.deepEqual(await labNetns(), []);
+      t.is(await snapshot(), before);
+    },
+  );
 }

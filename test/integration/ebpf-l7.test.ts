@@ -29,12 +29,21 @@ interface Record {
 async function records(lab: Lab): Promise<Record[]> {
   await sleep(500); // mb-flowd polls every 200 ms; HAProxy logs when a request ends
   const files = (readdirSync(join(lab.dir, 'flows')) as string[]).filter((f) => f.endsWith('.jsonl'));
-  return files.flatMap((f) => readFileSync(join(lab.dir, 'flows', f), 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record));
+  return files.flatMap((f) =>
+    readFileSync(join(lab.dir, 'flows', f), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record),
+  );
 }
 
 /** HTTP status of one request from a pod (000 = no answer). */
 async function status(lab: Lab, from: PodSpec, method: string, url: string, args: string[] = []): Promise<string> {
-  const r = await exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', '-X', method, ...args, url], { netns: from.netns, cgroup: lab.procs.cgroupFor('test'), allowFail: true });
+  const r = await exec('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', '-X', method, ...args, url], {
+    netns: from.netns,
+    cgroup: lab.procs.cgroupFor('test'),
+    allowFail: true,
+  });
   return r.stdout.trim();
 }
 
@@ -66,7 +75,11 @@ rootTest('ebpf-l7: the L7 API filter of 001 and the gRPC method rule of 003 hold
       ];
       for (const [from, method, url, args, want] of cases) t.is(await status(lab, pod(from), method, url, args), want, `${from} ${method} ${url}`);
       // A real gRPC client (fortio's ping) is refused too.
-      const ping = await exec(lab.fortio, ['grpcping', '-n', '1', '-loglevel', 'error', `${c.services.find((s) => s.name === 'inventory-service')!.vip}:50051`], { netns: pod('order-service-0').netns, cgroup: lab.procs.cgroupFor('test'), allowFail: true });
+      const ping = await exec(
+        lab.fortio,
+        ['grpcping', '-n', '1', '-loglevel', 'error', `${c.services.find((s) => s.name === 'inventory-service')!.vip}:50051`],
+        { netns: pod('order-service-0').netns, cgroup: lab.procs.cgroupFor('test'), allowFail: true },
+      );
       t.not(ping.code, 0, `fortio grpcping is denied: ${ping.stdout}${ping.stderr}`);
 
       const seen = await records(lab);
@@ -74,80 +87,111 @@ rootTest('ebpf-l7: the L7 API filter of 001 and the gRPC method rule of 003 hold
       const denied = l7.filter((r) => r.verdict === 'DROPPED');
       t.true(denied.length >= 6, `${denied.length} denied L7 records`);
       t.true(denied.every((r) => r.dropReason === 'POLICY_DENIED' && r.l7!.status === 403));
-      t.true(denied.some((r) => r.l7!.path === '/api/v1/users' && r.source.ip === pod('frontend').ip && r.destination.ip === pod('public-api-0').ip && r.node === 'node2'));
+      t.true(
+        denied.some(
+          (r) => r.l7!.path === '/api/v1/users' && r.source.ip === pod('frontend').ip && r.destination.ip === pod('public-api-0').ip && r.node === 'node2',
+        ),
+      );
       t.true(denied.filter((r) => r.l7!.path.endsWith('PingServer/Ping')).length >= 2, 'curl and grpcping refused at the proxy');
       t.true(l7.some((r) => r.verdict === 'FORWARDED' && r.l7!.path === '/inventory.v1.InventoryService/CheckStock' && r.l7!.status === 200));
       // The kernel drops the peer without L4 access before any proxy sees it.
-      t.true(seen.some((r) => !r.type && r.verdict === 'DROPPED' && r.dropReason === 'POLICY_DENIED' && r.source.ip === pod('api-gateway-0').ip && r.destination.ip === pod('public-api-0').ip));
-      t.false(l7.some((r) => r.source.ip === pod('api-gateway-0').ip || r.source.ip === pod('frontend-api-0').ip && r.destination.port === 50051));
+      t.true(
+        seen.some(
+          (r) =>
+            !r.type &&
+            r.verdict === 'DROPPED' &&
+            r.dropReason === 'POLICY_DENIED' &&
+            r.source.ip === pod('api-gateway-0').ip &&
+            r.destination.ip === pod('public-api-0').ip,
+        ),
+      );
+      t.false(l7.some((r) => r.source.ip === pod('api-gateway-0').ip || (r.source.ip === pod('frontend-api-0').ip && r.destination.port === 50051)));
     },
     SCENARIO,
   );
 });
 
-rootTest('ebpf-l7: traffic to ports without L7 rules never reaches the proxy; the canary route is balanced there (x-canary → v2; else 90/10 ±3 points)', async (t) => {
-  await withLab(
-    'ebpf-l7',
-    'mbel72',
-    async (lab) => {
-      const { c, pod } = lab;
-      for (let i = 0; i < 10; i++) {
+rootTest(
+  'ebpf-l7: traffic to ports without L7 rules never reaches the proxy; the canary route is balanced there (x-canary → v2; else 90/10 ±3 points)',
+  async (t) => {
+    await withLab(
+      'ebpf-l7',
+      'mbel72',
+      async (lab) => {
+        const { c, pod } = lab;
+        for (let i = 0; i < 10; i++) {
+          t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'echo')}/echo`), '200');
+          t.is(await status(lab, pod('api-gateway-0'), 'GET', `${vip(c, 'backend-service')}/x`), '200');
+        }
+        let seen = await records(lab);
+        const quiet = [pod('echo-0').ip, pod('echo-1').ip, pod('backend-service-0').ip];
+        t.false(
+          seen.some((r) => r.type === 'L7'),
+          'no L7 record',
+        );
+        t.false(
+          seen.some((r) => r.verdict === 'REDIRECTED'),
+          'no redirect',
+        );
+        t.true(seen.filter((r) => r.verdict === 'FORWARDED' && quiet.includes(r.destination.ip)).length >= 20);
+
+        const load = (n: number, headers: string[]) =>
+          exec(lab.fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', String(n), ...headers, `${vip(c, 'api-service')}/`], {
+            netns: pod('frontend').netns,
+            cgroup: lab.procs.cgroupFor('test'),
+          });
+        const v1 = pod('api-service-v1-0').ip;
+        const v2 = pod('api-service-v2-0').ip;
+        await load(200, ['-H', 'x-canary: true']);
+        seen = await records(lab);
+        let routed = seen.filter((r) => r.type === 'L7' && r.l7!.route !== '-');
+        t.is(routed.length, 200);
+        t.true(
+          routed.every((r) => r.l7!.upstream === `${v2}:8080` && r.l7!.status === 200),
+          JSON.stringify(routed.find((r) => r.l7!.upstream !== `${v2}:8080`)),
+        );
+        // The upstream connections come from the client pod itself: the kernel saw frontend → v2 only.
+        t.false(seen.some((r) => !r.type && r.source.ip === pod('frontend').ip && r.destination.ip === v1));
+        const big = await load(2000, []);
+        routed = (await records(lab)).filter((r) => r.type === 'L7' && r.l7!.route !== '-').slice(200);
+        const toV1 = routed.filter((r) => r.l7!.upstream === `${v1}:8080` && r.l7!.status === 200).length;
+        const toV2 = routed.filter((r) => r.l7!.upstream === `${v2}:8080` && r.l7!.status === 200).length;
+        // HAProxy drops a log line rather than wait when another thread holds the log output (it
+        // counts them, like Hubble's lost events): every request is either recorded or counted.
+        const lost = Number((await statsCommand(l7AdminSocket(c.prefix, 'node1'), 'show info')).match(/^DroppedLogs: (\d+)/m)?.[1]);
+        t.is(toV1 + toV2 + lost, 2000, `${routed.length} records, ${lost} lost; fortio: ${(big.stdout + big.stderr).match(/Code .*/g)?.join('; ')}`);
+        if (lost) t.log(`${lost} L7 records lost (HAProxy DroppedLogs)`);
+        // What a run records of it: the dataplane writes each proxy's count before its processes
+        // stop, and the flow summary in run.json carries the sum.
+        await lab.d.beforeStop!();
+        const stats = JSON.parse(readFileSync(join(lab.dir, 'flows', 'node1-l7-stats.json'), 'utf8')) as { droppedLogs: number };
+        t.is(stats.droppedLogs, lost);
+        t.true((summarizeCaseFlows(lab.dir)!.records.l7Dropped ?? -1) >= lost);
+        t.log(`split over 2000 requests: v1 ${toV1}, v2 ${toV2}`);
+        t.true(Math.abs((toV1 / (toV1 + toV2)) * 100 - 90) <= 3, `v1 share ${toV1 / 20} %`);
+      },
+      SCENARIO,
+    );
+  },
+);
+
+rootTest(
+  'ebpf-l7: with the node L7 proxy down, L7 ports fail closed and L4-only traffic keeps flowing (001: "L7 policies stop, L4 policies keep working")',
+  async (t) => {
+    await withLab(
+      'ebpf-l7',
+      'mbel73',
+      async (lab) => {
+        const { c, pod, procs } = lab;
+        const products = `${vip(c, 'public-api')}/api/v1/products/7`;
+        t.is(await status(lab, pod('frontend'), 'GET', products), '200');
+        await Promise.all(procs.procs.filter((p) => p.name.startsWith('l7-proxy-')).map((p) => procs.stop(p)));
+        t.is(await status(lab, pod('frontend'), 'GET', products), '000', 'redirected to a proxy that is gone: no answer, never around it');
+        t.is(await status(lab, pod('api-gateway-0'), 'GET', `${vip(c, 'backend-service')}/x`), '200', 'L4 policy still enforced and forwarding in the kernel');
+        t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'backend-service')}/x`), '000', 'and still denying');
         t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'echo')}/echo`), '200');
-        t.is(await status(lab, pod('api-gateway-0'), 'GET', `${vip(c, 'backend-service')}/x`), '200');
-      }
-      let seen = await records(lab);
-      const quiet = [pod('echo-0').ip, pod('echo-1').ip, pod('backend-service-0').ip];
-      t.false(seen.some((r) => r.type === 'L7'), 'no L7 record');
-      t.false(seen.some((r) => r.verdict === 'REDIRECTED'), 'no redirect');
-      t.true(seen.filter((r) => r.verdict === 'FORWARDED' && quiet.includes(r.destination.ip)).length >= 20);
-
-      const load = (n: number, headers: string[]) =>
-        exec(lab.fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', String(n), ...headers, `${vip(c, 'api-service')}/`], { netns: pod('frontend').netns, cgroup: lab.procs.cgroupFor('test') });
-      const v1 = pod('api-service-v1-0').ip;
-      const v2 = pod('api-service-v2-0').ip;
-      await load(200, ['-H', 'x-canary: true']);
-      seen = await records(lab);
-      let routed = seen.filter((r) => r.type === 'L7' && r.l7!.route !== '-');
-      t.is(routed.length, 200);
-      t.true(routed.every((r) => r.l7!.upstream === `${v2}:8080` && r.l7!.status === 200), JSON.stringify(routed.find((r) => r.l7!.upstream !== `${v2}:8080`)));
-      // The upstream connections come from the client pod itself: the kernel saw frontend → v2 only.
-      t.false(seen.some((r) => !r.type && r.source.ip === pod('frontend').ip && r.destination.ip === v1));
-      const big = await load(2000, []);
-      routed = (await records(lab)).filter((r) => r.type === 'L7' && r.l7!.route !== '-').slice(200);
-      const toV1 = routed.filter((r) => r.l7!.upstream === `${v1}:8080` && r.l7!.status === 200).length;
-      const toV2 = routed.filter((r) => r.l7!.upstream === `${v2}:8080` && r.l7!.status === 200).length;
-      // HAProxy drops a log line rather than wait when another thread holds the log output (it
-      // counts them, like Hubble's lost events): every request is either recorded or counted.
-      const lost = Number((await statsCommand(l7AdminSocket(c.prefix, 'node1'), 'show info')).match(/^DroppedLogs: (\d+)/m)?.[1]);
-      t.is(toV1 + toV2 + lost, 2000, `${routed.length} records, ${lost} lost; fortio: ${(big.stdout + big.stderr).match(/Code .*/g)?.join('; ')}`);
-      if (lost) t.log(`${lost} L7 records lost (HAProxy DroppedLogs)`);
-      // What a run records of it: the dataplane writes each proxy's count before its processes
-      // stop, and the flow summary in run.json carries the sum.
-      await lab.d.beforeStop!();
-      const stats = JSON.parse(readFileSync(join(lab.dir, 'flows', 'node1-l7-stats.json'), 'utf8')) as { droppedLogs: number };
-      t.is(stats.droppedLogs, lost);
-      t.true((summarizeCaseFlows(lab.dir)!.records.l7Dropped ?? -1) >= lost);
-      t.log(`split over 2000 requests: v1 ${toV1}, v2 ${toV2}`);
-      t.true(Math.abs((toV1 / (toV1 + toV2)) * 100 - 90) <= 3, `v1 share ${toV1 / 20} %`);
-    },
-    SCENARIO,
-  );
-});
-
-rootTest('ebpf-l7: with the node L7 proxy down, L7 ports fail closed and L4-only traffic keeps flowing (001: "L7 policies stop, L4 policies keep working")', async (t) => {
-  await withLab(
-    'ebpf-l7',
-    'mbel73',
-    async (lab) => {
-      const { c, pod, procs } = lab;
-      const products = `${vip(c, 'public-api')}/api/v1/products/7`;
-      t.is(await status(lab, pod('frontend'), 'GET', products), '200');
-      await Promise.all(procs.procs.filter((p) => p.name.startsWith('l7-proxy-')).map((p) => procs.stop(p)));
-      t.is(await status(lab, pod('frontend'), 'GET', products), '000', 'redirected to a proxy that is gone: no answer, never around it');
-      t.is(await status(lab, pod('api-gateway-0'), 'GET', `${vip(c, 'backend-service')}/x`), '200', 'L4 policy still enforced and forwarding in the kernel');
-      t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'backend-service')}/x`), '000', 'and still denying');
-      t.is(await status(lab, pod('frontend'), 'GET', `${vip(c, 'echo')}/echo`), '200');
-    },
-    SCENARIO,
-  );
-});
+      },
+      SCENARIO,
+    );
+  },
+);

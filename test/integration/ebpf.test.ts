@@ -42,15 +42,24 @@ rootTest('ebpf: a VIP connect reaches a backend with no DNAT rule in any namespa
       }
       // Per-CPU counters, dumped as little-endian byte lists.
       const le = (bytes: string[]) => bytes.reduceRight((a, b) => a * 256 + parseInt(b, 16), 0);
-      const dump = JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', lbPins(c.prefix).map('mb_lb4_hits')])).stdout) as { values: { value: string[] }[] }[];
+      const dump = JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', lbPins(c.prefix).map('mb_lb4_hits')])).stdout) as {
+        values: { value: string[] }[];
+      }[];
       const hits = dump.map((e) => e.values.reduce((a, v) => a + le(v.value), 0));
-      t.is(hits.reduce((a, b) => a + b, 0), 60, 'every connect went through the socket LB');
+      t.is(
+        hits.reduce((a, b) => a + b, 0),
+        60,
+        'every connect went through the socket LB',
+      );
       t.is(hits.length, 3, `all three echo backends chosen (${hits.join(', ')})`);
       t.true(Math.min(...hits) >= 8, `roughly even: ${hits.join(', ')}`);
       const echoVip = c.services.find((s) => s.name === 'echo')!.vip;
       const seen = await flows(lab);
       t.true(seen.length >= 60);
-      t.false(seen.some((f) => f.destination.ip === echoVip), 'no packet carries the VIP');
+      t.false(
+        seen.some((f) => f.destination.ip === echoVip),
+        'no packet carries the VIP',
+      );
     },
     SCENARIO,
   );
@@ -85,7 +94,8 @@ rootTest('ebpf: the L4 allow/deny matrix of the CiliumNetworkPolicy examples hol
       for (const [from, to, ok, reason, direction] of matrix) {
         const drops = seen.filter((f) => f.verdict === 'DROPPED' && f.source.ip === pod(from).ip && f.destination.ip === backend(to).ip);
         if (ok) t.is(drops.length, 0, `${from} → ${to}: no drop`);
-        else t.true(drops.length > 0 && drops.every((d) => d.dropReason === reason && d.direction === direction), `${from} → ${to}: ${JSON.stringify(drops[0])}`);
+        else
+          t.true(drops.length > 0 && drops.every((d) => d.dropReason === reason && d.direction === direction), `${from} → ${to}: ${JSON.stringify(drops[0])}`);
       }
     },
     SCENARIO,
@@ -117,42 +127,54 @@ rootTest('ebpf: the underlay carries only WireGuard; a payload marker never appe
   );
 });
 
-rootTest('ebpf: auth-required traffic is dropped with AUTH_REQUIRED until the node agents complete a TLS 1.3 handshake, then flows; stopping the agents keeps flows forwarding', async (t) => {
-  await withLab(
-    'ebpf',
-    'mbebp4',
-    async (lab) => {
-      const { c, pod, curl, procs, fortio } = lab;
-      const from = pod('order-service-0');
-      const url = `${vip(c, 'payment-service')}/echo`;
-      t.not((await curl(from, url, ['-timeout', '500ms'])).code, 0, 'no entry yet: the first SYN is dropped');
-      t.true((await flows(lab)).some((f) => f.verdict === 'DROPPED' && f.dropReason === 'AUTH_REQUIRED' && f.source.ip === from.ip));
+rootTest(
+  'ebpf: auth-required traffic is dropped with AUTH_REQUIRED until the node agents complete a TLS 1.3 handshake, then flows; stopping the agents keeps flows forwarding',
+  async (t) => {
+    await withLab(
+      'ebpf',
+      'mbebp4',
+      async (lab) => {
+        const { c, pod, curl, procs, fortio } = lab;
+        const from = pod('order-service-0');
+        const url = `${vip(c, 'payment-service')}/echo`;
+        t.not((await curl(from, url, ['-timeout', '500ms'])).code, 0, 'no entry yet: the first SYN is dropped');
+        t.true((await flows(lab)).some((f) => f.verdict === 'DROPPED' && f.dropReason === 'AUTH_REQUIRED' && f.source.ip === from.ip));
 
-      // The drop was on node2 (payment-service's ingress): its agent handshakes with node1's.
-      const log = join(lab.dir, 'auth', 'node2.log');
-      let done: { ok: boolean; local: number; remote: number; remoteNode: string; ms: number } | undefined;
-      for (let i = 0; i < 100 && !done; i++) {
-        await sleep(50);
-        if (existsSync(log)) done = readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((r) => r.ok);
-      }
-      t.truthy(done, readFileSync(log, 'utf8'));
-      const ids = JSON.parse(readFileSync(join(lab.dir, 'flows', 'identities.json'), 'utf8')).endpoints;
-      t.is(done!.local, ids[pod('payment-service-0').ip].identity);
-      t.is(done!.remote, ids[from.ip].identity);
-      t.is(done!.remoteNode, 'node1');
-      t.log(`handshake and entry in ${done!.ms} ms`);
-      const entries = JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', nodePins(c.prefix, c.nodes[1]).map('mb_auth')])).stdout) as unknown[];
-      t.is(entries.length, 1);
-      t.is((await curl(from, url)).code, 0, 'after the handshake the connection is allowed');
+        // The drop was on node2 (payment-service's ingress): its agent handshakes with node1's.
+        const log = join(lab.dir, 'auth', 'node2.log');
+        let done: { ok: boolean; local: number; remote: number; remoteNode: string; ms: number } | undefined;
+        for (let i = 0; i < 100 && !done; i++) {
+          await sleep(50);
+          if (existsSync(log))
+            done = readFileSync(log, 'utf8')
+              .split('\n')
+              .filter((l) => l.startsWith('{'))
+              .map((l) => JSON.parse(l))
+              .find((r) => r.ok);
+        }
+        t.truthy(done, readFileSync(log, 'utf8'));
+        const ids = JSON.parse(readFileSync(join(lab.dir, 'flows', 'identities.json'), 'utf8')).endpoints;
+        t.is(done!.local, ids[pod('payment-service-0').ip].identity);
+        t.is(done!.remote, ids[from.ip].identity);
+        t.is(done!.remoteNode, 'node1');
+        t.log(`handshake and entry in ${done!.ms} ms`);
+        const entries = JSON.parse((await exec('bpftool', ['-j', 'map', 'dump', 'pinned', nodePins(c.prefix, c.nodes[1]).map('mb_auth')])).stdout) as unknown[];
+        t.is(entries.length, 1);
+        t.is((await curl(from, url)).code, 0, 'after the handshake the connection is allowed');
 
-      // A load running while the agents stop loses nothing; new connections still pass.
-      const load = exec(fortio, ['load', '-qps', '50', '-c', '2', '-t', '3s', '-loglevel', 'warning', url], { netns: from.netns, cgroup: procs.cgroupFor('test'), allowFail: true });
-      await sleep(1000);
-      await Promise.all(procs.procs.filter((p) => p.name.startsWith('authd-')).map((p) => procs.stop(p)));
-      const r = await load;
-      t.regex(r.stdout + r.stderr, /Code 200 : \d+ \(100\.0 %\)/, 'every request of the running load answered 200');
-      t.is((await curl(from, url)).code, 0, 'a new connection after the agents stopped');
-    },
-    SCENARIO,
-  );
-});
+        // A load running while the agents stop loses nothing; new connections still pass.
+        const load = exec(fortio, ['load', '-qps', '50', '-c', '2', '-t', '3s', '-loglevel', 'warning', url], {
+          netns: from.netns,
+          cgroup: procs.cgroupFor('test'),
+          allowFail: true,
+        });
+        await sleep(1000);
+        await Promise.all(procs.procs.filter((p) => p.name.startsWith('authd-')).map((p) => procs.stop(p)));
+        const r = await load;
+        t.regex(r.stdout + r.stderr, /Code 200 : \d+ \(100\.0 %\)/, 'every request of the running load answered 200');
+        t.is((await curl(from, url)).code, 0, 'a new connection after the agents stopped');
+      },
+      SCENARIO,
+    );
+  },
+);

@@ -101,7 +101,21 @@ function record(w: Watched): { status: string; cases: { status: string }[]; erro
 
 rootTest('hostSnapshot: stable on an idle host, and it sees a lab-named cgroup', async (t) => {
   const a = await hostSnapshot();
-  for (const section of ['iptables-save', 'ip6tables-save', 'links', 'routes v4', 'routes v6', 'rules v4', 'rules v6', 'net.* sysctls', 'mounts', 'bpf programs', 'bpf maps', 'lab-named cgroups']) t.true(a.includes(`## ${section}`), section);
+  for (const section of [
+    'iptables-save',
+    'ip6tables-save',
+    'links',
+    'routes v4',
+    'routes v6',
+    'rules v4',
+    'rules v6',
+    'net.* sysctls',
+    'mounts',
+    'bpf programs',
+    'bpf maps',
+    'lab-named cgroups',
+  ])
+    t.true(a.includes(`## ${section}`), section);
   t.regex(a, /^net\.ipv4\.ip_forward = [01]$/m);
   await sleep(2000);
   t.is(await hostSnapshot(), a);
@@ -148,7 +162,12 @@ for (const [phase, at] of PHASES)
     t.true(w.hit, `the run never reached "${phase}": ${w.res.stderr.slice(-1500)}`);
     t.is(w.res.code, 130, w.res.stdout + w.res.stderr.slice(-2000));
     t.regex(w.res.stderr, /SIGINT received/);
-    t.log(w.res.stderr.split('\n').filter((l) => /case 1\/1|SIGINT|warning/.test(l)).join('\n'));
+    t.log(
+      w.res.stderr
+        .split('\n')
+        .filter((l) => /case 1\/1|SIGINT|warning/.test(l))
+        .join('\n'),
+    );
     if (phase !== 'building topology') t.true(w.pids.size > 0, 'the run had started processes (read from its state file)');
     t.truthy(w.recordFile, 'the run printed its record path');
     if (w.recordFile) t.is(record(w).status, 'incomplete');
@@ -166,8 +185,8 @@ rootTest('SIGKILL mid-measure, then `meshbench down`: nothing left, root namespa
   t.teardown(() => rmSync(w.results, { recursive: true, force: true }));
   t.true(w.hit, w.res.stderr.slice(-1500));
   t.not(during, before, 'a live ebpf run shows in the snapshot (bpffs mount, BPF programs, cgroups)');
-  t.regex(during, / - bpf mb[0-9a-z]{4}-bpffs /, 'the run\'s bpffs mount');
-  t.regex(during, /## lab-named cgroups\n\/.*\/mb[0-9a-z]{4}/, 'the run\'s cgroups');
+  t.regex(during, / - bpf mb[0-9a-z]{4}-bpffs /, "the run's bpffs mount");
+  t.regex(during, /## lab-named cgroups\n\/.*\/mb[0-9a-z]{4}/, "the run's cgroups");
   t.true(w.pids.size > 0);
   t.is(record(w).status, 'incomplete', 'the record a killed run leaves says incomplete');
   t.log(`after SIGKILL: ${[...w.pids].filter(([p, s]) => !gone(p, s)).length} of ${w.pids.size} recorded processes still running`);

@@ -15,7 +15,21 @@ const labCgroups = () => {
 /** The quick scenario with these dataplanes, 2 s per case, as the CLI runs it. */
 async function quickRun(t: import('ava').ExecutionContext, dataplanes: string): Promise<{ rec: RunRecord; summary: { runJson: string; report: string } }> {
   const dir = tmp();
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', dataplanes, '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  const r = await cli([
+    'run',
+    'scenarios/quick.yaml',
+    '--dataplanes',
+    dataplanes,
+    '--duration',
+    '2',
+    '--warmup',
+    '1',
+    '--results',
+    join(dir, 'results'),
+    '--reports',
+    join(dir, 'reports'),
+    '--json',
+  ]);
   t.is(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   return { rec: JSON.parse(readFileSync(summary.runJson, 'utf8')), summary };
@@ -26,7 +40,22 @@ const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR) : []);
 rootTest('meshbench run quick: a complete record with latency, resources by role, and a report; nothing left behind', async (t) => {
   const before = await rootNetState();
   const dir = tmp();
-  const r = await cli(['run', 'scenarios/quick.yaml', '--quick', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports'), '--json']);
+  const r = await cli([
+    'run',
+    'scenarios/quick.yaml',
+    '--quick',
+    '--dataplanes',
+    'baseline',
+    '--duration',
+    '2',
+    '--warmup',
+    '1',
+    '--results',
+    join(dir, 'results'),
+    '--reports',
+    join(dir, 'reports'),
+    '--json',
+  ]);
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr, '', '--json keeps stderr quiet');
   const summary = JSON.parse(r.stdout);
@@ -51,7 +80,10 @@ rootTest('meshbench run quick: a complete record with latency, resources by role
   t.regex(readFileSync(summary.report, 'utf8'), /baseline/);
   t.deepEqual(await labNetns(), []);
   t.deepEqual(labCgroups(), []);
-  t.deepEqual(stateFiles().filter((f) => f.startsWith(rec.prefix)), []);
+  t.deepEqual(
+    stateFiles().filter((f) => f.startsWith(rec.prefix)),
+    [],
+  );
   t.is(await rootNetState(), before, "the root namespace's links, routes, rules and ip_forward are as found");
 });
 
@@ -60,11 +92,14 @@ rootTest('HTTP/2, gRPC (closed loop) and a 3-service HTTP chain each produce lat
   const r = await cli(['run', 'test/fixtures/scenarios/protocols.yaml', '--results', join(dir, 'results'), '--no-report', '--json']);
   t.is(r.code, 0, r.stderr);
   const rec: RunRecord = JSON.parse(readFileSync(JSON.parse(r.stdout).runJson, 'utf8'));
-  t.deepEqual(rec.cases.map((c) => [c.workload, c.status, c.load.actual.errors]), [
-    ['chain-http1', 'ok', 0],
-    ['direct-http2', 'ok', 0],
-    ['grpc-ping', 'ok', 0],
-  ]);
+  t.deepEqual(
+    rec.cases.map((c) => [c.workload, c.status, c.load.actual.errors]),
+    [
+      ['chain-http1', 'ok', 0],
+      ['direct-http2', 'ok', 0],
+      ['grpc-ping', 'ok', 0],
+    ],
+  );
   const [chain, h2, grpc] = rec.cases;
   t.deepEqual(chain.load.requested.chain, ['frontend-api', 'order-service', 'inventory-service']);
   t.is(chain.load.requested.payloadBytes, 1024);
@@ -77,38 +112,47 @@ rootTest('HTTP/2, gRPC (closed loop) and a 3-service HTTP chain each produce lat
   t.deepEqual(await labNetns(), []);
 });
 
-rootTest('baseline, istio-sidecar and linkerd-sidecar in one run: overhead over baseline and proxy memory per pod, HAProxy named as the stand-in', async (t) => {
-  const { rec, summary } = await quickRun(t, 'baseline,istio-sidecar,linkerd-sidecar');
-  t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
-    ['baseline', 'ok', 0],
-    ['istio-sidecar', 'ok', 0],
-    ['linkerd-sidecar', 'ok', 0],
-  ]);
-  for (const c of rec.cases.slice(1)) {
-    t.is(c.resources!.byRole.proxy.processes, 2, `${c.dataplane}: one proxy per pod (client and server)`);
-    t.true(c.resources!.byRole.proxy.rssBytes > 1e6);
-    t.is(c.provenance.proxy.engine, 'haproxy');
-    t.regex(String(c.provenance.proxy.standInFor), c.dataplane === 'istio-sidecar' ? /Envoy/ : /linkerd2-proxy/);
-    t.is(c.path!.userSpaceHops, 2);
-    t.true(c.startup!.phases!.client.certificateMs! > 0 && c.startup!.phases!.client.proxyMs! > 0);
-  }
-  t.false('proxy' in rec.cases[0].resources!.byRole, 'baseline runs no proxy');
-  const html = readFileSync(summary.report, 'utf8');
-  t.regex(html, /added over baseline/);
-  t.regex(html, /haproxy standing in for Envoy/i);
-  t.regex(html, /haproxy standing in for linkerd2-proxy/i);
-  t.regex(html, /RSS MiB per process/);
-  t.deepEqual(await labNetns(), []);
-});
+rootTest(
+  'baseline, istio-sidecar and linkerd-sidecar in one run: overhead over baseline and proxy memory per pod, HAProxy named as the stand-in',
+  async (t) => {
+    const { rec, summary } = await quickRun(t, 'baseline,istio-sidecar,linkerd-sidecar');
+    t.deepEqual(
+      rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]),
+      [
+        ['baseline', 'ok', 0],
+        ['istio-sidecar', 'ok', 0],
+        ['linkerd-sidecar', 'ok', 0],
+      ],
+    );
+    for (const c of rec.cases.slice(1)) {
+      t.is(c.resources!.byRole.proxy.processes, 2, `${c.dataplane}: one proxy per pod (client and server)`);
+      t.true(c.resources!.byRole.proxy.rssBytes > 1e6);
+      t.is(c.provenance.proxy.engine, 'haproxy');
+      t.regex(String(c.provenance.proxy.standInFor), c.dataplane === 'istio-sidecar' ? /Envoy/ : /linkerd2-proxy/);
+      t.is(c.path!.userSpaceHops, 2);
+      t.true(c.startup!.phases!.client.certificateMs! > 0 && c.startup!.phases!.client.proxyMs! > 0);
+    }
+    t.false('proxy' in rec.cases[0].resources!.byRole, 'baseline runs no proxy');
+    const html = readFileSync(summary.report, 'utf8');
+    t.regex(html, /added over baseline/);
+    t.regex(html, /haproxy standing in for Envoy/i);
+    t.regex(html, /haproxy standing in for linkerd2-proxy/i);
+    t.regex(html, /RSS MiB per process/);
+    t.deepEqual(await labNetns(), []);
+  },
+);
 
 rootTest('baseline, istio-sidecar, ambient and ambient-waypoint side by side: node-proxy memory per node and per pod', async (t) => {
   const { rec, summary } = await quickRun(t, 'baseline,istio-sidecar,ambient,ambient-waypoint');
-  t.deepEqual(rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]), [
-    ['baseline', 'ok', 0],
-    ['istio-sidecar', 'ok', 0],
-    ['ambient', 'ok', 0],
-    ['ambient-waypoint', 'ok', 0],
-  ]);
+  t.deepEqual(
+    rec.cases.map((c) => [c.dataplane, c.status, c.load.actual.errors]),
+    [
+      ['baseline', 'ok', 0],
+      ['istio-sidecar', 'ok', 0],
+      ['ambient', 'ok', 0],
+      ['ambient-waypoint', 'ok', 0],
+    ],
+  );
   const [, , amb, wp] = rec.cases;
   for (const c of [amb, wp]) {
     t.is(c.resources!.byRole['node-proxy'].processes, 2, `${c.dataplane}: one node proxy per node`);
@@ -133,18 +177,34 @@ rootTest('Ctrl-C during a run tears everything down and leaves a record marked i
   const dir = tmp();
   let pids: number[] = [];
   let sent = false;
-  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '30', '--warmup', '1', '--results', join(dir, 'results'), '--reports', join(dir, 'reports')], {
-    onStderr: (chunk, child) => {
-      if (sent || !/measuring/.test(chunk)) return;
-      sent = true;
-      // Remember what the run started, then interrupt it as a terminal would.
-      for (const f of stateFiles()) {
-        const st = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8'));
-        pids.push(...st.pids.map((p: { pid: number }) => p.pid));
-      }
-      setTimeout(() => child.kill('SIGINT'), 500);
+  const r = await cli(
+    [
+      'run',
+      'scenarios/quick.yaml',
+      '--dataplanes',
+      'baseline',
+      '--duration',
+      '30',
+      '--warmup',
+      '1',
+      '--results',
+      join(dir, 'results'),
+      '--reports',
+      join(dir, 'reports'),
+    ],
+    {
+      onStderr: (chunk, child) => {
+        if (sent || !/measuring/.test(chunk)) return;
+        sent = true;
+        // Remember what the run started, then interrupt it as a terminal would.
+        for (const f of stateFiles()) {
+          const st = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8'));
+          pids.push(...st.pids.map((p: { pid: number }) => p.pid));
+        }
+        setTimeout(() => child.kill('SIGINT'), 500);
+      },
     },
-  });
+  );
   t.true(sent, 'the run reached its measured window');
   t.is(r.code, 130, r.stderr);
   t.regex(r.stderr, /SIGINT received/);

@@ -10,7 +10,6 @@ import { pidAlive } from '../../harness/util/host.js';
 
 cleanAround();
 
-
 for (const dp of ['istio-sidecar', 'linkerd-sidecar']) {
   const P = dp === 'istio-sidecar' ? 'mbsci' : 'mbscl';
 
@@ -85,27 +84,31 @@ rootTest('baseline (control): the same capture does see the marker in clear', as
   });
 });
 
-for (const [dp, prefix] of [['istio-sidecar', 'mbsci4'], ['linkerd-sidecar', 'mbscl4']]) rootTest(`${dp}: canary — x-canary: true always reaches v2; otherwise 90/10 within ±3 points over 2000 requests`, async (t) => {
-  await withLab(dp, prefix, async ({ c, d, fortio }) => {
-    const sock = d.adminSockets![c.client.name];
-    const key = (svc: string) => `out_default_${svc}_80`;
-    const before = await haproxy.counters(sock);
-    const url = `${vip(c, 'api-service')}/echo`;
-    let r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', '200', '-H', 'x-canary: true', url], { netns: c.client.netns });
-    t.regex(r.stdout + r.stderr, /Code 200 : 200 /);
-    const mid = await haproxy.counters(sock);
-    t.is(mid.backends[key('api-service-v2')] - (before.backends[key('api-service-v2')] ?? 0), 200);
-    t.is(mid.backends[key('api-service-v1')] - (before.backends[key('api-service-v1')] ?? 0), 0);
-    r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', '2000', url], { netns: c.client.netns });
-    t.regex(r.stdout + r.stderr, /Code 200 : 2000 /);
-    const after = await haproxy.counters(sock);
-    const v1 = after.backends[key('api-service-v1')] - mid.backends[key('api-service-v1')];
-    const v2 = after.backends[key('api-service-v2')] - mid.backends[key('api-service-v2')];
-    t.is(v1 + v2, 2000);
-    t.log(`split over 2000 requests: v1 ${v1} (${(v1 / 20).toFixed(1)} %), v2 ${v2} (${(v2 / 20).toFixed(1)} %)`);
-    t.true(Math.abs(v1 / 2000 - 0.9) <= 0.03, `v1 share ${v1 / 2000}`);
+for (const [dp, prefix] of [
+  ['istio-sidecar', 'mbsci4'],
+  ['linkerd-sidecar', 'mbscl4'],
+])
+  rootTest(`${dp}: canary — x-canary: true always reaches v2; otherwise 90/10 within ±3 points over 2000 requests`, async (t) => {
+    await withLab(dp, prefix, async ({ c, d, fortio }) => {
+      const sock = d.adminSockets![c.client.name];
+      const key = (svc: string) => `out_default_${svc}_80`;
+      const before = await haproxy.counters(sock);
+      const url = `${vip(c, 'api-service')}/echo`;
+      let r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', '200', '-H', 'x-canary: true', url], { netns: c.client.netns });
+      t.regex(r.stdout + r.stderr, /Code 200 : 200 /);
+      const mid = await haproxy.counters(sock);
+      t.is(mid.backends[key('api-service-v2')] - (before.backends[key('api-service-v2')] ?? 0), 200);
+      t.is(mid.backends[key('api-service-v1')] - (before.backends[key('api-service-v1')] ?? 0), 0);
+      r = await exec(fortio, ['load', '-loglevel', 'error', '-qps', '0', '-c', '4', '-n', '2000', url], { netns: c.client.netns });
+      t.regex(r.stdout + r.stderr, /Code 200 : 2000 /);
+      const after = await haproxy.counters(sock);
+      const v1 = after.backends[key('api-service-v1')] - mid.backends[key('api-service-v1')];
+      const v2 = after.backends[key('api-service-v2')] - mid.backends[key('api-service-v2')];
+      t.is(v1 + v2, 2000);
+      t.log(`split over 2000 requests: v1 ${v1} (${(v1 / 20).toFixed(1)} %), v2 ${v2} (${(v2 / 20).toFixed(1)} %)`);
+      t.true(Math.abs(v1 / 2000 - 0.9) <= 0.03, `v1 share ${v1 / 2000}`);
+    });
   });
-});
 
 rootTest('sidecar teardown leaves no proxy process, rule or namespace behind', async (t) => {
   let pids: number[] = [];
@@ -118,22 +121,26 @@ rootTest('sidecar teardown leaves no proxy process, rule or namespace behind', a
 });
 
 // Issue 12 item 10: a path-only rule steers by path, not as the weighted split (routes-path.yaml).
-for (const [dp, prefix] of [['istio-sidecar', 'mbsci6'], ['linkerd-sidecar', 'mbscl6']]) rootTest(`${dp}: routes by path prefix — /v2/… and x-canary on /beta/… reach v2, the rest v1`, async (t) => {
-  await withLab(
-    dp,
-    prefix,
-    async ({ c, d, fortio }) => {
-      const sock = d.adminSockets![c.client.name];
-      const key = (svc: string) => `out_default_${svc}_80`;
-      const cases: [string, string[], string][] = [
-        ['/v2/echo', [], 'api-service-v2'],
-        ['/echo', [], 'api-service-v1'],
-        ['/beta/echo', ['-H', 'x-canary: true'], 'api-service-v2'],
-        ['/beta/echo', [], 'api-service-v1'],
-        ['/echo', ['-H', 'x-canary: true'], 'api-service-v1'],
-      ];
-      await checkPathRoutes(t, { c, fortio }, sock, key, cases);
-    },
-    'test/fixtures/scenarios/routes-path.yaml',
-  );
-});
+for (const [dp, prefix] of [
+  ['istio-sidecar', 'mbsci6'],
+  ['linkerd-sidecar', 'mbscl6'],
+])
+  rootTest(`${dp}: routes by path prefix — /v2/… and x-canary on /beta/… reach v2, the rest v1`, async (t) => {
+    await withLab(
+      dp,
+      prefix,
+      async ({ c, d, fortio }) => {
+        const sock = d.adminSockets![c.client.name];
+        const key = (svc: string) => `out_default_${svc}_80`;
+        const cases: [string, string[], string][] = [
+          ['/v2/echo', [], 'api-service-v2'],
+          ['/echo', [], 'api-service-v1'],
+          ['/beta/echo', ['-H', 'x-canary: true'], 'api-service-v2'],
+          ['/beta/echo', [], 'api-service-v1'],
+          ['/echo', ['-H', 'x-canary: true'], 'api-service-v1'],
+        ];
+        await checkPathRoutes(t, { c, fortio }, sock, key, cases);
+      },
+      'test/fixtures/scenarios/routes-path.yaml',
+    );
+  });

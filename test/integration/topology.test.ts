@@ -86,7 +86,7 @@ rootTest('a call chain goes client → frontend-api → order-service → invent
     const r = await exec(fortio, ['curl', '-loglevel', 'error', `http://${front.vip}:${front.port}/debug`], { netns: c.client.netns });
     t.is(r.code, 0);
     t.regex(r.stdout, new RegExp(`request from ${order.backends[0].ip.replace(/\./g, '\\.')}:\\d+`), 'the last hop is called by order-service');
-    t.regex(r.stdout, new RegExp(`Host: ${inventory.vip.replace(/\./g, '\\.')}:80`), 'through inventory-service\'s VIP');
+    t.regex(r.stdout, new RegExp(`Host: ${inventory.vip.replace(/\./g, '\\.')}:80`), "through inventory-service's VIP");
   } finally {
     await procs.stopAll();
     procs.close();

@@ -19,7 +19,6 @@ import {
 } from '../../harness/dataplanes/mesh/capture/index.js';
 import { describeAmbientCapture, payloadTables } from '../../harness/dataplanes/mesh/capture/ambient.js';
 
-
 /** table → chain → rules, in order. */
 type Expected = Record<string, Record<string, string[]>>;
 
@@ -211,7 +210,10 @@ test('diffAmbientAgainstSave: the kernel listing of the default payload matches;
   t.deepEqual(diffAmbientAgainstSave(ambientInpodRules().iptables, SAVE), []);
   const d = diffAmbientAgainstSave(ambientInpodRules({ exclude: { uid: 1337 } }).iptables, SAVE);
   t.is(d.length, 4, d.join('\n'));
-  t.true(d.every((x) => /^(nat|raw): ISTIO_OUTPUT rule \d+: want /.test(x)), d.join('\n'));
+  t.true(
+    d.every((x) => /^(nat|raw): ISTIO_OUTPUT rule \d+: want /.test(x)),
+    d.join('\n'),
+  );
   // A table missing from the listing is reported under its name.
   const noRaw = SAVE.slice(0, SAVE.indexOf('*raw')) + SAVE.slice(SAVE.indexOf('*nat'));
   t.true(diffAmbientAgainstSave(ambientInpodRules().iptables, noRaw).some((x) => x.startsWith('raw: chain ISTIO_OUTPUT missing')));
@@ -221,8 +223,15 @@ test('ambient: every dropped or reordered rule is caught (against the facts, the
   const payload = ambientInpodRules().iptables;
   const lines = payload.split('\n');
   const ruleIdx = lines.map((l, i) => (/^-A /.test(l) ? i : -1)).filter((i) => i >= 0);
-  const tableOf = (i: number) => lines.slice(0, i).filter((l) => l.startsWith('* ')).at(-1)!;
-  const ms: { what: string; payload: string }[] = ruleIdx.map((i) => ({ what: `drop ${tableOf(i)} ${lines[i]}`, payload: lines.filter((_, j) => j !== i).join('\n') }));
+  const tableOf = (i: number) =>
+    lines
+      .slice(0, i)
+      .filter((l) => l.startsWith('* '))
+      .at(-1)!;
+  const ms: { what: string; payload: string }[] = ruleIdx.map((i) => ({
+    what: `drop ${tableOf(i)} ${lines[i]}`,
+    payload: lines.filter((_, j) => j !== i).join('\n'),
+  }));
   const byChain = new Map<string, number[]>();
   for (const i of ruleIdx) {
     const k = `${tableOf(i)} ${lines[i].split(' ')[1]}`;

@@ -21,7 +21,6 @@ import {
   tokenize,
 } from '../../harness/dataplanes/mesh/capture/index.js';
 
-
 // ---- Istio sidecar (classic), the documented rules, as data -------------------------------------------
 // nat: PREROUTING -p tcp -j ISTIO_INBOUND; ISTIO_INBOUND RETURNs 15008, 15090, 15021, 15020, else
 // ISTIO_IN_REDIRECT = REDIRECT --to-ports 15006. OUTPUT -j ISTIO_OUTPUT: RETURN -o lo -s
@@ -192,7 +191,10 @@ test('linkerd: same rules as proxy-init unit tests expect (argv spelling vs ipta
   ];
   const ours = captureRules(linkerdProxyInitRules({ proxyUid: 0, outboundPort: 1234, inboundPortsToIgnore: ['1234'], outboundPortsToIgnore: [] }));
   const keys = ours.map(canonicalRule);
-  t.deepEqual(keys.filter((k) => /^(PROXY_INIT_OUTPUT|OUTPUT):/.test(k)), upstreamOut.map(canonicalRule));
+  t.deepEqual(
+    keys.filter((k) => /^(PROXY_INIT_OUTPUT|OUTPUT):/.test(k)),
+    upstreamOut.map(canonicalRule),
+  );
   t.deepEqual(
     keys.filter((k) => /^(PROXY_INIT_REDIRECT|PREROUTING):/.test(k) && !k.includes('redirect-all-incoming')),
     upstreamIn.map(canonicalRule),
@@ -256,7 +258,10 @@ test('canonicalRule: payload spelling and iptables-save spelling of one rule agr
     ['-A X -p all -j RETURN -s 10.0.0.0/8', '-A X -s 10.0.0.0/8 -j RETURN'],
   ];
   for (const [a, b] of pairs) t.is(canonicalRule(a), canonicalRule(b), a);
-  t.not(canonicalRule('-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN'), canonicalRule('-A ISTIO_OUTPUT -o lo -m owner --uid-owner 1337 -j RETURN'));
+  t.not(
+    canonicalRule('-A ISTIO_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN'),
+    canonicalRule('-A ISTIO_OUTPUT -o lo -m owner --uid-owner 1337 -j RETURN'),
+  );
   t.not(canonicalRule('-A ISTIO_OUTPUT -o lo ! -d 127.0.0.1/32 -j RETURN'), canonicalRule('-A ISTIO_OUTPUT -o lo -d 127.0.0.1/32 -j RETURN'));
   t.not(canonicalRule('-A ISTIO_OUTPUT -j RETURN'), canonicalRule('-A ISTIO_INBOUND -j RETURN'));
   t.deepEqual(tokenize('-A X -m comment --comment "a b \\" c" -j RETURN'), ['-A', 'X', '-m', 'comment', '--comment', 'a b " c', '-j', 'RETURN']);

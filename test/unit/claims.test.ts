@@ -48,7 +48,19 @@ function mk(s: Spec): CaseResult {
     latencyUs:
       s.p50 === undefined
         ? undefined
-        : ({ p50: s.p50, p90: s.p50, p95: s.p95 ?? s.p50, p99: s.p99 ?? s.p50, p999: 0, max: 0, min: 0, mean: 0, count: 1, histogram: { resolutionUs: 10, buckets: [], count: 0 }, source: 'invented' } as CaseResult['latencyUs']),
+        : ({
+            p50: s.p50,
+            p90: s.p50,
+            p95: s.p95 ?? s.p50,
+            p99: s.p99 ?? s.p50,
+            p999: 0,
+            max: 0,
+            min: 0,
+            mean: 0,
+            count: 1,
+            histogram: { resolutionUs: 10, buckets: [], count: 0 },
+            source: 'invented',
+          } as CaseResult['latencyUs']),
     resources: {
       windowS: 10,
       normalized: { pods, nodes, perPod: {}, perNode: {} },
@@ -57,7 +69,9 @@ function mk(s: Spec): CaseResult {
       kernel: { bpfMapBytes: s.mapBytes ?? 0, bpfRunTimeNs: s.bpfNs ?? 0, softirqSeconds: 0 },
       method: 'invented',
     },
-    startup: s.ready ? { podReadyMs: Object.fromEntries(s.ready.map((ms, i) => [`pod-${i}`, ms])), topologyUpMs: 0, dataplaneDeployMs: 0, firstRequestMs: 0 } : undefined,
+    startup: s.ready
+      ? { podReadyMs: Object.fromEntries(s.ready.map((ms, i) => [`pod-${i}`, ms])), topologyUpMs: 0, dataplaneDeployMs: 0, firstRequestMs: 0 }
+      : undefined,
     provenance: {},
     topology: { nodes, pods, services: 1 },
     startedAt: '2026-01-01T00:00:00Z',
@@ -71,7 +85,9 @@ const row = (t: ReturnType<typeof judgeTable>, metric: string, column: string) =
 };
 
 test('dataplane split: sidecars per pod, every other dataplane role and BPF maps per node, CPU with BPF run time', (t) => {
-  const s = dataplaneSplit(mk({ dp: 'x', roles: { proxy: { pss: 40, cpu: 2 }, agent: { pss: 6, cpu: 0.5 } }, mapBytes: 4 * MiB, bpfNs: 5e8, pods: 4, nodes: 2 }))!;
+  const s = dataplaneSplit(
+    mk({ dp: 'x', roles: { proxy: { pss: 40, cpu: 2 }, agent: { pss: 6, cpu: 0.5 } }, mapBytes: 4 * MiB, bpfNs: 5e8, pods: 4, nodes: 2 }),
+  )!;
   t.is(s.perPodBytes, 10 * MiB);
   t.is(s.perNodeBytes, 5 * MiB);
   t.is(s.totalBytes, 50 * MiB);
@@ -83,7 +99,7 @@ test('mesh comparison: overhead over baseline in ms, per-pod memory in MB, CPU p
   const cases = [0, 1, 2].flatMap((r) => [
     mk({ dp: 'baseline', repeat: r, p50: 1000 + r, p99: 2000, ready: [50, 60] }),
     mk({ dp: 'ebpf', repeat: r, p50: 1100 + r, p99: 2300, roles: { agent: { pss: 3, cpu: 0 } }, ready: [50, 60] }),
-    mk({ dp: 'istio-sidecar', repeat: r, p50: 2000 + r, p99: 5000, roles: { proxy: { pss: 2 * 60e6 / MiB, cpu: 0.4 } }, ready: [2550, 2560] }),
+    mk({ dp: 'istio-sidecar', repeat: r, p50: 2000 + r, p99: 5000, roles: { proxy: { pss: (2 * 60e6) / MiB, cpu: 0.4 } }, ready: [2550, 2560] }),
   ]);
   const v = judgeTable(table('mesh-comparison-grpc'), cases);
   const istioP50 = row(v, 'p50_latency_overhead', 'istio-sidecar');
@@ -107,7 +123,10 @@ test('mesh comparison: overhead over baseline in ms, per-pod memory in MB, CPU p
   t.regex(row(v, 'p50_latency_overhead', 'cilium l7').why, /ebpf-l7 was not measured/);
   const headline = v.rows.find((r) => r.metric.startsWith('headline') && r.cells[0]!.column === 'istio-sidecar')!;
   t.is(headline.verdict, 'reproduced', `istio's 1 ms over ebpf's 0.1 ms is 10×: ${headline.why}`);
-  t.true(v.notes.every((n) => !n.startsWith('One repeat')), 'three repeats: no one-repeat note');
+  t.true(
+    v.notes.every((n) => !n.startsWith('One repeat')),
+    'three repeats: no one-repeat note',
+  );
 });
 
 test('three-service chain: the ratio of the columns is judged, not the absolute figures', (t) => {
@@ -180,7 +199,11 @@ test('orderings: proxy path by p50 and p99; visibility as its two claims on P95'
     ],
   );
   t.is(vis.rows[1]!.cells[0]!.document, "within ±0.2 ms (±25 % of baseline's P95)");
-  const far = judgeTable(table('http-visibility-p95'), [mk({ dp: 'baseline', p95: 800, p50: 1 }), mk({ dp: 'ebpf', p95: 1400, p50: 1 }), mk({ dp: 'ebpf-l7', p95: 1500, p50: 1 })]);
+  const far = judgeTable(table('http-visibility-p95'), [
+    mk({ dp: 'baseline', p95: 800, p50: 1 }),
+    mk({ dp: 'ebpf', p95: 1400, p50: 1 }),
+    mk({ dp: 'ebpf-l7', p95: 1500, p50: 1 }),
+  ]);
   t.is(far.rows[1]!.verdict, 'same direction, different size', '0.6 ms added is beyond ±0.2 ms');
 });
 
@@ -195,7 +218,12 @@ test('sizing guidelines are never judged as measurements; unknown tables say the
 
 test('claim verdicts of a run: every table the reference names, counted, deterministic', (t) => {
   const run = {
-    reference: { table: 'mesh-comparison-grpc', also: ['sidecar-cost-per-pod-001'], claimsFile: 'reference/claims.yaml', tables: [table('mesh-comparison-grpc'), table('sidecar-cost-per-pod-001')] },
+    reference: {
+      table: 'mesh-comparison-grpc',
+      also: ['sidecar-cost-per-pod-001'],
+      claimsFile: 'reference/claims.yaml',
+      tables: [table('mesh-comparison-grpc'), table('sidecar-cost-per-pod-001')],
+    },
     cases: [mk({ dp: 'baseline', p50: 1000, ready: [10] }), mk({ dp: 'istio-sidecar', p50: 2000, roles: { proxy: { pss: 100, cpu: 1 } }, ready: [3000] })],
   } as unknown as RunRecord;
   const a = claimVerdicts(run);
@@ -205,7 +233,10 @@ test('claim verdicts of a run: every table the reference names, counted, determi
   );
   t.deepEqual(claimVerdicts(run), a);
   const counts = Object.fromEntries(verdictCounts(a));
-  t.is(Object.values(counts).reduce((x, y) => x + y, 0), a.reduce((n, x) => n + x.rows.length, 0));
+  t.is(
+    Object.values(counts).reduce((x, y) => x + y, 0),
+    a.reduce((n, x) => n + x.rows.length, 0),
+  );
   t.deepEqual(claimVerdicts({ cases: [] } as unknown as RunRecord), []);
 });
 
@@ -221,7 +252,10 @@ test('degraded and failed cases are left out of every verdict, and the notes say
   t.is(p50(b).cells[0]!.measured, p50(a).cells[0]!.measured);
   t.is(p50(b).verdict, p50(a).verdict);
   t.false(p50(b).evidence.includes('r3 ') || /istio-sidecar · w · r3/.test(p50(b).evidence), p50(b).evidence);
-  t.true(b.notes.some((n) => n.startsWith('Left out of every verdict') && n.includes('istio-sidecar · w · r3 (degraded: 1564 of 2000 requests failed)')), b.notes.join('\n'));
+  t.true(
+    b.notes.some((n) => n.startsWith('Left out of every verdict') && n.includes('istio-sidecar · w · r3 (degraded: 1564 of 2000 requests failed)')),
+    b.notes.join('\n'),
+  );
   // Only degraded cases for a dataplane: nothing to judge.
   const only = judgeTable(table('mesh-comparison-grpc'), [mk({ dp: 'baseline', p50: 1000 }), bad]);
   t.is(p50(only).verdict, 'not measurable here');

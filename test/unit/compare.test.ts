@@ -79,7 +79,17 @@ test('compare: medians, change, interval and verdicts per case and metric', (t) 
   t.deepEqual(cmp(), c, 'deterministic');
   // qps: higher is better, so a drop is "worse". (A's qps are all equal: the coarse median test
   // cannot separate 5 ties from 5 lower values, the rank test can.)
-  const slower = compareRuns(ra, { file: 'b', record: { ...rb.record, cases: rb.record.cases.map((x) => ({ ...x, load: { ...x.load, actual: { ...x.load.actual, qps: x.load.actual.qps - 10 - x.repeat } } })) } }, { test: 'rank' });
+  const slower = compareRuns(
+    ra,
+    {
+      file: 'b',
+      record: {
+        ...rb.record,
+        cases: rb.record.cases.map((x) => ({ ...x, load: { ...x.load, actual: { ...x.load.actual, qps: x.load.actual.qps - 10 - x.repeat } } })),
+      },
+    },
+    { test: 'rank' },
+  );
   t.is(row(slower, 'baseline', 'qps').verdict, 'worse');
   t.true(row(slower, 'baseline', 'qps').change < 0);
 });
@@ -211,14 +221,30 @@ test('fortio export: one fortio JSON per case of each run; Count and percentiles
       const text = readFileSync(join(dir, fortioFileName(run, c)), 'utf8');
       const j = JSON.parse(text);
       // The same keys fortio writes, and the same shapes.
-      for (const k of ['RunType', 'Labels', 'StartTime', 'RequestedQPS', 'RequestedDuration', 'ActualQPS', 'ActualDuration', 'NumThreads', 'Version', 'DurationHistogram', 'RetCodes', 'URL']) {
+      for (const k of [
+        'RunType',
+        'Labels',
+        'StartTime',
+        'RequestedQPS',
+        'RequestedDuration',
+        'ActualQPS',
+        'ActualDuration',
+        'NumThreads',
+        'Version',
+        'DurationHistogram',
+        'RetCodes',
+        'URL',
+      ]) {
         t.is(typeof j[k], typeof fortioFixture[k], k);
       }
       const h = j.DurationHistogram;
       t.deepEqual(Object.keys(h).sort(), Object.keys(fortioFixture.DurationHistogram).sort());
       t.deepEqual(Object.keys(h.Data[0]).sort(), ['Count', 'End', 'Percent', 'Start']);
       t.is(h.Count, c.latencyUs!.count);
-      t.is(h.Data.reduce((s: number, d: { Count: number }) => s + d.Count, 0), h.Count);
+      t.is(
+        h.Data.reduce((s: number, d: { Count: number }) => s + d.Count, 0),
+        h.Count,
+      );
       t.is(h.Data.at(-1).Percent, 100);
       t.is(h.Data[0].Start, h.Min);
       t.is(h.Data.at(-1).End, h.Max);
@@ -227,7 +253,8 @@ test('fortio export: one fortio JSON per case of each run; Count and percentiles
       // Read back with the parser the lab uses for fortio's own output.
       const back = parseFortioJson(text);
       t.is(back.count, c.latencyUs!.count);
-      for (const k of ['p50', 'p90', 'p99', 'p999', 'max'] as const) t.true(Math.abs(back.percentilesUs[k] - c.latencyUs![k]) < 1e-6, `${k}: ${back.percentilesUs[k]} vs ${c.latencyUs![k]}`);
+      for (const k of ['p50', 'p90', 'p99', 'p999', 'max'] as const)
+        t.true(Math.abs(back.percentilesUs[k] - c.latencyUs![k]) < 1e-6, `${k}: ${back.percentilesUs[k]} vs ${c.latencyUs![k]}`);
       t.is(back.errors, 0);
       t.is(back.actualQps, c.load.actual.qps);
       t.is(j.Meshbench.runId, run.runId);

@@ -14,7 +14,10 @@ import { planDataplanes } from '../../harness/run/checks.js';
 const FILE = new URL('../fixtures/scenarios/routes-path.yaml', import.meta.url).pathname;
 const load = (): Scenario => loadScenario(FILE, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
 /** The 1-based line of the fixture holding `text`. */
-const lineOf = (text: string) => readFileSync(FILE, 'utf8').split('\n').findIndex((l) => l.includes(text)) + 1;
+const lineOf = (text: string) =>
+  readFileSync(FILE, 'utf8')
+    .split('\n')
+    .findIndex((l) => l.includes(text)) + 1;
 
 function refused(t: import('ava').ExecutionContext, s: Scenario, line: number): MeshbenchError {
   const e = t.throws(() => planDataplanes(s), { instanceOf: MeshbenchError }) as MeshbenchError;
@@ -67,7 +70,10 @@ test('each dataplane either refuses the bad string or renders no config that hol
       t.is((e as Error).constructor.name, 'ConfigWordError', name);
       continue;
     }
-    t.false(Object.values(configs).some((c) => c.includes("/x'y")), `${name} wrote the unquotable string into a config`);
+    t.false(
+      Object.values(configs).some((c) => c.includes("/x'y")),
+      `${name} wrote the unquotable string into a config`,
+    );
   }
 });
 

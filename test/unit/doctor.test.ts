@@ -10,7 +10,14 @@ const ALL = allDataplanes();
 /** The registered dataplanes that declare a need decided by this check, in registry order. */
 const needing = (check: string) => ALL.filter((d) => d.needs.flatMap(needChecks).includes(check)).map((d) => d.name);
 
-const c = (group: string, name: string, status: Check['status'], required: boolean, detail: string, fix?: string): Check => ({ group, name, status, required, detail, ...(fix ? { fix } : {}) });
+const c = (group: string, name: string, status: Check['status'], required: boolean, detail: string, fix?: string): Check => ({
+  group,
+  name,
+  status,
+  required,
+  detail,
+  ...(fix ? { fix } : {}),
+});
 
 /** Every check the capabilities look at, all ok, plus the required ones. */
 function healthy(): Check[] {
@@ -140,14 +147,26 @@ test('no haproxy: the proxy dataplanes cannot run, baseline and ebpf still can',
   const s = summarize(set(healthy(), CHECK.haproxy, { status: 'warn', detail: 'not found' }));
   const blocked = needing(CHECK.haproxy);
   t.true(blocked.length > 0);
-  t.true(s.includes(`can run: ${dataplaneNames().filter((n) => !blocked.includes(n)).join(', ')}, WireGuard (kernel), fault injection, IPsec · `));
+  t.true(
+    s.includes(
+      `can run: ${dataplaneNames()
+        .filter((n) => !blocked.includes(n))
+        .join(', ')}, WireGuard (kernel), fault injection, IPsec · `,
+    ),
+  );
   t.true(s.endsWith(`not yet: ${blocked.map((n) => `${n} (haproxy)`).join('; ')}`));
 });
 
 test('no WireGuard module and no wireguard-go: WireGuard is listed as blocked', (t) => {
   const s = summarize(set(set(healthy(), CHECK.wireguard, { status: 'warn' }), 'wireguard-go', { status: 'missing', required: false }));
   // The eBPF family declares wireguard-go (its fallback where the kernel has no module), as run's pre-flight checks.
-  t.true(s.endsWith(`not yet: ${needing('wireguard-go').map((n) => `${n} (wireguard-go)`).join('; ')}; WireGuard (wireguard module, wireguard-go)`));
+  t.true(
+    s.endsWith(
+      `not yet: ${needing('wireguard-go')
+        .map((n) => `${n} (wireguard-go)`)
+        .join('; ')}; WireGuard (wireguard module, wireguard-go)`,
+    ),
+  );
 });
 
 test('skipped probes are reported as not probed, not as missing', (t) => {
@@ -172,7 +191,10 @@ test('the scratch namespace carries the lab prefix, so `meshbench down` removes 
 
 test('capabilities list every registered dataplane, by the checks of its declared needs', (t) => {
   const caps = capabilities();
-  t.deepEqual(caps.slice(0, ALL.length).map((x) => x.label), dataplaneNames());
+  t.deepEqual(
+    caps.slice(0, ALL.length).map((x) => x.label),
+    dataplaneNames(),
+  );
   t.deepEqual(caps.find((x) => x.label === 'ambient')!.needs, [...new Set(ALL.find((d) => d.name === 'ambient')!.needs.flatMap(needChecks))]);
 });
 
@@ -191,7 +213,10 @@ test("doctor's table changes when a dataplane's declared needs change", async (t
   t.is(tool.status, 'missing');
   t.regex(tool.detail, /needed by fake-dp/);
   t.is(extra.find((x) => x.name === 'bpf/build/no-such.o')?.fix, 'make -C bpf');
-  t.falsy(extra.find((x) => x.name === 'ip'), 'tools doctor always checks are not repeated');
+  t.falsy(
+    extra.find((x) => x.name === 'ip'),
+    'tools doctor always checks are not repeated',
+  );
   t.is((await declaredChecks(ALL)).filter((x) => x.name.includes('no-such')).length, 0);
   const s = summarize([...healthy(), ...extra], [...ALL, fake]);
   t.true(s.endsWith('not yet: fake-dp (mb-no-such-tool, bpf/build/no-such.o)'));

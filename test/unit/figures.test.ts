@@ -32,7 +32,11 @@ function overviewRows(html: string): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const tr of sec.match(/<tr[^>]*>[\s\S]*?<\/tr>/g) ?? []) {
     const dp = /<th scope="row"><code>([^<]+)<\/code>/.exec(tr)?.[1];
-    if (dp) rows.set(dp, [...tr.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((m) => text(m[1]!)));
+    if (dp)
+      rows.set(
+        dp,
+        [...tr.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((m) => text(m[1]!)),
+      );
   }
   return rows;
 }

@@ -49,8 +49,26 @@ test('recorded log: one edge per workload pair and port; the connection seen on 
   );
   t.deepEqual(s.edges, [
     { from: 'production/api-gateway', to: 'production/backend-service', port: 8080, protocol: 'TCP', connections: 1, forwarded: 1, redirected: 0, dropped: {} },
-    { from: 'production/frontend', to: 'production/backend-service', port: 8080, protocol: 'TCP', connections: 1, forwarded: 0, redirected: 0, dropped: { POLICY_DENIED: 1 } },
-    { from: 'production/order-service', to: 'production/payment-service', port: 8080, protocol: 'TCP', connections: 1, forwarded: 0, redirected: 0, dropped: { AUTH_REQUIRED: 1 } },
+    {
+      from: 'production/frontend',
+      to: 'production/backend-service',
+      port: 8080,
+      protocol: 'TCP',
+      connections: 1,
+      forwarded: 0,
+      redirected: 0,
+      dropped: { POLICY_DENIED: 1 },
+    },
+    {
+      from: 'production/order-service',
+      to: 'production/payment-service',
+      port: 8080,
+      protocol: 'TCP',
+      connections: 1,
+      forwarded: 0,
+      redirected: 0,
+      dropped: { AUTH_REQUIRED: 1 },
+    },
   ]);
   t.deepEqual(s.edges.map(edgeState), ['ok', 'bad', 'bad']);
   // Compact: no flow, address or port of a client in the record.
@@ -140,11 +158,16 @@ test('summary does not depend on the order records come in, and unknown addresse
     sourceNamespace: 'production',
   };
   const s = summarizeFlows([stray]);
-  t.deepEqual(s.workloads.map((w) => [w.id, w.kind]), [
-    ['198.18.128.7', 'address'],
-    ['production/frontend', 'workload'],
+  t.deepEqual(
+    s.workloads.map((w) => [w.id, w.kind]),
+    [
+      ['198.18.128.7', 'address'],
+      ['production/frontend', 'workload'],
+    ],
+  );
+  t.deepEqual(s.edges, [
+    { from: 'production/frontend', to: '198.18.128.7', port: 80, protocol: 'TCP', connections: 1, forwarded: 1, redirected: 1, dropped: {} },
   ]);
-  t.deepEqual(s.edges, [{ from: 'production/frontend', to: '198.18.128.7', port: 80, protocol: 'TCP', connections: 1, forwarded: 1, redirected: 1, dropped: {} }]);
 });
 
 test('a record cut short is counted, not fatal, for the summary; observe skips it with a warning naming file:line', (t) => {
@@ -165,7 +188,7 @@ test('a record cut short is counted, not fatal, for the summary; observe skips i
   t.is(summarizeCaseFlows(dir), undefined);
 });
 
-test('the L7 proxies\' dropped-record counts (node stats files) are summed into the summary; a stats file that is not JSON is counted unreadable', (t) => {
+test("the L7 proxies' dropped-record counts (node stats files) are summed into the summary; a stats file that is not JSON is counted unreadable", (t) => {
   const dir = mkdtempSync(join(os.tmpdir(), 'meshbench-flows-'));
   const flows = join(dir, 'case', 'flows');
   mkdirSync(flows, { recursive: true });
@@ -183,7 +206,10 @@ test('observe still reads L7 records and names both ends', (t) => {
   t.is(flows.length, 17);
   const l7 = flows.filter((f) => f.type === 'L7');
   t.is(l7.length, 5);
-  t.deepEqual(l7.filter((f) => f.verdict === 'DROPPED').map((f) => f.l7!.status), [403, 403]);
+  t.deepEqual(
+    l7.filter((f) => f.verdict === 'DROPPED').map((f) => f.l7!.status),
+    [403, 403],
+  );
   t.is(l7[0]!.destinationPod, 'public-api-0');
 });
 
@@ -218,7 +244,8 @@ test('map SVG: boxes, coloured arrows, drop labels, L7 marks; byte-identical for
   t.is(renderFlowMap(structuredClone(s), 'mb-flowmap-0'), svg);
   t.regex(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" class="flowmap" width="[\d.]+" height="[\d.]+"/);
   t.true(svg.endsWith('</svg>'));
-  for (const name of ['frontend', 'public-api', 'api-gateway', 'order-service', 'inventory-service', 'world', 'host']) t.true(svg.includes(`>${name}</text>`), name);
+  for (const name of ['frontend', 'public-api', 'api-gateway', 'order-service', 'inventory-service', 'world', 'host'])
+    t.true(svg.includes(`>${name}</text>`), name);
   t.true(svg.includes('production · 2 pods'));
   t.is((svg.match(/<path class="edge /g) ?? []).length, s.edges.length);
   t.is((svg.match(/class="edge edge-bad/g) ?? []).length, 4);
@@ -229,7 +256,10 @@ test('map SVG: boxes, coloured arrows, drop labels, L7 marks; byte-identical for
   t.true(svg.includes('AUTH_REQUIRED ×1, then forwarded'));
   t.true(svg.includes('L7 requests: 2 forwarded, 1 denied'));
   // Markers are prefixed, so two maps in one page do not share ids; nothing refers outside the SVG.
-  t.deepEqual([...svg.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]), ['mb-flowmap-0-arrow-ok', 'mb-flowmap-0-arrow-bad', 'mb-flowmap-0-arrow-warn']);
+  t.deepEqual(
+    [...svg.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]),
+    ['mb-flowmap-0-arrow-ok', 'mb-flowmap-0-arrow-bad', 'mb-flowmap-0-arrow-warn'],
+  );
   t.notRegex(svg, /url\((?!#mb-flowmap-0-)/);
   t.notRegex(svg, /href=|<script|<image|<foreignObject/i);
   t.notRegex(svg, /NaN|Infinity|undefined/);
@@ -242,7 +272,9 @@ test('map SVG escapes names from the flow log', (t) => {
     records: { l3: 1, l7: 0, unreadable: 0 },
     nodes: ['n'],
     workloads: [{ id: 'ns/<b>x</b>', kind: 'workload', name: '<b>x</b>', namespace: 'ns&"', pods: 1, identities: [] }],
-    edges: [{ from: 'world', to: 'ns/<b>x</b>', port: 80, protocol: 'TCP', connections: 1, forwarded: 0, redirected: 0, dropped: { '<script>alert(1)</script>': 1 } }],
+    edges: [
+      { from: 'world', to: 'ns/<b>x</b>', port: 80, protocol: 'TCP', connections: 1, forwarded: 0, redirected: 0, dropped: { '<script>alert(1)</script>': 1 } },
+    ],
   };
   const svg = renderFlowMap(s, 'e');
   t.false(svg.includes('<b>'));

@@ -55,10 +55,21 @@ test("the destination node's proxy allows exactly the L7 rules' requests from th
   const lines = config.split('\n');
   const frontend = ids.byPod.get('frontend')!;
   const at = `{ dst ${pod('public-api-0').ip} } { dst_port 8080 }`;
-  t.true(lines.includes(`  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method GET } { pathq -m reg '^(?:/api/v1/products.*)$' }`), config);
-  t.true(lines.includes(`  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method POST } { pathq -m reg '^(?:/api/v1/orders)$' } { req.hdr(content-type) -m str application/json }`));
+  t.true(
+    lines.includes(`  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method GET } { pathq -m reg '^(?:/api/v1/products.*)$' }`),
+    config,
+  );
+  t.true(
+    lines.includes(
+      `  http-request allow if ${at} { var(txn.sid) -m int ${frontend} } { method POST } { pathq -m reg '^(?:/api/v1/orders)$' } { req.hdr(content-type) -m str application/json }`,
+    ),
+  );
   const orders = ids.byPod.get('order-service-0')!;
-  t.true(lines.includes(`  http-request allow if { dst ${pod('inventory-service-0').ip} } { dst_port 50051 } { var(txn.sid) -m int ${orders} } { method POST } { pathq -m reg '^/inventory\\.v1\\.InventoryService/CheckStock$' }`));
+  t.true(
+    lines.includes(
+      `  http-request allow if { dst ${pod('inventory-service-0').ip} } { dst_port 50051 } { var(txn.sid) -m int ${orders} } { method POST } { pathq -m reg '^/inventory\\.v1\\.InventoryService/CheckStock$' }`,
+    ),
+  );
   t.is(lines.filter((l) => l.startsWith('  http-request allow')).length, 4);
   t.true(lines.includes('  http-request deny deny_status 403'));
   t.true(lines.includes('  bind 0.0.0.0:15100 transparent') && lines.includes('  bind 0.0.0.0:15101 transparent'));
@@ -84,26 +95,40 @@ test('the canary route: x-canary first, then one draw per request split 90/10; t
   t.is(maps['/l7/node1/clients.map'].split('\n').filter(Boolean).length, n1.lb!.clients.length);
   t.regex(maps['/l7/node1/endpoints.map'], new RegExp(`production_api-service-v1_80/0 ${pod('api-service-v1-0').ip.replace(/\./g, '\\.')}`));
   // node1 has no pod with ingress L7 rules on a port … except order-service's POST /orders.
-  t.deepEqual(n1.ingress.map((x) => x.pod), ['order-service-0']);
+  t.deepEqual(
+    n1.ingress.map((x) => x.pod),
+    ['order-service-0'],
+  );
 });
 
-(haproxy ? test : test.skip)(`HAProxy accepts the rendered configuration (namespaces left out)${haproxy ? '' : ' (skipped: haproxy not installed)'}`, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'mb-l7-'));
-  const { spec } = setup(dir);
-  for (const n of ['node1', 'node2']) {
-    const { config, maps } = renderL7Proxy(spec(n));
-    mkdirSync(join(dir, n), { recursive: true });
-    for (const [p, text] of Object.entries(maps)) writeFileSync(p, text);
-    // -c opens the namespaces a config names; the lab's exist only while it runs.
-    writeFileSync(join(dir, `${n}.cfg`), config.replace(/ namespace \S+/g, ''));
-    const r = await exec(haproxy!, ['-c', '-f', join(dir, `${n}.cfg`)], { allowFail: true });
-    t.is(r.code, 0, r.stdout + r.stderr);
-  }
-});
+(haproxy ? test : test.skip)(
+  `HAProxy accepts the rendered configuration (namespaces left out)${haproxy ? '' : ' (skipped: haproxy not installed)'}`,
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mb-l7-'));
+    const { spec } = setup(dir);
+    for (const n of ['node1', 'node2']) {
+      const { config, maps } = renderL7Proxy(spec(n));
+      mkdirSync(join(dir, n), { recursive: true });
+      for (const [p, text] of Object.entries(maps)) writeFileSync(p, text);
+      // -c opens the namespaces a config names; the lab's exist only while it runs.
+      writeFileSync(join(dir, `${n}.cfg`), config.replace(/ namespace \S+/g, ''));
+      const r = await exec(haproxy!, ['-c', '-f', join(dir, `${n}.cfg`)], { allowFail: true });
+      t.is(r.code, 0, r.stdout + r.stderr);
+    }
+  },
+);
 
 test('egress L7 rules are refused by ebpf-l7, naming the policy', (t) => {
   const s = load();
-  s.policies = [...s.policies, { name: 'egress-l7', namespace: 'production', selector: { app: 'frontend' }, egress: [{ to: [{ app: 'echo' }], ports: [8080], http: [{ method: 'GET' }] }] }];
+  s.policies = [
+    ...s.policies,
+    {
+      name: 'egress-l7',
+      namespace: 'production',
+      selector: { app: 'frontend' },
+      egress: [{ to: [{ app: 'echo' }], ports: [8080], http: [{ method: 'GET' }] }],
+    },
+  ];
   const c = buildCluster(s, 'mbl7u');
   const e = t.throws(() => l7Plan(s, c));
   t.true(e instanceof MeshbenchError);

@@ -4,7 +4,18 @@ import { loadArgs, parseFortioJson, parseAccessLog, latencySummary, percentile, 
 import type { ResolvedWorkload } from '../../harness/scenario/expand.js';
 
 const w = (o: Partial<ResolvedWorkload> = {}): ResolvedWorkload => ({
-  name: 'w', protocol: 'http1', qps: 200, connections: 4, duration: '10s', warmup: '2s', payloadBytes: 0, responseBytes: 0, chain: ['echo'], durationS: 10, warmupS: 2, ...o,
+  name: 'w',
+  protocol: 'http1',
+  qps: 200,
+  connections: 4,
+  duration: '10s',
+  warmup: '2s',
+  payloadBytes: 0,
+  responseBytes: 0,
+  chain: ['echo'],
+  durationS: 10,
+  warmupS: 2,
+  ...o,
 });
 const target = { host: '198.18.64.1', port: 80 };
 
@@ -78,7 +89,10 @@ test('access log: latencies in µs, failures counted apart, histogram buckets ad
   t.is(l.p50, 119);
   t.is(l.max, 174);
   t.is(l.min, 116);
-  t.deepEqual(l.histogram.buckets, [[110, 2], [170, 1]]);
+  t.deepEqual(l.histogram.buckets, [
+    [110, 2],
+    [170, 1],
+  ]);
   t.is(l.histogram.resolutionUs, 10);
 });
 
@@ -86,6 +100,9 @@ test('recorded access log agrees with fortio on the count and roughly on the med
   const { latenciesUs } = parseAccessLog(readFileSync('test/fixtures/fortio-http1.access.jsonl', 'utf8'));
   t.is(latenciesUs.length, 300);
   const l = latencySummary(latenciesUs);
-  t.is(l.histogram.buckets.reduce((a, b) => a + b[1], 0), 300);
+  t.is(
+    l.histogram.buckets.reduce((a, b) => a + b[1], 0),
+    300,
+  );
   t.true(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
 });

@@ -75,7 +75,11 @@ test('the holding child does not keep meshbench alive, and dies with it', async 
 
   const child = await holder(f);
   // The holder's flock and cat processes are its children; SIGKILL of the holder must free them.
-  const pids = (await import('node:child_process')).execFileSync('pgrep', ['-f', `flock -n -E 75 ${f}`], { encoding: 'utf8' }).trim().split('\n').map(Number);
+  const pids = (await import('node:child_process'))
+    .execFileSync('pgrep', ['-f', `flock -n -E 75 ${f}`], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map(Number);
   t.true(pids.length >= 1);
   child.kill('SIGKILL');
   for (let i = 0; i < 100 && pids.some(pidAlive); i++) await sleep(20);

@@ -8,15 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
-import {
-  createMeshCA,
-  haproxyPeerAcl,
-  spiffeId,
-  uriSanDerHex,
-  type KeyType,
-  type MeshCA,
-  type WorkloadIdentity,
-} from '../../harness/dataplanes/mesh/ca.js';
+import { createMeshCA, haproxyPeerAcl, spiffeId, uriSanDerHex, type KeyType, type MeshCA, type WorkloadIdentity } from '../../harness/dataplanes/mesh/ca.js';
 import { MeshbenchError } from '../../harness/errors.js';
 
 const run = promisify(execFile);
@@ -120,7 +112,10 @@ for (const keyType of keyTypes) {
     const { stdout: text } = await run('openssl', ['x509', '-noout', '-text', '-in', id.certFile]);
     t.regex(text, /X509v3 Extended Key Usage: *\n *TLS Web Server Authentication, TLS Web Client Authentication\n/);
     t.regex(text, /X509v3 Basic Constraints: critical\n *CA:FALSE\n/);
-    t.regex(text, keyType === 'rsa-2048' ? /X509v3 Key Usage: critical\n *Digital Signature, Key Encipherment\n/ : /X509v3 Key Usage: critical\n *Digital Signature\n/);
+    t.regex(
+      text,
+      keyType === 'rsa-2048' ? /X509v3 Key Usage: critical\n *Digital Signature, Key Encipherment\n/ : /X509v3 Key Usage: critical\n *Digital Signature\n/,
+    );
     t.regex(text, /X509v3 Subject Key Identifier:/);
     t.regex(text, /X509v3 Authority Key Identifier:/);
     t.regex(text, /X509v3 Subject Alternative Name: *\n *URI:spiffe:\/\/cluster\.local\/ns\/default\/sa\/echo\n/);
@@ -198,9 +193,14 @@ for (const keyType of keyTypes) {
     t.deepEqual(await readdir(parent), ['nested']);
     t.deepEqual(await readdir(path.join(parent, 'nested')), ['ca']);
     t.deepEqual((await readdir(dir)).sort(), [
-      'default.echo.bundle.pem', 'default.echo.key.pem', 'default.echo.pem',
-      'prod.api.bundle.pem', 'prod.api.key.pem', 'prod.api.pem',
-      'root.key.pem', 'root.pem',
+      'default.echo.bundle.pem',
+      'default.echo.key.pem',
+      'default.echo.pem',
+      'prod.api.bundle.pem',
+      'prod.api.key.pem',
+      'prod.api.pem',
+      'root.key.pem',
+      'root.pem',
     ]);
     const mode = async (f: string) => (await stat(f)).mode & 0o777;
     t.is(await mode(dir), 0o700);
@@ -285,7 +285,10 @@ for (const keyType of keyTypes) {
       `  ${haproxyPeerAcl('peer_ok', cli.spiffeId)}\n` +
       `  http-request return status 403 content-type text/plain string denied if !peer_ok\n` +
       `  http-request return status 200 content-type text/plain string ok\n` +
-      frontend('good', good) + frontend('badhost', badHost) + frontend('wrongpeer', wrongPeer) + frontend('foreign', foreignPort) +
+      frontend('good', good) +
+      frontend('badhost', badHost) +
+      frontend('wrongpeer', wrongPeer) +
+      frontend('foreign', foreignPort) +
       backend('good', cli.bundleFile, srv.spiffeId) +
       backend('badhost', cli.bundleFile, spiffeId('cluster.local', 'default', 'not-echo')) +
       backend('wrongpeer', intruder.bundleFile, srv.spiffeId) +
@@ -376,14 +379,11 @@ async function handshake(ca: MeshCA, server: WorkloadIdentity, client: { bundleP
   const bundle = await readText(server.bundleFile);
   const serverSaw: string[] = [];
   const serverErrors: string[] = [];
-  const srv = tls.createServer(
-    { cert: bundle, key: bundle, ca: ca.rootCertPem, requestCert: true, rejectUnauthorized: true },
-    (sock) => {
-      const san = sock.getPeerCertificate().subjectaltname ?? '';
-      serverSaw.push(san);
-      sock.end(`hello ${san}`);
-    },
-  );
+  const srv = tls.createServer({ cert: bundle, key: bundle, ca: ca.rootCertPem, requestCert: true, rejectUnauthorized: true }, (sock) => {
+    const san = sock.getPeerCertificate().subjectaltname ?? '';
+    serverSaw.push(san);
+    sock.end(`hello ${san}`);
+  });
   srv.on('tlsClientError', (e) => serverErrors.push((e as NodeJS.ErrnoException).code ?? e.message));
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
   const port = (srv.address() as net.AddressInfo).port;
@@ -413,10 +413,14 @@ async function handshake(ca: MeshCA, server: WorkloadIdentity, client: { bundleP
 
 async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-      const s = net.createServer();
-      s.listen(0, '127.0.0.1', () => resolve(s));
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve) => {
+          const s = net.createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));

@@ -21,7 +21,15 @@ function oneNode(services: number): Scenario {
   const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
   s.topology = { ...s.topology, nodes: ['node1'], podsPerNode: 0 };
   s.client = { ...s.client, node: 'node1' };
-  s.services = Array.from({ length: services }, (_, i) => ({ name: `svc-${i}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: i === 0 ? 3 : 1, nodes: ['node1'] }));
+  s.services = Array.from({ length: services }, (_, i) => ({
+    name: `svc-${i}`,
+    namespace: 'default',
+    port: 80,
+    targetPort: 8080,
+    protocol: 'http' as const,
+    replicas: i === 0 ? 3 : 1,
+    nodes: ['node1'],
+  }));
   s.policies = [];
   s.routes = [];
   s.workloads = [{ ...s.workloads[0], chain: ['svc-0'] }];
@@ -59,11 +67,21 @@ test("the node proxy's config grows with its pods, not with pods × Services: Se
   t.true(Math.abs(perPod(small) - perPod(big)) < 1, `${perPod(small)} vs ${perPod(big)} lines per pod`);
   t.is((small.config.match(/^\s+server .* ssl /gm) ?? []).length, small.c.pods.length, 'one TLS server line per local pod');
   const svc0 = big.services[0];
-  t.is(big.maps['/maps/services.map'].split('\n').find((l) => l.startsWith(`${svc0.vip}:80 `)), `${svc0.vip}:80 3`);
+  t.is(
+    big.maps['/maps/services.map'].split('\n').find((l) => l.startsWith(`${svc0.vip}:80 `)),
+    `${svc0.vip}:80 3`,
+  );
   const eps = big.maps['/maps/endpoints.map'].split('\n').filter((l) => l.startsWith(`${svc0.vip}:80/`));
-  t.deepEqual(eps, svc0.endpoints.map((e, i) => `${svc0.vip}:80/${i} ${e.ip}`));
+  t.deepEqual(
+    eps,
+    svc0.endpoints.map((e, i) => `${svc0.vip}:80/${i} ${e.ip}`),
+  );
   t.true(big.maps['/maps/identities.map'].includes(`${svc0.endpoints[0].ip} spiffe://cluster.local/ns/default/sa/svc-0\n`));
-  t.true(big.config.includes(`server endpoint 0.0.0.0:15008 namespace ${big.c.client.netns} ssl crt /ca/client.pem ca-file /ca/root.pem verify required sni var(txn.id) send-proxy-v2`));
+  t.true(
+    big.config.includes(
+      `server endpoint 0.0.0.0:15008 namespace ${big.c.client.netns} ssl crt /ca/client.pem ca-file /ca/root.pem verify required sni var(txn.id) send-proxy-v2`,
+    ),
+  );
 });
 
 test('Services fronted by a waypoint go to it (by index), not to an endpoint', (t) => {
@@ -106,7 +124,11 @@ for (const [name, input] of Object.entries(pathRouteSets('default')))
       t.deepEqual(got.status ?? got.backend, want === 404 ? 404 : `wo_${want}`, `${req.path} ${JSON.stringify(req.headers)} draw ${req.draw}`);
     }
     const v1 = c.services.find((x) => x.name === 'api-service-v1')!;
-    t.is(evalFrontend(cfg, 'waypoint', { dst: v1.vip, dport: 80, path: '/v2/', headers: {}, draw: 0 }).backend, 'wo_default_api-service-v1_80', 'an unrouted Service goes to itself');
+    t.is(
+      evalFrontend(cfg, 'waypoint', { dst: v1.vip, dport: 80, path: '/v2/', headers: {}, draw: 0 }).backend,
+      'wo_default_api-service-v1_80',
+      'an unrouted Service goes to itself',
+    );
     const bin = await findTool('haproxy');
     if (!bin) return;
     const dir = mkdtempSync(join(tmpdir(), 'mb-wp-'));

@@ -10,7 +10,14 @@ import { buildCluster, type Cluster, type PodSpec } from '../../harness/topology
 import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 import { readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import { compileEgress, compileIngress, egressVerdict, ingressVerdict, type Verdict } from '../../harness/dataplanes/mesh/policy/model.js';
-import { allocateIdentities, endpointPolicy, RESERVED, type EndpointPolicy, type Identities, type PolicyEntry } from '../../harness/dataplanes/ebpf/identity.js';
+import {
+  allocateIdentities,
+  endpointPolicy,
+  RESERVED,
+  type EndpointPolicy,
+  type Identities,
+  type PolicyEntry,
+} from '../../harness/dataplanes/ebpf/identity.js';
 
 const scenario = loadScenario('test/fixtures/scenarios/ebpf-policy.yaml', { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
 const cluster: Cluster = buildCluster(scenario, 'mbpcu');
@@ -30,7 +37,8 @@ const sortEntries = (e: PolicyEntry[]) => [...e].sort((a, b) => Number(a.egress)
 /** bpf/lxc.c judge() + policy_lookup() over endpointPolicy's entries, for one TCP connection. */
 function bpfVerdict(ep: EndpointPolicy, egress: boolean, peer: number, port: number): Pick<Verdict, 'allowed' | 'reason'> & { l7?: boolean } {
   if (!(egress ? ep.egressEnforced : ep.ingressEnforced)) return { allowed: true, reason: 'no-policy' };
-  const find = (p: number, dport: number, proto: number) => ep.entries.find((e) => e.egress === egress && e.peer === p && e.port === dport && e.proto === proto);
+  const find = (p: number, dport: number, proto: number) =>
+    ep.entries.find((e) => e.egress === egress && e.peer === p && e.port === dport && e.proto === proto);
   const e = find(peer, port, TCP) ?? find(0, port, TCP) ?? find(peer, 0, 0) ?? find(0, 0, 0);
   if (!e || e.deny) return { allowed: false, reason: 'denied-l4' };
   if (e.authRequired) return { allowed: false, reason: 'auth-required' };
@@ -117,13 +125,19 @@ test('L7 rules mark their port l7 (the proxy decides per request); an L4 rule on
   const plan = compileIngress(FIXTURE, api, cluster);
   t.is(plan.ports.length, 1);
   t.is(plan.ports[0].port, 8080);
-  t.deepEqual(plan.ports[0].l7?.map((m) => m.method), ['GET', 'GET', 'POST']);
+  t.deepEqual(
+    plan.ports[0].l7?.map((m) => m.method),
+    ['GET', 'GET', 'POST'],
+  );
   const ep = endpointPolicy(FIXTURE, api, cluster, ids);
   t.deepEqual(sortEntries(ep.entries), [
     { port: 8080, proto: TCP, egress: false, peer: 0, deny: true },
     { port: 8080, proto: TCP, egress: false, peer: id('frontend'), authRequired: undefined, l7: true },
   ]);
-  const mixed = [...FIXTURE, pol({ name: 'gw-l4', namespace: 'production', selector: { app: 'public-api' }, ingress: [{ from: [{ app: 'api-gateway' }], ports: [8080] }] })];
+  const mixed = [
+    ...FIXTURE,
+    pol({ name: 'gw-l4', namespace: 'production', selector: { app: 'public-api' }, ingress: [{ from: [{ app: 'api-gateway' }], ports: [8080] }] }),
+  ];
   const ports = compileIngress(mixed, api, cluster).ports;
   t.deepEqual(ports.find((p) => p.sources !== 'any' && p.sources[0].pods.includes('api-gateway-0'))?.l7, [{}], 'every request, but through the proxy');
   t.true(endpointPolicy(mixed, api, cluster, ids).entries.some((e) => e.peer === id('api-gateway-0') && e.port === 8080 && e.l7));
@@ -147,7 +161,12 @@ test('namespaces: a policy selects pods of its own namespace; peers default to i
   const at = (name: string, ns: string) => c.pods.find((p) => p.name === name && p.namespace === ns)!;
   const wid = (name: string, ns: string) => wids.byPod.get(at(name, ns).name)!;
   const policies = [
-    pol({ name: 'cache-in', namespace: 'production', selector: { app: 'cache' }, ingress: [{ from: [{}], ports: [6379] }, { from: [{}], namespaces: ['default'], ports: [7000] }, { ports: [7001] }] }),
+    pol({
+      name: 'cache-in',
+      namespace: 'production',
+      selector: { app: 'cache' },
+      ingress: [{ from: [{}], ports: [6379] }, { from: [{}], namespaces: ['default'], ports: [7000] }, { ports: [7001] }],
+    }),
   ];
   const prodCache = at('cache-0', 'production');
   const stagingCache = at('stash-0', 'staging');
@@ -155,7 +174,8 @@ test('namespaces: a policy selects pods of its own namespace; peers default to i
   t.truthy(stagingCache && at('tools-0', 'default'), 'the wider cluster has pods outside production');
   t.deepEqual(compileIngress(policies, stagingCache, c), { enforced: false, ports: [] }, 'same labels, other namespace: not selected');
   const plan = compileIngress(policies, prodCache, c);
-  const nsOf = (port: number) => plan.ports.filter((p) => p.port === port).map((p) => (p.sources === 'any' ? 'any' : [...new Set(p.sources.map((s) => s.namespace))]));
+  const nsOf = (port: number) =>
+    plan.ports.filter((p) => p.port === port).map((p) => (p.sources === 'any' ? 'any' : [...new Set(p.sources.map((s) => s.namespace))]));
   t.deepEqual(nsOf(6379), [['production']], "from: [{}] = every pod of the policy's namespace");
   t.deepEqual(nsOf(7000), [['default']], 'namespaces: [default] = the pods of default only');
   t.deepEqual(nsOf(7001), ['any']);

@@ -23,7 +23,15 @@ const fx = (f: string) => `test/fixtures/policy/${f}`;
 const nativePolicies = (f: string): Policy[] => z.array(PolicySchema).parse(parse(readFileSync(fx(f), 'utf8')).policies);
 const nativeRoutes = (f: string): Route[] => z.array(RouteSchema).parse(parse(readFileSync(fx(f), 'utf8')).routes);
 
-type Svc = { name: string; namespace?: string; port?: number; targetPort?: number; protocol?: 'http' | 'grpc'; selector?: Record<string, string>; labels?: Record<string, string> };
+type Svc = {
+  name: string;
+  namespace?: string;
+  port?: number;
+  targetPort?: number;
+  protocol?: 'http' | 'grpc';
+  selector?: Record<string, string>;
+  labels?: Record<string, string>;
+};
 
 /** A two-node cluster with one pod per service (the Scenario built as the loader would). */
 function cluster(services: Svc[]): Cluster {
@@ -124,7 +132,11 @@ for (const [kind, load] of productionSets) {
     const os = pod(production, 'order-service-0');
     t.like(ingressVerdict(pols, pay, os, 8080), { allowed: true, reason: 'allowed' });
     t.like(ingressVerdict(pols, pay, os, 8080, undefined, { authenticated: true }), { allowed: true });
-    t.like(ingressVerdict(pols, pay, os, 8080, undefined, { authenticated: false }), { allowed: false, reason: 'auth-required', policy: 'production/payment-mutual-auth' });
+    t.like(ingressVerdict(pols, pay, os, 8080, undefined, { authenticated: false }), {
+      allowed: false,
+      reason: 'auth-required',
+      policy: 'production/payment-mutual-auth',
+    });
     t.like(ingressVerdict(pols, pay, pod(production, 'frontend-0'), 8080), { allowed: false, reason: 'denied-l4' });
     t.like(ingressVerdict(pols, pay, undefined, 8080), { allowed: false, reason: 'denied-l4' });
   });
@@ -136,10 +148,19 @@ for (const [kind, load] of orderSets) {
     const inv = pod(orders, 'inventory-service-0');
     const os = pod(orders, 'order-service-0');
     const grpc = (m: string) => req('POST', `/inventory.v1.InventoryService/${m}`, { 'content-type': 'application/grpc' });
-    t.like(ingressVerdict(pols, inv, os, 50051, grpc('CheckStock')), { allowed: true, reason: 'allowed', l7: true, policy: 'order-processing/inventory-from-orders' });
+    t.like(ingressVerdict(pols, inv, os, 50051, grpc('CheckStock')), {
+      allowed: true,
+      reason: 'allowed',
+      l7: true,
+      policy: 'order-processing/inventory-from-orders',
+    });
     t.like(ingressVerdict(pols, inv, os, 50051, grpc('ReserveStock')), { allowed: false, reason: 'denied-l7' });
     t.like(ingressVerdict(pols, inv, os, 50051, req('GET', '/inventory.v1.InventoryService/CheckStock')), { allowed: false, reason: 'denied-l7' });
-    t.like(ingressVerdict(pols, inv, os, 50051, req('POST', '/inventoryXv1.InventoryService/CheckStock')), { allowed: false, reason: 'denied-l7' }, 'dots are literal');
+    t.like(
+      ingressVerdict(pols, inv, os, 50051, req('POST', '/inventoryXv1.InventoryService/CheckStock')),
+      { allowed: false, reason: 'denied-l7' },
+      'dots are literal',
+    );
     t.like(ingressVerdict(pols, inv, pod(orders, 'frontend-api-0'), 50051, grpc('CheckStock')), { allowed: false, reason: 'denied-l4' });
   });
 
@@ -180,7 +201,12 @@ test('native semantics: ingress: [] denies all; {} allows all; omitted peers adm
   t.like(ingressVerdict(P({ ingress: [{ from: [{ app: 'client' }], namespaces: ['default'] }] }), api, production.client, 8080), { reason: 'allowed' });
   t.like(ingressVerdict(P({ ingress: [{ auth: 'required' }] }), api, undefined, 8080), { reason: 'auth-required' });
   // A rule without L7 rules on the same port lets its peers through the proxy with any request.
-  const mixed = P({ ingress: [{ from: [{ app: 'frontend' }], ports: [8080], http: [{ method: 'GET' }] }, { from: [{ app: 'api-gateway' }], ports: [8080] }] });
+  const mixed = P({
+    ingress: [
+      { from: [{ app: 'frontend' }], ports: [8080], http: [{ method: 'GET' }] },
+      { from: [{ app: 'api-gateway' }], ports: [8080] },
+    ],
+  });
   t.like(ingressVerdict(mixed, api, pod(production, 'api-gateway-0'), 8080, req('DELETE', '/')), { allowed: true, l7: true });
   t.like(ingressVerdict(mixed, api, fe, 8080, req('DELETE', '/')), { reason: 'denied-l7' });
 });
@@ -197,7 +223,11 @@ test('CiliumNetworkPolicy outside the subset: every problem at once, each as fil
   const f = fx('cnp-unsupported.yaml');
   const { errors, policies } = readCiliumPolicies(f);
   t.deepEqual(policies, []);
-  const at = (line: number, re: RegExp) => t.true(errors.some((e) => e.startsWith(`${f}:${line}: `) && re.test(e)), `line ${line} ${re}\n${errors.join('\n')}`);
+  const at = (line: number, re: RegExp) =>
+    t.true(
+      errors.some((e) => e.startsWith(`${f}:${line}: `) && re.test(e)),
+      `line ${line} ${re}\n${errors.join('\n')}`,
+    );
   at(4, /kind: CiliumClusterwideNetworkPolicy is not supported/);
   at(15, /spec\.endpointSelector\.matchExpressions: matchExpressions are not supported; use matchLabels/);
   at(18, /spec\.egress\.0\.toFQDNs: .*not supported/);
@@ -217,12 +247,17 @@ test('CiliumNetworkPolicy outside the subset: every problem at once, each as fil
 
 test('CiliumNetworkPolicy special cases convert like Cilium reads them', (t) => {
   const doc = (spec: string, meta = '{name: p, namespace: production}') =>
-    parseCiliumPolicies(`apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: ${meta}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n${spec}`, 'x.yaml');
+    parseCiliumPolicies(
+      `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: ${meta}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n${spec}`,
+      'x.yaml',
+    );
   t.deepEqual(doc('  ingress: [{}]\n').policies[0].ingress, [], '- {} only turns default-deny on');
   t.false('ingress' in doc('  ingress: []\n').policies[0], 'an empty section does not enable enforcement');
   t.deepEqual(doc('  ingress: [{toPorts: [{ports: [{port: "80"}]}]}]\n').policies[0].ingress, [{ ports: [80] }], 'ports only: any peer');
   t.deepEqual(
-    doc('  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: monitoring, app: prom}}, {matchLabels: {app: a}}]\n    toPorts: [{ports: [{port: 9090}]}, {ports: [{port: 80}], rules: {http: [{}]}}]\n').policies[0].ingress,
+    doc(
+      '  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: monitoring, app: prom}}, {matchLabels: {app: a}}]\n    toPorts: [{ports: [{port: 9090}]}, {ports: [{port: 80}], rules: {http: [{}]}}]\n',
+    ).policies[0].ingress,
     [
       { from: [{ app: 'prom' }], namespaces: ['monitoring'], ports: [9090] },
       { from: [{ app: 'prom' }], namespaces: ['monitoring'], ports: [80], http: [{}] },
@@ -237,10 +272,19 @@ test('CiliumNetworkPolicy special cases convert like Cilium reads them', (t) => 
     egress: [{ to: [{}] }],
   });
   const bad = doc('  ingress: [{fromEndpoints: [{matchLabels: {app: 1}}]}]\n', '{name: Bad_Name, namespace: production}').errors;
-  t.true(bad.some((e) => /^x\.yaml:3: metadata\.name: must be a lowercase DNS label/.test(e)), bad.join('\n'));
-  t.true(bad.some((e) => /^x\.yaml:6: .*matchLabels\.app: label values must be strings/.test(e)), bad.join('\n'));
+  t.true(
+    bad.some((e) => /^x\.yaml:3: metadata\.name: must be a lowercase DNS label/.test(e)),
+    bad.join('\n'),
+  );
+  t.true(
+    bad.some((e) => /^x\.yaml:6: .*matchLabels\.app: label values must be strings/.test(e)),
+    bad.join('\n'),
+  );
   t.regex(parseCiliumPolicies('a: [\n', 'y.yaml').errors[0], /^y\.yaml:\d+: /);
-  const twice = parseCiliumPolicies(`apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec: {endpointSelector: {}}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec: {endpointSelector: {}}\n`, 'z.yaml');
+  const twice = parseCiliumPolicies(
+    `apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec: {endpointSelector: {}}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec: {endpointSelector: {}}\n`,
+    'z.yaml',
+  );
   t.deepEqual(twice.errors, ['z.yaml:8: metadata.name: policy default/p is defined twice (first at line 3)']);
 });
 
@@ -251,10 +295,18 @@ test('native schema rejects what engines could not enforce', (t) => {
   };
   const base = { name: 'p', selector: { app: 'x' } };
   t.deepEqual(issues({ ...base, ingress: [{ ports: [80], http: [{ method: 'GET', path: '/a', headers: ['X-A: 1'] }] }] }), []);
-  t.true(issues({ ...base, ingress: [{ ports: [80], http: [{ path: '/api/(' }] }] }).some((m) => /^ingress\.0\.http\.0\.path: not a valid regular expression/.test(m)));
-  t.true(issues({ ...base, ingress: [{ ports: [80], http: [{ path: '/a(?!b)' }] }] }).some((m) => /path: .*lookaround and backreferences are not supported/.test(m)));
+  t.true(
+    issues({ ...base, ingress: [{ ports: [80], http: [{ path: '/api/(' }] }] }).some((m) =>
+      /^ingress\.0\.http\.0\.path: not a valid regular expression/.test(m),
+    ),
+  );
+  t.true(
+    issues({ ...base, ingress: [{ ports: [80], http: [{ path: '/a(?!b)' }] }] }).some((m) => /path: .*lookaround and backreferences are not supported/.test(m)),
+  );
   t.true(issues({ ...base, ingress: [{ ports: [80], http: [{ method: 'GET|HEAD' }] }] }).some((m) => /method: must be an HTTP method/.test(m)));
-  t.true(issues({ ...base, ingress: [{ ports: [80], http: [{ method: 'GET POST' }] }] }).some((m) => /^ingress\.0\.http\.0\.method: must be an HTTP method/.test(m)));
+  t.true(
+    issues({ ...base, ingress: [{ ports: [80], http: [{ method: 'GET POST' }] }] }).some((m) => /^ingress\.0\.http\.0\.method: must be an HTTP method/.test(m)),
+  );
   t.true(issues({ ...base, ingress: [{ ports: [80], http: [{ headers: ['X-Debug'] }] }] }).some((m) => /headers\.0: must be "Name: value"/.test(m)));
   t.true(issues({ ...base, ingress: [{ http: [{ method: 'GET' }] }] }).some((m) => /^ingress\.0\.http: L7 rules need the ports/.test(m)));
   t.true(issues({ ...base, egress: [{ ports: [80], grpc: [{ service: 'bad service' }] }] }).some((m) => /grpc\.0\.service/.test(m)));
@@ -266,10 +318,31 @@ test('native schema rejects what engines could not enforce', (t) => {
     const r = RouteSchema.safeParse(x);
     return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
   };
-  t.deepEqual(rissues({ service: 's', rules: [{ to: [{ service: 'a', weight: 1 }, { service: 'b', weight: 3 }] }] }), []);
-  t.true(rissues({ service: 's', rules: [{ to: [{ service: 'a', weight: 1 }, { service: 'b' }] }] }).some((m) => /^rules\.0\.to: give every destination a weight/.test(m)));
+  t.deepEqual(
+    rissues({
+      service: 's',
+      rules: [
+        {
+          to: [
+            { service: 'a', weight: 1 },
+            { service: 'b', weight: 3 },
+          ],
+        },
+      ],
+    }),
+    [],
+  );
+  t.true(
+    rissues({ service: 's', rules: [{ to: [{ service: 'a', weight: 1 }, { service: 'b' }] }] }).some((m) =>
+      /^rules\.0\.to: give every destination a weight/.test(m),
+    ),
+  );
   t.true(rissues({ service: 's', rules: [{ to: [{ service: 'a', weight: 0.5 }] }] }).some((m) => /weight/.test(m)));
-  t.true(rissues({ service: 's', rules: [{ to: [{ service: 'a' }] }, { match: { headers: { x: 'y' } }, to: [{ service: 'b' }] }] }).some((m) => /^rules\.1: never used/.test(m)));
+  t.true(
+    rissues({ service: 's', rules: [{ to: [{ service: 'a' }] }, { match: { headers: { x: 'y' } }, to: [{ service: 'b' }] }] }).some((m) =>
+      /^rules\.1: never used/.test(m),
+    ),
+  );
 });
 
 test('compileIngress / compileEgress: per-port plans with identities, IPs and anchored L7 rules', (t) => {
@@ -305,7 +378,9 @@ test('compileIngress / compileEgress: per-port plans with identities, IPs and an
       { port: 6379, destinations: [peer('cache')], authRequired: false },
     ],
   });
-  t.deepEqual(compileIngress(pols, pod(production, 'payment-service-0'), production).ports, [{ port: 8080, sources: [peer('order-service')], authRequired: true }]);
+  t.deepEqual(compileIngress(pols, pod(production, 'payment-service-0'), production).ports, [
+    { port: 8080, sources: [peer('order-service')], authRequired: true },
+  ]);
   t.deepEqual(compileIngress(pols, pod(production, 'database-0'), production), { enforced: false, ports: [] });
   t.deepEqual(compileEgress(pols, pod(production, 'public-api-0'), production), { enforced: false, ports: [] });
 
@@ -328,7 +403,12 @@ test('compile merges rules per port and agrees with the verdicts', (t) => {
         { from: [{}], namespaces: ['default'] },
       ],
     }),
-    PolicySchema.parse({ name: 'b', namespace: 'production', selector: { app: 'public-api' }, ingress: [{ from: [{ app: 'frontend' }], ports: [8080], http: [{ method: 'HEAD' }] }] }),
+    PolicySchema.parse({
+      name: 'b',
+      namespace: 'production',
+      selector: { app: 'public-api' },
+      ingress: [{ from: [{ app: 'frontend' }], ports: [8080], http: [{ method: 'HEAD' }] }],
+    }),
   ];
   const plan = compileIngress(pols, api, production);
   const client = { namespace: 'default', serviceAccount: 'client', pods: ['client'], ips: [production.client.ip] };
@@ -366,9 +446,18 @@ test('resolveRoutes: canary header rule first, then the 90/10 split, with backen
   t.is(r.service.name, 'api-service');
   t.is(r.service.port, 80);
   t.deepEqual(r.rules[0].headers, [['x-canary', 'true']]);
-  t.deepEqual(r.rules[0].to.map((d) => [d.service.name, d.weight, d.share]), [['api-service-v2', 1, 1]]);
+  t.deepEqual(
+    r.rules[0].to.map((d) => [d.service.name, d.weight, d.share]),
+    [['api-service-v2', 1, 1]],
+  );
   t.deepEqual(r.rules[1].headers, []);
-  t.deepEqual(r.rules[1].to.map((d) => [d.service.name, d.weight, d.share]), [['api-service-v1', 90, 0.9], ['api-service-v2', 10, 0.1]]);
+  t.deepEqual(
+    r.rules[1].to.map((d) => [d.service.name, d.weight, d.share]),
+    [
+      ['api-service-v1', 90, 0.9],
+      ['api-service-v2', 10, 0.1],
+    ],
+  );
   const ipOf = (n: string) => pod(c, n).ip;
   t.deepEqual(r.rules[1].to[0].backends.map((b) => b.pod).sort(), ['api-service-0', 'api-service-v1-0']);
   t.deepEqual(r.rules[1].to[1].backends, [{ pod: 'api-service-v2-0', ip: ipOf('api-service-v2-0'), port: 8080 }]);
@@ -388,7 +477,12 @@ test('resolveRoutes: canary header rule first, then the 90/10 split, with backen
 test('checkPolicies: errors for duplicates and unknown services, warnings for what matches nothing', (t) => {
   const pols = [
     ...nativePolicies('native-production.yaml'),
-    PolicySchema.parse({ name: 'ghost', namespace: 'production', selector: { app: 'nothing' }, ingress: [{ from: [{ app: 'nobody' }], namespaces: ['nowhere'] }] }),
+    PolicySchema.parse({
+      name: 'ghost',
+      namespace: 'production',
+      selector: { app: 'nothing' },
+      ingress: [{ from: [{ app: 'nobody' }], namespaces: ['nowhere'] }],
+    }),
     PolicySchema.parse({ name: 'backend-l4', namespace: 'production', selector: { app: 'backend-service' } }),
   ];
   const routes = [
@@ -396,7 +490,11 @@ test('checkPolicies: errors for duplicates and unknown services, warnings for wh
     RouteSchema.parse({ service: 'public-api', namespace: 'production', rules: [{ to: [{ service: 'missing' }] }] }),
   ];
   const p = checkPolicies(pols, routes, production).map((x) => `${x.severity} ${x.path.join('.')}: ${x.message}`);
-  const has = (re: RegExp) => t.true(p.some((x) => re.test(x)), `${re}\n${p.join('\n')}`);
+  const has = (re: RegExp) =>
+    t.true(
+      p.some((x) => re.test(x)),
+      `${re}\n${p.join('\n')}`,
+    );
   has(/^warning policies\.1\.ingress\.0\.ports\.1: policy production\/backend-l4: no selected pod listens on port 9090$/);
   has(/^warning policies\.3\.selector: policy production\/ghost selects no pod/);
   has(/^warning policies\.3\.ingress\.0\.namespaces\.0: .*namespace nowhere has no pods/);

@@ -72,7 +72,7 @@ async function render(t: ExecutionContext, html: string, shotName: string): Prom
   rmSync(shot, { force: true }); // never leave a stale screenshot from an earlier run behind
   const browserPath = await chromiumPath();
   if (!browserPath) {
-    t.fail('chromium is not installed: run scripts/setup.sh (as root; it installs Debian\'s chromium package, which this test drives with playwright-core)');
+    t.fail("chromium is not installed: run scripts/setup.sh (as root; it installs Debian's chromium package, which this test drives with playwright-core)");
     return undefined;
   }
   const browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
@@ -105,14 +105,19 @@ async function render(t: ExecutionContext, html: string, shotName: string): Prom
       els.map((f) => {
         const svg = f.querySelector('svg');
         const box = svg?.getBoundingClientRect();
-        return { id: f.id || f.className, width: Math.round(box?.width ?? 0), height: Math.round(box?.height ?? 0), marks: svg ? svg.querySelectorAll('path, rect, line, circle, text').length : 0 };
+        return {
+          id: f.id || f.className,
+          width: Math.round(box?.width ?? 0),
+          height: Math.round(box?.height ?? 0),
+          marks: svg ? svg.querySelectorAll('path, rect, line, circle, text').length : 0,
+        };
       }),
     );
     const height = await page.evaluate(() => document.documentElement.scrollHeight);
     const verdicts = await page.locator('#claims .verdict').evaluateAll((els) => els.filter((e) => e.getBoundingClientRect().width > 0).length);
-    const overflowing = await page.locator('table.claims').evaluateAll((els) =>
-      els.filter((e) => e.scrollWidth > (e.parentElement?.clientWidth ?? 0) + 1).map((e) => e.closest('.claims-table')?.id ?? '?'),
-    );
+    const overflowing = await page
+      .locator('table.claims')
+      .evaluateAll((els) => els.filter((e) => e.scrollWidth > (e.parentElement?.clientWidth ?? 0) + 1).map((e) => e.closest('.claims-table')?.id ?? '?'));
     await page.screenshot({ path: shot, fullPage: true });
     t.log(`screenshot: ${shot}`);
     t.log(`sections: ${sections.join(' | ')}; charts: ${charts.map((c) => `${c.id} ${c.width}×${c.height}`).join(', ')}`);
@@ -159,7 +164,10 @@ test('a run with five repeats per dataplane renders, intervals in the comparison
   t.is(r.sections[0], 'Dataplanes side by side', r.sections.join(' | '));
   for (const s of ['Latency', 'Resources by role', 'Start-up', 'Path of a request', 'Provenance']) t.true(r.sections.includes(s), `section ${s}`);
   for (const id of ['chart-latency-percentiles', 'chart-latency-cdf', 'chart-memory-pss-by-role', 'chart-cpu-by-role']) {
-    t.true(r.charts.some((c) => c.id === id), `${id} present`);
+    t.true(
+      r.charts.some((c) => c.id === id),
+      `${id} present`,
+    );
   }
 });
 
@@ -170,17 +178,23 @@ test('an incomplete run with a failed case, beside a run with a service dependen
   if (!r) return;
   checkPage(t, r, 4);
   t.true(r.sections.includes('Service dependency map'), r.sections.join(' | '));
-  t.true(r.charts.some((c) => c.id.includes('flowmap')), 'the flow map is drawn');
+  t.true(
+    r.charts.some((c) => c.id.includes('flowmap')),
+    'the flow map is drawn',
+  );
 });
 
-test('a seed scenario\'s report: the comparison, then the claims of the source documents, verdicts shown, start-up timeline drawn; screenshot kept', async (t) => {
+test("a seed scenario's report: the comparison, then the claims of the source documents, verdicts shown, start-up timeline drawn; screenshot kept", async (t) => {
   const out = tmp();
   const { html } = await writeReport([SEED_001], { outDir: out });
   const r = await render(t, html, 'report-claims.png');
   if (!r) return;
   checkPage(t, r, 5);
   t.deepEqual(r.sections.slice(0, 2), ['Dataplanes side by side', 'Claims of the source documents'], r.sections.join(' | '));
-  t.true(r.charts.some((c) => c.id === 'chart-startup-timeline'), 'start-up timeline drawn');
+  t.true(
+    r.charts.some((c) => c.id === 'chart-startup-timeline'),
+    'start-up timeline drawn',
+  );
   t.true(r.verdicts >= 20, `${r.verdicts} verdict badges visible`);
   t.true(r.overflowing.length === 0, `claims tables fit the 1280 px page: ${r.overflowing.join(', ')}`);
 });
@@ -194,7 +208,10 @@ test('meshbench report: the same run.json twice, in fresh processes, gives byte-
     const res = await Promise.all(outs.map((o) => cli(['report', run, '--reports', o])));
     for (const r of res) t.is(r.code, 0, r.stderr);
     const pages = outs.map((o) => join(o, scenario, 'index.html'));
-    t.deepEqual(res.map((r) => r.stdout.trim()), pages.map((p) => `report: ${p}`));
+    t.deepEqual(
+      res.map((r) => r.stdout.trim()),
+      pages.map((p) => `report: ${p}`),
+    );
     const [a, b] = outs.map((o) => join(o, scenario));
     const names = readdirSync(a!).sort();
     t.deepEqual(readdirSync(b!).sort(), names);

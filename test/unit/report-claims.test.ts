@@ -23,7 +23,10 @@ test('the fixtures are real seed runs that carry their reference tables', (t) =>
     t.is(r.reference?.table, table);
     t.is(r.reference?.tables[0]?.id, table);
     t.true(r.options.quick);
-    t.true(r.cases.every((c) => c.status === 'ok'), `${f}: every case ok`);
+    t.true(
+      r.cases.every((c) => c.status === 'ok'),
+      `${f}: every case ok`,
+    );
   }
 });
 
@@ -32,7 +35,11 @@ test('claims come first: a count of verdicts, a line per published figure, then 
   const { html } = await renderReport([run]);
   const at = ['<header>', 'id="claims"', 'id="latency"'].map((s) => html.indexOf(s));
   t.false(at.includes(-1));
-  t.deepEqual([...at].sort((a, b) => a - b), at, 'header, claims, latency');
+  t.deepEqual(
+    [...at].sort((a, b) => a - b),
+    at,
+    'header, claims, latency',
+  );
 
   const tables = claimVerdicts(run);
   t.deepEqual(
@@ -82,7 +89,10 @@ test('a run without a reference has no claims section; start-up timeline and per
   const dir = mkdtempSync(join(tmpdir(), 'mb-claims-report-'));
   const res = await writeReport([SEED_001], { outDir: dir });
   for (const chart of ['startup-timeline', 'memory-pss-per-pod', 'memory-pss-per-node', 'cpu-per-pod', 'cpu-per-node'])
-    t.true(res.svgs.some((f) => f.endsWith(`/${chart}.svg`)), `${chart}: ${res.svgs.join(', ')}`);
+    t.true(
+      res.svgs.some((f) => f.endsWith(`/${chart}.svg`)),
+      `${chart}: ${res.svgs.join(', ')}`,
+    );
   const html = readFileSync(res.html, 'utf8');
   t.regex(html, /id="chart-startup-timeline"/);
   t.true(html.indexOf('id="chart-startup-timeline"') > html.indexOf('id="startup"'));

@@ -90,10 +90,26 @@ test('real run: writes index.html and chart SVGs with the measured figures', asy
     t.is(spec.$schema, undefined);
   }
   // sections in the required order
-  const order = ['<header>', 'id="latency"', 'id="chart-latency-percentiles"', 'id="chart-latency-cdf"', 'id="resources"', 'id="chart-memory-pss-by-role"', 'id="kernel"', 'id="startup"', 'id="path"', 'id="provenance"', 'id="environment"', 'id="method"'];
+  const order = [
+    '<header>',
+    'id="latency"',
+    'id="chart-latency-percentiles"',
+    'id="chart-latency-cdf"',
+    'id="resources"',
+    'id="chart-memory-pss-by-role"',
+    'id="kernel"',
+    'id="startup"',
+    'id="path"',
+    'id="provenance"',
+    'id="environment"',
+    'id="method"',
+  ];
   const at = order.map((s) => html.indexOf(s));
   t.false(at.includes(-1), `all sections present: ${order.filter((_, i) => at[i] === -1).join(', ')}`);
-  t.deepEqual([...at].sort((a, b) => a - b), at);
+  t.deepEqual(
+    [...at].sort((a, b) => a - b),
+    at,
+  );
   t.regex(html, /Softirq time is system-wide/);
   t.true(html.includes(c.resources!.method.split(';')[0]!.replace(/&/g, '&amp;')), 'resources method shown');
   t.true(html.includes(c.latencyUs!.source), 'latency source shown');
@@ -273,7 +289,12 @@ test('vega ids (clip paths) are renumbered per chart, so renders match and inlin
   const spec = {
     width: 200,
     height: 100,
-    data: { values: [{ x: 1, y: 2 }, { x: 2, y: 5 }] },
+    data: {
+      values: [
+        { x: 1, y: 2 },
+        { x: 2, y: 5 },
+      ],
+    },
     mark: { type: 'line', clip: true },
     encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative', scale: { domain: [0, 3] } } },
   };
@@ -300,10 +321,22 @@ test('service dependency map: drawn from the flow summary in run.json alone, aft
   // and in a fresh process (no state carried between renders)
   const fresh = join(dir, 'fresh');
   const mod = pathToFileURL(join(repo, 'harness/report/report.ts')).href;
-  execFileSync(process.execPath, ['--import=tsx', '--input-type=module', '-e', `const { writeReport } = await import(${JSON.stringify(mod)}); await writeReport([${JSON.stringify(run)}], { outDir: ${JSON.stringify(fresh)} });`], { cwd: repo, stdio: 'pipe' });
+  execFileSync(
+    process.execPath,
+    [
+      '--import=tsx',
+      '--input-type=module',
+      '-e',
+      `const { writeReport } = await import(${JSON.stringify(mod)}); await writeReport([${JSON.stringify(run)}], { outDir: ${JSON.stringify(fresh)} });`,
+    ],
+    { cwd: repo, stdio: 'pipe' },
+  );
   t.true(readFileSync(join(fresh, 'index.html')).equals(readFileSync(a.html)), 'same page from a fresh process');
   // The map is inline only: no extra file beside the page.
-  t.deepEqual(a.svgs.map((f) => f.slice(f.lastIndexOf('/') + 1)).filter((f) => f.includes('flow')), []);
+  t.deepEqual(
+    a.svgs.map((f) => f.slice(f.lastIndexOf('/') + 1)).filter((f) => f.includes('flow')),
+    [],
+  );
 
   const section = html.slice(html.indexOf('<section id="flows">'), html.indexOf('</section>', html.indexOf('<section id="flows">')));
   t.true(section.length > 0, 'section present');
@@ -320,7 +353,10 @@ test('service dependency map: drawn from the flow summary in run.json alone, aft
   // The edge table: one row per edge, drops by reason, L7 requests.
   const rows = section.match(/<tr class="edge-(ok|bad|warn)">/g) ?? [];
   t.is(rows.length, summary.edges.length);
-  t.regex(section, /<tr class="edge-bad"><td><code>production\/frontend<\/code><\/td><td><code>production\/public-api<\/code><\/td><td class="num">8080\/TCP<\/td><td class="num">2<\/td><td class="num">2<\/td><td class="num">2<\/td><td>—<\/td><td>—<\/td><td class="num">2<\/td><td class="num bad">1<\/td><\/tr>/);
+  t.regex(
+    section,
+    /<tr class="edge-bad"><td><code>production\/frontend<\/code><\/td><td><code>production\/public-api<\/code><\/td><td class="num">8080\/TCP<\/td><td class="num">2<\/td><td class="num">2<\/td><td class="num">2<\/td><td>—<\/td><td>—<\/td><td class="num">2<\/td><td class="num bad">1<\/td><\/tr>/,
+  );
   t.regex(section, /<td class="bad">POLICY_DENIED 1<\/td>/);
   t.regex(section, /<td>AUTH_REQUIRED 1<\/td>/);
   // Still a page that fetches nothing and runs nothing.
@@ -354,7 +390,11 @@ test('service dependency map: one per case with a flow summary, ids unique in th
   t.is((html.match(/<figure class="chart flowmap"/g) ?? []).length, 2);
   t.is((html.match(/<svg [^>]*class="flowmap"/g) ?? []).length, 2);
   const ids = [...html.matchAll(/\bid="([^"]+)"/g)].map((m) => m[1]!);
-  t.deepEqual(ids.filter((id, i) => ids.indexOf(id) !== i), [], 'no id twice');
+  t.deepEqual(
+    ids.filter((id, i) => ids.indexOf(id) !== i),
+    [],
+    'no id twice',
+  );
   t.true(ids.includes('mb-flowmap-0-arrow-bad') && ids.includes('mb-flowmap-1-arrow-bad'));
   t.false(html.includes('<img'));
   t.true(html.includes('&lt;img src=x&gt;'));
@@ -387,5 +427,8 @@ test('a degraded case is no result: out of the figures tables, charts and baseli
   t.false(resources.includes('<td rowspan="3">istio-sidecar</td>') || resources.includes('>istio-sidecar</td>'), 'not in the resources tables');
   for (const f of res.svgs) t.false(readFileSync(f, 'utf8').includes('istio-sidecar'), `${f} leaves it out`);
   t.regex(html, /<h3 id="not-results">Cases that are not results<\/h3>/);
-  t.regex(html, /<span class="badge status-degraded">degraded<\/span> <strong>istio-sidecar · http1-200qps · r0<\/strong>: <span class="error-text">1564 of 2000 requests failed \(78\.2 %, more than the 0\.1 % allowed\)<\/span> <span class="meta diagnosis">Measured, for diagnosis only: [^<]*p50 385\.0 µs/);
+  t.regex(
+    html,
+    /<span class="badge status-degraded">degraded<\/span> <strong>istio-sidecar · http1-200qps · r0<\/strong>: <span class="error-text">1564 of 2000 requests failed \(78\.2 %, more than the 0\.1 % allowed\)<\/span> <span class="meta diagnosis">Measured, for diagnosis only: [^<]*p50 385\.0 µs/,
+  );
 });

@@ -30,7 +30,10 @@ function problems(file: string): string[] {
 }
 
 const has = (t: import('ava').ExecutionContext, d: string[], file: string, line: number, re: RegExp) =>
-  t.true(d.some((x) => x.startsWith(`${file}:${line}: `) && re.test(x)), `${file}:${line} ${re}\n${d.join('\n')}`);
+  t.true(
+    d.some((x) => x.startsWith(`${file}:${line}: `) && re.test(x)),
+    `${file}:${line} ${re}\n${d.join('\n')}`,
+  );
 
 const dir = mkdtempSync(join(tmpdir(), 'mb-bounds-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -48,7 +51,14 @@ function scenario(name: string, extra = '', replace: Record<string, string> = {}
     ...replace,
   };
   const f = join(dir, name);
-  writeFileSync(f, Object.entries(keys).map(([k, v]) => `${k}: ${v}`).join('\n') + '\n' + extra);
+  writeFileSync(
+    f,
+    Object.entries(keys)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('\n') +
+      '\n' +
+      extra,
+  );
   return f;
 }
 
@@ -77,7 +87,17 @@ test('durations and repeats have upper bounds: 1h measured, 10m warm-up, 100 rep
 
 test('--duration, --warmup and --repeats overrides are bounded like the scenario keys (E_INPUT)', (t) => {
   const s = loadScenario('scenarios/quick.yaml');
-  for (const o of [{ durationS: 0 }, { durationS: -1 }, { durationS: Number.NaN }, { durationS: 3601 }, { warmupS: 0 }, { warmupS: 601 }, { repeats: 0 }, { repeats: 101 }, { repeats: 1.5 }]) {
+  for (const o of [
+    { durationS: 0 },
+    { durationS: -1 },
+    { durationS: Number.NaN },
+    { durationS: 3601 },
+    { warmupS: 0 },
+    { warmupS: 601 },
+    { repeats: 0 },
+    { repeats: 101 },
+    { repeats: 1.5 },
+  ]) {
     const e = t.throws(() => applyOverrides(s, o), { instanceOf: MeshbenchError }, JSON.stringify(o));
     t.is(e?.code, 'E_INPUT');
   }
@@ -119,7 +139,10 @@ test('a FIFO or device named on the command line gives exit 2 at once, not a han
   const topo = scenario('cli-topo.yaml', '', { topology: 'cli-fifo.yaml' });
   for (const f of [fifo, topo, '/dev/zero']) {
     // node itself (not npx), so the timeout stops the process that would block on the FIFO.
-    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'harness/cli/main.ts', 'validate', f], { timeout: 30_000, killSignal: 'SIGKILL' }).then(
+    const r = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'harness/cli/main.ts', 'validate', f], {
+      timeout: 30_000,
+      killSignal: 'SIGKILL',
+    }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code?: number; stderr?: string; killed?: boolean }) => ({ code: e.killed ? -1 : e.code, stderr: e.stderr ?? '' }),
     );
@@ -139,13 +162,22 @@ test('files outside the project are never quoted back, beyond one short token', 
     const d = problems(scenario(name, extra, replace));
     t.true(d.length > 0);
     t.false(d.join('\n').includes('SECRET'), d.join('\n'));
-    t.true(d.some((x) => /secret\.yaml:1: not a (topology file|CiliumNetworkPolicy)/.test(x)), d.join('\n'));
+    t.true(
+      d.some((x) => /secret\.yaml:1: not a (topology file|CiliumNetworkPolicy)/.test(x)),
+      d.join('\n'),
+    );
   }
   // Long tokens of the scenario itself are cut to 40 characters; control characters are escaped.
   const long = scenario('long-key.yaml', `? ${'k'.repeat(5000)}\n: 1\n"\\e[31mred\\r\\n": 2\n`);
   const d = problems(long);
-  t.true(d.every((x) => x.length < 500 && !/[\u0000-\u001f]/.test(x)), d.join('\n'));
-  t.true(d.some((x) => x.includes(`"${'k'.repeat(40)}…"`)), d.join('\n'));
+  t.true(
+    d.every((x) => x.length < 500 && !/[\u0000-\u001f]/.test(x)),
+    d.join('\n'),
+  );
+  t.true(
+    d.some((x) => x.includes(`"${'k'.repeat(40)}…"`)),
+    d.join('\n'),
+  );
   // Errors of a real /etc/shadow (when readable), named through a .yaml symlink.
   try {
     readFileSync('/etc/shadow');
@@ -198,7 +230,7 @@ test('strings that reach proxy configs or a shell are refused by validate, at th
   t.is(problems(keys).filter((x) => /bad label key/.test(x)).length, 3, problems(keys).join('\n'));
 });
 
-test('CiliumNetworkPolicy files are held to the same charsets, with the policy file\'s lines', (t) => {
+test("CiliumNetworkPolicy files are held to the same charsets, with the policy file's lines", (t) => {
   const f = fx('cnp-hostile.yaml');
   const { errors, policies } = readCiliumPolicies(f);
   t.is(policies.length, 0);
@@ -213,7 +245,8 @@ test('CiliumNetworkPolicy files are held to the same charsets, with the policy f
 
 test('eBPF identities: label sets that differ never share an identity, whatever their characters', (t) => {
   // Before: labels joined as "k8s:k=v" with "," made these two one key (and one identity).
-  const pod = (name: string, labels: Record<string, string>): PodSpec => ({ name, namespace: 'default', serviceAccount: 'default', labels }) as unknown as PodSpec;
+  const pod = (name: string, labels: Record<string, string>): PodSpec =>
+    ({ name, namespace: 'default', serviceAccount: 'default', labels }) as unknown as PodSpec;
   const ids = allocateIdentities({ pods: [pod('p1', { a: 'x,k8s:b=y' }), pod('p2', { a: 'x', b: 'y' }), pod('p3', { a: 'x', b: 'y' })] } as unknown as Cluster);
   t.not(ids.byPod.get('p1'), ids.byPod.get('p2'));
   t.is(ids.byPod.get('p2'), ids.byPod.get('p3'));

@@ -37,7 +37,24 @@ mkdirSync(join(dir, 'adir.yaml'));
 writeFileSync(join(dir, 'big.yaml'), `kind: Topology\n# ${'x'.repeat(1100 * 1024)}\n`);
 writeFileSync(join(dir, 'secret.yaml'), 'root:$6$SECRET$SECRETHASH:19000:0:99999:7:::\nkind: SECRETKIND\n');
 writeFileSync(join(dir, 'secret.txt'), 'SECRET\n');
-const SPECIAL = ['fifo.yaml', 'zero.yaml', 'loop.yaml', 'adir.yaml', 'big.yaml', 'secret.yaml', 'secret.txt', 'missing.yaml', '/dev/zero', '/dev/null', '/etc/shadow', '/etc/passwd', dir, '../../../../../../etc/shadow', 'topo.yaml', 'pol.yaml'];
+const SPECIAL = [
+  'fifo.yaml',
+  'zero.yaml',
+  'loop.yaml',
+  'adir.yaml',
+  'big.yaml',
+  'secret.yaml',
+  'secret.txt',
+  'missing.yaml',
+  '/dev/zero',
+  '/dev/null',
+  '/etc/shadow',
+  '/etc/passwd',
+  dir,
+  '../../../../../../etc/shadow',
+  'topo.yaml',
+  'pol.yaml',
+];
 
 // Seeds: every shipped scenario and fixture, with its file references made absolute.
 type Tree = unknown;
@@ -63,7 +80,9 @@ function seeds(folder: string): { tree: Tree; text: string }[] {
       return { tree, text };
     });
 }
-const SCENARIOS = [...seeds('scenarios'), ...seeds('test/fixtures/scenarios'), ...seeds('test/fixtures/scenarios/hostile')].filter((s) => s.tree && typeof s.tree === 'object');
+const SCENARIOS = [...seeds('scenarios'), ...seeds('test/fixtures/scenarios'), ...seeds('test/fixtures/scenarios/hostile')].filter(
+  (s) => s.tree && typeof s.tree === 'object',
+);
 const TOPOLOGIES = seeds('topologies');
 const POLICIES = ['cnp-orders.yaml', 'cnp-production.yaml', 'cnp-unsupported.yaml'].map((f) => readFileSync(`test/fixtures/policy/${f}`, 'utf8'));
 
@@ -72,12 +91,57 @@ const hostileString = fc.oneof(
   fc.string({ maxLength: 30 }),
   fc.string({ unit: 'binary', maxLength: 30 }),
   fc.string({ unit: 'grapheme', maxLength: 20 }),
-  fc.constantFrom("it's", 'a"b', 'a\\b', 'a\nb', 'a\r\nb', '\u001b[31mred', '\u0000', '\u2028', '', ' ', 'x,k8s:b=y', 'a=b', '-x', 'k8s:app', '0; touch /tmp/pwned', '$(id)', '`id`', '3-1', '0-4095', '/api/(', '/a(?!b)', '.*', '/it\'s', 'GET|HEAD', 'X-A: it\'s', 'X-Debug'),
+  fc.constantFrom(
+    "it's",
+    'a"b',
+    'a\\b',
+    'a\nb',
+    'a\r\nb',
+    '\u001b[31mred',
+    '\u0000',
+    '\u2028',
+    '',
+    ' ',
+    'x,k8s:b=y',
+    'a=b',
+    '-x',
+    'k8s:app',
+    '0; touch /tmp/pwned',
+    '$(id)',
+    '`id`',
+    '3-1',
+    '0-4095',
+    '/api/(',
+    '/a(?!b)',
+    '.*',
+    "/it's",
+    'GET|HEAD',
+    "X-A: it's",
+    'X-Debug',
+  ),
   fc.integer({ min: 1, max: 6000 }).map((n) => 'x'.repeat(n)),
   fc.constantFrom(...SPECIAL),
 );
 const hostileDuration = fc.oneof(
-  fc.constantFrom('0s', '0ms', '0m0s', '0', '-1s', '0.0001s', '1ms', '1h', '1h0m1s', '10m', '10m1s', '99999999h', '1e3s', '1.5.5s', 's', '', '9'.repeat(400) + 'h'),
+  fc.constantFrom(
+    '0s',
+    '0ms',
+    '0m0s',
+    '0',
+    '-1s',
+    '0.0001s',
+    '1ms',
+    '1h',
+    '1h0m1s',
+    '10m',
+    '10m1s',
+    '99999999h',
+    '1e3s',
+    '1.5.5s',
+    's',
+    '',
+    '9'.repeat(400) + 'h',
+  ),
   fc.double({ noNaN: false }),
   fc.integer({ min: -10, max: 10_000 }),
 );
@@ -89,7 +153,12 @@ const leaf: fc.Arbitrary<Tree> = fc.oneof(
   { arbitrary: fc.constantFrom(null, true, false, [], {}), weight: 1 },
 );
 const value: fc.Arbitrary<Tree> = fc.letrec<{ v: Tree }>((tie) => ({
-  v: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, fc.array(tie('v'), { maxLength: 4 }), fc.dictionary(hostileString, tie('v'), { maxKeys: 4 })),
+  v: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    leaf,
+    fc.array(tie('v'), { maxLength: 4 }),
+    fc.dictionary(hostileString, tie('v'), { maxKeys: 4 }),
+  ),
 })).v;
 
 /** Every path to a node of the tree (bounded), so a mutation can land anywhere. */
@@ -112,10 +181,25 @@ type Mutation =
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('set' as const), at: fc.nat(), v: value }), weight: 6 },
   { arbitrary: fc.record({ op: fc.constant('delete' as const), at: fc.nat() }), weight: 2 },
-  { arbitrary: fc.record({ op: fc.constant('add' as const), at: fc.nat(), key: fc.oneof(hostileString, fc.constantFrom('kind', 'validity', 'quick', 'pinning', 'policyFiles', '__proto__', 'constructor', 'toString')), v: value }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      op: fc.constant('add' as const),
+      at: fc.nat(),
+      key: fc.oneof(hostileString, fc.constantFrom('kind', 'validity', 'quick', 'pinning', 'policyFiles', '__proto__', 'constructor', 'toString')),
+      v: value,
+    }),
+    weight: 2,
+  },
   { arbitrary: fc.record({ op: fc.constant('repeat' as const), at: fc.nat(), n: fc.integer({ min: 2, max: 400 }) }), weight: 1 },
   { arbitrary: fc.record({ op: fc.constant('nest' as const), at: fc.nat(), depth: fc.integer({ min: 20, max: 60 }) }), weight: 1 },
-  { arbitrary: fc.record({ op: fc.constant('ref' as const), key: fc.constantFrom('topology' as const, 'quick' as const, 'policyFiles' as const), file: fc.constantFrom(...SPECIAL) }), weight: 2 },
+  {
+    arbitrary: fc.record({
+      op: fc.constant('ref' as const),
+      key: fc.constantFrom('topology' as const, 'quick' as const, 'policyFiles' as const),
+      file: fc.constantFrom(...SPECIAL),
+    }),
+    weight: 2,
+  },
 );
 
 function apply(tree: Tree, m: Mutation): Tree {
@@ -150,14 +234,18 @@ function apply(tree: Tree, m: Mutation): Tree {
       return tree;
     }
     case 'add':
-      if (here && typeof here === 'object' && !Array.isArray(here)) Object.defineProperty(here, m.key, { value: structuredClone(m.v), enumerable: true, writable: true, configurable: true });
+      if (here && typeof here === 'object' && !Array.isArray(here))
+        Object.defineProperty(here, m.key, { value: structuredClone(m.v), enumerable: true, writable: true, configurable: true });
       else if (Array.isArray(here)) here.push(structuredClone(m.v));
       return tree;
     case 'repeat': {
       // Up to ~200 kB of JSON (YAML indentation multiplies it): enough to pass the count caps, and the generator stays small.
       const item = Array.isArray(here) && here.length ? here[0] : here;
       const size = JSON.stringify(item ?? null)?.length ?? 4;
-      return put(path, Array.from({ length: Math.max(1, Math.min(m.n, Math.floor(2e5 / (size + 2)))) }, () => structuredClone(item)));
+      return put(
+        path,
+        Array.from({ length: Math.max(1, Math.min(m.n, Math.floor(2e5 / (size + 2)))) }, () => structuredClone(item)),
+      );
     }
     case 'nest': {
       if ((JSON.stringify(here ?? null)?.length ?? 0) > 2e4) return tree;
@@ -169,17 +257,57 @@ function apply(tree: Tree, m: Mutation): Tree {
 }
 
 /** Text-level damage after serialising: what a tree cannot express (aliases, syntax errors, encodings). */
-type TextOp = { op: 'none' } | { op: 'bomb' } | { op: 'selfAlias' } | { op: 'cut'; at: number } | { op: 'insert'; at: number; s: string } | { op: 'crlf' } | { op: 'bom' } | { op: 'dupKey' } | { op: 'tag'; s: string };
+type TextOp =
+  | { op: 'none' }
+  | { op: 'bomb' }
+  | { op: 'selfAlias' }
+  | { op: 'cut'; at: number }
+  | { op: 'insert'; at: number; s: string }
+  | { op: 'crlf' }
+  | { op: 'bom' }
+  | { op: 'dupKey' }
+  | { op: 'tag'; s: string };
 const textOp: fc.Arbitrary<TextOp> = fc.oneof(
   { arbitrary: fc.constant({ op: 'none' as const }), weight: 8 },
   fc.constant({ op: 'bomb' as const }),
   fc.constant({ op: 'selfAlias' as const }),
   fc.record({ op: fc.constant('cut' as const), at: fc.nat() }),
-  fc.record({ op: fc.constant('insert' as const), at: fc.nat(), s: fc.oneof(fc.string({ unit: 'binary', maxLength: 8 }), fc.constantFrom('\t', ': ', '- ', '&a ', '*a', '*nope', '!!binary ', '!<tag:x> ', '%YAML 1.1\n---\n', '---\n', '"', "'", '{', '[', '? ', '<<: *a\n', '\\', '#', '|\n', '>-\n')) }),
+  fc.record({
+    op: fc.constant('insert' as const),
+    at: fc.nat(),
+    s: fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 8 }),
+      fc.constantFrom(
+        '\t',
+        ': ',
+        '- ',
+        '&a ',
+        '*a',
+        '*nope',
+        '!!binary ',
+        '!<tag:x> ',
+        '%YAML 1.1\n---\n',
+        '---\n',
+        '"',
+        "'",
+        '{',
+        '[',
+        '? ',
+        '<<: *a\n',
+        '\\',
+        '#',
+        '|\n',
+        '>-\n',
+      ),
+    ),
+  }),
   fc.constant({ op: 'crlf' as const }),
   fc.constant({ op: 'bom' as const }),
   fc.constant({ op: 'dupKey' as const }),
-  fc.record({ op: fc.constant('tag' as const), s: fc.constantFrom('!!str', '!!int', '!!float', '!!map', '!!seq', '!!set', '!!omap', '!!timestamp', '!custom', `!${'t'.repeat(200)}`) }),
+  fc.record({
+    op: fc.constant('tag' as const),
+    s: fc.constantFrom('!!str', '!!int', '!!float', '!!map', '!!seq', '!!set', '!!omap', '!!timestamp', '!custom', `!${'t'.repeat(200)}`),
+  }),
 );
 
 function damage(text: string, op: TextOp): string {
@@ -285,7 +413,9 @@ test(`scenario loader: ${RUNS} hostile inputs end in exit 0 or 2 with file:line,
   );
   if (r.failed) {
     const cut = (s: string) => (s.length > 3000 ? `${s.slice(0, 3000)}…` : s);
-    t.fail(`property failed after ${r.numRuns} case(s) (seed ${r.seed}, path ${r.counterexamplePath}):\n${cut(String((r.errorInstance as Error)?.message ?? r.errorInstance))}\ncounterexample: ${cut(fc.stringify(r.counterexample))}`);
+    t.fail(
+      `property failed after ${r.numRuns} case(s) (seed ${r.seed}, path ${r.counterexamplePath}):\n${cut(String((r.errorInstance as Error)?.message ?? r.errorInstance))}\ncounterexample: ${cut(fc.stringify(r.counterexample))}`,
+    );
     return;
   }
   const elapsed = (performance.now() - start) / 1000;

@@ -29,7 +29,11 @@ test('the shipped scenarios are valid', (t) => {
 
 test('a broken scenario reports every problem at once, each as file:line: message', (t) => {
   const d = problems(fx('broken.yaml'));
-  const at = (line: number, re: RegExp) => t.true(d.some((x) => x.startsWith(`${fx('broken.yaml')}:${line}: `) && re.test(x)), `line ${line} ${re}`);
+  const at = (line: number, re: RegExp) =>
+    t.true(
+      d.some((x) => x.startsWith(`${fx('broken.yaml')}:${line}: `) && re.test(x)),
+      `line ${line} ${re}`,
+    );
   at(3, /name: must be a lowercase DNS label/);
   at(6, /client\.node: unknown node "node9"/);
   at(10, /targetPort: Too big/);

@@ -9,7 +9,10 @@ import { MeshbenchError } from '../../harness/errors.js';
 import { dataplaneNames } from '../../harness/dataplanes/registry.js';
 
 const dataplanes = dataplaneNames();
-const seeds = readdirSync('scenarios').filter((f) => /^seed-.*\.yaml$/.test(f)).sort().map((f) => `scenarios/${f}`);
+const seeds = readdirSync('scenarios')
+  .filter((f) => /^seed-.*\.yaml$/.test(f))
+  .sort()
+  .map((f) => `scenarios/${f}`);
 const ids = referenceTableIds();
 
 function problems(file: string, opts = {}): string[] {
@@ -96,8 +99,14 @@ dataplanes: [baseline]
   const f = join(dir, 's.yaml');
   writeFileSync(f, JSON.stringify(src));
   const d = problems(f);
-  t.true(d.some((x) => /reference: unknown key\(s\) "colour"/.test(x)), d.join('\n'));
-  t.true(d.some((x) => /reference\.scaling\.qps: /.test(x)), d.join('\n'));
+  t.true(
+    d.some((x) => /reference: unknown key\(s\) "colour"/.test(x)),
+    d.join('\n'),
+  );
+  t.true(
+    d.some((x) => /reference\.scaling\.qps: /.test(x)),
+    d.join('\n'),
+  );
 });
 
 test('seed-000 runs 500 pods on 50 nodes, and its quick form 100 pods on 4 (quick.topology, quick.replicas)', (t) => {

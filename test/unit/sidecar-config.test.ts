@@ -22,14 +22,32 @@ const routes = outboundRoutes(s, c);
 const profile = (scope: SidecarProfile['scope'], upstream: SidecarProfile['upstream']) =>
   ({ scope, upstream, uid: 1337, gid: 1337, threads: 2, outboundPort: 15001, inboundPort: 15006, appSource: '127.0.0.6' }) as SidecarProfile;
 const spec = (scope: SidecarProfile['scope'], podName: string, upstream: SidecarProfile['upstream'] = 'h1') =>
-  sidecarSpec(profile(scope, upstream), s, c, c.pods.find((p) => p.name === podName)!, { rootCertFile: '/ca/root.pem' }, `/ca/${podName}.bundle.pem`, all, routes);
+  sidecarSpec(
+    profile(scope, upstream),
+    s,
+    c,
+    c.pods.find((p) => p.name === podName)!,
+    { rootCertFile: '/ca/root.pem' },
+    `/ca/${podName}.bundle.pem`,
+    all,
+    routes,
+  );
 
 test('istio scope: every sidecar holds every Service; linkerd scope: only what the pod calls and where its routes lead', (t) => {
   t.is(all.length, 5);
   t.is(spec('whole-mesh', 'client').services.length, 5);
   t.is(spec('whole-mesh', 'other-0').services.length, 5);
-  t.deepEqual(spec('used', 'client').services.map((x) => x.name).sort(), ['api-service', 'api-service-v1', 'api-service-v2', 'other', 'public-api']);
-  t.deepEqual(spec('used', 'other-0').services.map((x) => x.name), ['public-api'], 'a chain link knows the next service');
+  t.deepEqual(
+    spec('used', 'client')
+      .services.map((x) => x.name)
+      .sort(),
+    ['api-service', 'api-service-v1', 'api-service-v2', 'other', 'public-api'],
+  );
+  t.deepEqual(
+    spec('used', 'other-0').services.map((x) => x.name),
+    ['public-api'],
+    'a chain link knows the next service',
+  );
   t.deepEqual(spec('used', 'public-api-0').services, [], 'a server that calls nobody knows no destination');
 });
 
@@ -42,7 +60,11 @@ test('the rendered config: uid, listeners, routing by original destination, pool
   const api = c.services.find((x) => x.name === 'public-api')!;
   const ep = api.backends[0];
   t.true(cfg.includes(`use_backend out_default_public-api_80 if { dst ${api.vip} } { dst_port 80 }`));
-  t.true(cfg.includes(`server ${ep.name} ${ep.ip}:8080 ssl crt /ca/client.bundle.pem ca-file /ca/root.pem verify required verifyhost spiffe://cluster.local/ns/default/sa/public-api alpn http/1.1`));
+  t.true(
+    cfg.includes(
+      `server ${ep.name} ${ep.ip}:8080 ssl crt /ca/client.bundle.pem ca-file /ca/root.pem verify required verifyhost spiffe://cluster.local/ns/default/sa/public-api alpn http/1.1`,
+    ),
+  );
   t.regex(cfg, /bind 0\.0\.0\.0:15006 ssl crt \/ca\/client\.bundle\.pem ca-file \/ca\/root\.pem verify required/);
 });
 
@@ -58,9 +80,13 @@ test('canary: header rule first, then a cumulative 90/10 draw, then every other 
   const vip = c.services.find((x) => x.name === 'api-service')!.vip;
   const at = `{ dst ${vip} } { dst_port 80 }`;
   const lines = cfg.split('\n').map((l) => l.trim());
-  const h = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v2_80) if ${at} { req.hdr(x-canary) -m str true } !{ var(txn.route) -m found }`);
+  const h = lines.indexOf(
+    `http-request set-var(txn.route) str(default_api-service-v2_80) if ${at} { req.hdr(x-canary) -m str true } !{ var(txn.route) -m found }`,
+  );
   const draw = lines.indexOf(`http-request set-var(txn.split) rand(100) if ${at} !{ var(txn.route) -m found }`);
-  const w1 = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v1_80) if ${at} !{ var(txn.route) -m found } { var(txn.split) -m int lt 90 }`);
+  const w1 = lines.indexOf(
+    `http-request set-var(txn.route) str(default_api-service-v1_80) if ${at} !{ var(txn.route) -m found } { var(txn.split) -m int lt 90 }`,
+  );
   const w2 = lines.indexOf(`http-request set-var(txn.route) str(default_api-service-v2_80) if ${at} !{ var(txn.route) -m found }`);
   const use = lines.indexOf('use_backend out_default_api-service-v2_80 if { var(txn.route) -m str default_api-service-v2_80 }');
   const plain = lines.indexOf(`use_backend out_default_api-service_80 if ${at}`);
@@ -92,7 +118,11 @@ for (const [name, input] of Object.entries(routeSets))
       const other = c.services.find((x) => x.name === 'other')!;
       t.is(evalFrontend(cfg, 'outbound', { dst: other.vip, dport: 80, path: '/v2/x', headers: {}, draw: 0 }).backend, 'out_default_other_80');
     }
-    t.deepEqual(rs[0].rules?.map((r) => r.pathPrefix), routed.routes[0].rules.map((x) => x.match?.pathPrefix), 'every rule kept, with its path prefix');
+    t.deepEqual(
+      rs[0].rules?.map((r) => r.pathPrefix),
+      routed.routes[0].rules.map((x) => x.match?.pathPrefix),
+      'every rule kept, with its path prefix',
+    );
   });
 
 test('HAProxy accepts a sidecar config with path-prefix routes', async (t) => {
@@ -100,9 +130,20 @@ test('HAProxy accepts a sidecar config with path-prefix routes', async (t) => {
   if (!bin) return t.pass('haproxy not installed here');
   const dir = mkdtempSync(join(tmpdir(), 'mb-sc-'));
   const routed = { ...s, routes: routeSets['path, headers+path (weighted), headers, catch-all split'].map((r) => RouteSchema.parse(r)) };
-  const sp = sidecarSpec(profile('whole-mesh', 'h1'), routed, c, c.client, { rootCertFile: '/ca/root.pem' }, '/ca/client.bundle.pem', all, outboundRoutes(routed, c));
+  const sp = sidecarSpec(
+    profile('whole-mesh', 'h1'),
+    routed,
+    c,
+    c.client,
+    { rootCertFile: '/ca/root.pem' },
+    '/ca/client.bundle.pem',
+    all,
+    outboundRoutes(routed, c),
+  );
   // Only the outbound frontend's rules are checked: certificates and the uid are not on this host.
-  const cfg = renderSidecar(sp).replace(/ ssl crt .*$/gm, '').replace(/^ {2}(uid|gid|stats socket) .*$/gm, '');
+  const cfg = renderSidecar(sp)
+    .replace(/ ssl crt .*$/gm, '')
+    .replace(/^ {2}(uid|gid|stats socket) .*$/gm, '');
   writeFileSync(join(dir, 'client.cfg'), cfg.slice(0, cfg.indexOf('frontend inbound')));
   const r = await exec(bin, ['-c', '-f', join(dir, 'client.cfg')], { allowFail: true });
   t.is(r.code, 0, r.stdout + r.stderr);

@@ -27,13 +27,19 @@ test('rng: the same seed gives the same stream, pinned so a change of generator 
   const a = rng('meshbench');
   const b = rng('meshbench');
   const xs = Array.from({ length: 100 }, () => a.next());
-  t.deepEqual(xs, Array.from({ length: 100 }, () => b.next()));
+  t.deepEqual(
+    xs,
+    Array.from({ length: 100 }, () => b.next()),
+  );
   t.is(hashSeed('meshbench'), 2696070363);
   t.deepEqual(xs.slice(0, 3), [0.48248606198467314, 0.4541167749557644, 0.048335023457184434]);
   t.true(xs.every((x) => x >= 0 && x < 1));
   t.is(hashSeed(7), hashSeed('7'));
   const other = rng('meshbench2');
-  t.notDeepEqual(Array.from({ length: 10 }, () => other.next()), xs.slice(0, 10));
+  t.notDeepEqual(
+    Array.from({ length: 10 }, () => other.next()),
+    xs.slice(0, 10),
+  );
   const ints = rng('ints');
   for (let i = 0; i < 1000; i++) {
     const k = ints.int(6);
@@ -118,7 +124,11 @@ test('pairedDiffCI: median of per-pair differences, tuples or objects', (t) => {
   const p = pairedDiffCI(objs, { seed: 1 });
   t.is(p.estimate, 5.5);
   t.true(p.low >= 4 && p.high <= 7);
-  const u = diffCI(objs.map((o) => o.a), objs.map((o) => o.b), { seed: 1 });
+  const u = diffCI(
+    objs.map((o) => o.a),
+    objs.map((o) => o.b),
+    { seed: 1 },
+  );
   t.true(u.high - u.low > 100);
 });
 
@@ -211,13 +221,28 @@ test('overhead: paired by (workload, repeat) within a run, median of the differe
   t.deepEqual(overhead(cases, 'ebpf', 'baseline', 'p50'), [o], 'deterministic');
 
   // A metric given as a function, and unpaired when no repeat has both.
-  const unpaired = overhead([fakeCase('baseline', 0, 300), fakeCase('baseline', 1, 302), fakeCase('ebpf', 5, 350), fakeCase('ebpf', 6, 360)], 'ebpf', 'baseline', (c) => c.latencyUs?.p90);
+  const unpaired = overhead(
+    [fakeCase('baseline', 0, 300), fakeCase('baseline', 1, 302), fakeCase('ebpf', 5, 350), fakeCase('ebpf', 6, 360)],
+    'ebpf',
+    'baseline',
+    (c) => c.latencyUs?.p90,
+  );
   t.is(unpaired.length, 1);
   t.false(unpaired[0]!.paired);
   t.is(unpaired[0]!.estimate, 2 * 355 - 2 * 301);
 
   // One result per workload in which both dataplanes ran.
-  const two = overhead([...cases, fakeCase('baseline', 0, 100, { workload: 'grpc' }), fakeCase('ebpf', 0, 140, { workload: 'grpc' }), fakeCase('ebpf', 0, 1, { workload: 'only-ebpf' })], 'ebpf', 'baseline', 'p50');
+  const two = overhead(
+    [
+      ...cases,
+      fakeCase('baseline', 0, 100, { workload: 'grpc' }),
+      fakeCase('ebpf', 0, 140, { workload: 'grpc' }),
+      fakeCase('ebpf', 0, 1, { workload: 'only-ebpf' }),
+    ],
+    'ebpf',
+    'baseline',
+    'p50',
+  );
   t.deepEqual(
     two.map((x) => [x.workload, x.estimate]),
     [
@@ -228,7 +253,7 @@ test('overhead: paired by (workload, repeat) within a run, median of the differe
   t.throws(() => overhead(cases, 'ebpf', 'baseline', 'p42'), { message: /unknown metric "p42"/ });
 });
 
-test('basic statistics are simple-statistics\' (type-7 quantiles), with NaN for an empty sample instead of a throw', (t) => {
+test("basic statistics are simple-statistics' (type-7 quantiles), with NaN for an empty sample instead of a throw", (t) => {
   const xs = [7, 1, 4, 4, 10, 2.5];
   t.is(median(xs), ss.median(xs));
   t.is(mean(xs), ss.mean(xs));

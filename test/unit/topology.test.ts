@@ -39,8 +39,14 @@ test('100 × 10: every name carries the prefix, links fit in 15 characters, addr
 test('replicas spread round-robin over the placement; selectors pick up matching pods of other services', (t) => {
   const s = loadScenario('test/fixtures/scenarios/ok-inline.yaml');
   const c = buildCluster(s, 'mbtest');
-  t.deepEqual(c.services[0].backends.map((b) => b.node), ['node1', 'node2', 'node3']);
-  t.deepEqual(c.services[1].backends.map((b) => b.node), ['node3']);
+  t.deepEqual(
+    c.services[0].backends.map((b) => b.node),
+    ['node1', 'node2', 'node3'],
+  );
+  t.deepEqual(
+    c.services[1].backends.map((b) => b.node),
+    ['node3'],
+  );
 
   s.services = [
     { ...s.services[0], name: 'web', replicas: 1, selector: { app: 'web' }, labels: { version: 'v1' } },
@@ -48,7 +54,10 @@ test('replicas spread round-robin over the placement; selectors pick up matching
   ];
   const c2 = buildCluster(s, 'mbtest');
   t.deepEqual(c2.services[0].backends.map((b) => b.name).sort(), ['web-0', 'web-v2-0']);
-  t.deepEqual(c2.services[1].backends.map((b) => b.name), ['web-v2-0']);
+  t.deepEqual(
+    c2.services[1].backends.map((b) => b.name),
+    ['web-v2-0'],
+  );
 });
 
 test('VIPs count up through the service range', (t) => {
@@ -76,7 +85,10 @@ test('kube-proxy rules: prefixed chains, random choice with 1/n probabilities, D
     t.true(rules.includes(`-A ${n.sep(web, b.ip)} -s ${b.ip}/32 -m comment --comment "default/web:80" -j MBTEST-MARK-MASQ`));
   }
   // Every chain declared once, every chain name within iptables' 28 characters.
-  const declared = rules.split('\n').filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0]);
+  const declared = rules
+    .split('\n')
+    .filter((l) => l.startsWith(':'))
+    .map((l) => l.slice(1).split(' ')[0]);
   t.is(new Set(declared).size, declared.length);
   for (const ch of declared) t.true(ch.length <= 28 && ch.startsWith('MBTEST-'), ch);
 });
@@ -84,7 +96,14 @@ test('kube-proxy rules: prefixed chains, random choice with 1/n probabilities, D
 test('one-replica services without placement spread over the nodes', (t) => {
   const s = loadScenario('scenarios/quick.yaml');
   s.topology = { ...s.topology, nodes: 5 };
-  s.services = Array.from({ length: 500 }, (_, i) => ({ name: `svc-${i}`, namespace: 'default', port: 80, targetPort: 8080, protocol: 'http' as const, replicas: 1 }));
+  s.services = Array.from({ length: 500 }, (_, i) => ({
+    name: `svc-${i}`,
+    namespace: 'default',
+    port: 80,
+    targetPort: 8080,
+    protocol: 'http' as const,
+    replicas: 1,
+  }));
   const c = buildCluster(s, 'mbtest');
   for (const n of c.nodes) t.true(n.pods.length >= 100 && n.pods.length <= 101, `${n.name}: ${n.pods.length}`);
 });
@@ -93,14 +112,22 @@ test('pod blocks: /24 per node up to 250 pods, a larger block when one node hold
   t.is(podBlockBits(250, 250), 24);
   t.is(podBlockBits(251, 2), 23);
   t.is(podBlockBits(1000, 2), 22);
-  t.throws(() => podBlockBits(500, 200), { message: /200 node\(s\) with up to 500 pods each do not fit the pod range 198\.19\.0\.0\/16 \(a \/23 per node leaves room for 127 nodes\)/ });
+  t.throws(() => podBlockBits(500, 200), {
+    message: /200 node\(s\) with up to 500 pods each do not fit the pod range 198\.19\.0\.0\/16 \(a \/23 per node leaves room for 127 nodes\)/,
+  });
   const s = loadScenario('scenarios/quick.yaml');
   s.topology = { ...s.topology, nodes: ['node1', 'node2'], podsPerNode: 240 }; // node2: 240 idle + 64 backends
   s.services = [{ name: 'many', namespace: 'default', port: 80, targetPort: 8080, protocol: 'http', replicas: 64, nodes: ['node2'] }];
   s.workloads = [{ ...s.workloads[0], chain: ['many'] }];
   const c = buildCluster(s, 'mbtst1');
   t.is(c.podBlockBits, 23);
-  t.deepEqual(c.nodes.map((n) => [n.podCidr, n.gatewayIp]), [['198.19.2.0/23', '198.19.2.1'], ['198.19.4.0/23', '198.19.4.1']]);
+  t.deepEqual(
+    c.nodes.map((n) => [n.podCidr, n.gatewayIp]),
+    [
+      ['198.19.2.0/23', '198.19.2.1'],
+      ['198.19.4.0/23', '198.19.4.1'],
+    ],
+  );
   const ips = c.pods.map((p) => p.ip);
   t.is(new Set(ips).size, ips.length);
   const n2 = c.nodes[1].pods;

@@ -26,7 +26,11 @@ test('server sidecar: 88 qps of 200 and 4 errors is degraded even with every pro
   t.regex(r.validity.reasons.join('\n'), /achieved 88 qps of 200 requested \(44 %, less than the 95 % required\)/);
   t.regex(r.validity.reasons.join('\n'), /4 of 352 requests failed/);
   // with its sidecar down it is failed
-  t.is(judgeCase({ requestedQps: 200, actual: { qps: 88, requests: 352, errors: 4 }, latencyCount: 348, processesDown: [{ ...proxyDown, name: 'proxy-echo-0' }] }).status, 'failed');
+  t.is(
+    judgeCase({ requestedQps: 200, actual: { qps: 88, requests: 352, errors: 4 }, latencyCount: 348, processesDown: [{ ...proxyDown, name: 'proxy-echo-0' }] })
+      .status,
+    'failed',
+  );
 });
 
 test('within bounds is ok; the bounds are inclusive; closed loop has no rate to reach', (t) => {
@@ -65,7 +69,8 @@ test("the scenario's validity bounds, each falling back to the default", (t) => 
 });
 
 test('processes down: any role but the load generator, before or during the window', (t) => {
-  const p = (name: string, role: string, extra: Partial<LabProcess>) => ({ name, role, pid: 1, child: undefined as never, exited: Promise.resolve(0), ...extra }) as LabProcess;
+  const p = (name: string, role: string, extra: Partial<LabProcess>) =>
+    ({ name, role, pid: 1, child: undefined as never, exited: Promise.resolve(0), ...extra }) as LabProcess;
   const procs = [
     p('load-warmup', 'load', { exitCode: 0, exitedAt: 5 }),
     p('load', 'load', { exitCode: 0, exitedAt: 20 }),
@@ -81,6 +86,18 @@ test('processes down: any role but the load generator, before or during the wind
 });
 
 test('notOkSummary names each case that is not a result with its reasons', (t) => {
-  const c = (status: CaseResult['status'], reasons: string[], error?: string) => ({ index: 1, dataplane: 'istio-sidecar', workload: 'w', repeat: 0, status, error, validity: { ok: status === 'ok', reasons, processesDown: [], limits: DEFAULT_VALIDITY } }) as unknown as CaseResult;
-  t.deepEqual(notOkSummary([c('ok', []), c('degraded', ['a', 'b']), c('failed', [], 'boom')]), ['case 1 (istio-sidecar w r0) degraded: a; b', 'case 1 (istio-sidecar w r0) failed: boom']);
+  const c = (status: CaseResult['status'], reasons: string[], error?: string) =>
+    ({
+      index: 1,
+      dataplane: 'istio-sidecar',
+      workload: 'w',
+      repeat: 0,
+      status,
+      error,
+      validity: { ok: status === 'ok', reasons, processesDown: [], limits: DEFAULT_VALIDITY },
+    }) as unknown as CaseResult;
+  t.deepEqual(notOkSummary([c('ok', []), c('degraded', ['a', 'b']), c('failed', [], 'boom')]), [
+    'case 1 (istio-sidecar w r0) degraded: a; b',
+    'case 1 (istio-sidecar w r0) failed: boom',
+  ]);
 });

@@ -36,7 +36,13 @@ test('orderings: every step rises, some step falls, within the intervals, missin
   const order = ['ebpf', 'ebpf-l7', 'istio-sidecar'];
   t.is(judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(700, 650, 750), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict, 'reproduced');
   t.is(judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(1200, 1150, 1250), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict, 'contradicted');
-  t.is(judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(980, 900, 1050), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict, 'same direction, different size');
-  t.is(judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(1010, 900, 1050), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict, 'not measurable here');
+  t.is(
+    judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(980, 900, 1050), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict,
+    'same direction, different size',
+  );
+  t.is(
+    judgeOrdering(order, { ebpf: iv(300, 290, 310), 'ebpf-l7': iv(1010, 900, 1050), 'istio-sidecar': iv(1000, 950, 1100) }, 'µs').verdict,
+    'not measurable here',
+  );
   t.regex(judgeOrdering(order, { ebpf: iv(1, 1, 1) }, 'µs').why, /not measured in this run: ebpf-l7, istio-sidecar/);
 });

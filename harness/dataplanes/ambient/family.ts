@@ -80,7 +80,19 @@ function withWaypoints(a: InboundAuthz, pod: PodSpec, c: Cluster, waypoints: Way
 }
 
 /** One node's proxy: every local meshed pod, the node's tables; undefined when the node has no meshed pod. */
-function nodeProxySpec(o: NodeProxyOptions, s: Scenario, c: Cluster, node: string, identities: Map<string, string>, waypoints: Waypoint[], all: OutboundService[], rootCaFile: string, mapDir: string, netns: string, adminSocket = join(STATE_DIR, c.prefix, 'node-proxy', `${netns}.sock`)): NodeProxySpec | undefined {
+function nodeProxySpec(
+  o: NodeProxyOptions,
+  s: Scenario,
+  c: Cluster,
+  node: string,
+  identities: Map<string, string>,
+  waypoints: Waypoint[],
+  all: OutboundService[],
+  rootCaFile: string,
+  mapDir: string,
+  netns: string,
+  adminSocket = join(STATE_DIR, c.prefix, 'node-proxy', `${netns}.sock`),
+): NodeProxySpec | undefined {
   const pods = nodeProxyPods(s, c, node, identities, waypoints);
   if (!pods.length) return undefined;
   return {
@@ -106,7 +118,13 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
     name: o.name,
     summary: o.summary,
 
-    needs: [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { tool: 'setpriv' }, { engine: 'haproxy', flags: ['NS', 'TPROXY'] }, { host: 'iptables TPROXY' }],
+    needs: [
+      { tool: 'haproxy' },
+      { tool: 'iptables-restore' },
+      { tool: 'setpriv' },
+      { engine: 'haproxy', flags: ['NS', 'TPROXY'] },
+      { host: 'iptables TPROXY' },
+    ],
 
     plan(p: PlanContext) {
       const { cluster: c, scenario: s } = p;
@@ -119,7 +137,18 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       for (const w of waypoints) configs[`waypoint-${w.namespace}`] = renderWaypoint(w.spec);
       const identities = new Map(c.pods.map((x) => [x.name, bundle(x.namespace, x.serviceAccount)]));
       for (const n of c.nodes) {
-        const spec = nodeProxySpec(o, s, c, n.name, identities, waypoints.map((w) => w.waypoint), all, rootCaFile, join('node-proxies', n.name), n.netns);
+        const spec = nodeProxySpec(
+          o,
+          s,
+          c,
+          n.name,
+          identities,
+          waypoints.map((w) => w.waypoint),
+          all,
+          rootCaFile,
+          join('node-proxies', n.name),
+          n.netns,
+        );
         if (!spec) continue;
         const { config, maps } = renderNodeProxy(spec);
         configs[n.name] = config;
@@ -146,18 +175,14 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       const startup: Record<string, PodStartup> = {};
       const identities = new Map<string, string>();
       const meshPods = c.pods.filter((p) => p.role !== 'idle');
-      await pMap(
-        meshPods,
-        8,
-        async (pod) => {
-          const a = performance.now();
-          const id = await ca.issue(pod.namespace, pod.serviceAccount);
-          identities.set(pod.name, id.bundleFile);
-          const b = performance.now();
-          await capture.apply(pod);
-          startup[pod.name] = { certificateMs: b - a, captureMs: performance.now() - b };
-        },
-      );
+      await pMap(meshPods, 8, async (pod) => {
+        const a = performance.now();
+        const id = await ca.issue(pod.namespace, pod.serviceAccount);
+        identities.set(pod.name, id.bundleFile);
+        const b = performance.now();
+        await capture.apply(pod);
+        startup[pod.name] = { certificateMs: b - a, captureMs: performance.now() - b };
+      });
 
       const waypoints = o.waypoint ? await startWaypoints(ctx, ca, all, dir) : [];
 
@@ -166,7 +191,19 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       const adminSockets: Record<string, string> = {};
       await Promise.all(
         c.nodes.map(async (n) => {
-          const spec = nodeProxySpec(o, s, c, n.name, identities, waypoints.map((w) => w.waypoint), all, ca.rootCertFile, join(dir, n.name), n.netns, join(sockDir, `${n.netns}.sock`));
+          const spec = nodeProxySpec(
+            o,
+            s,
+            c,
+            n.name,
+            identities,
+            waypoints.map((w) => w.waypoint),
+            all,
+            ca.rootCertFile,
+            join(dir, n.name),
+            n.netns,
+            join(sockDir, `${n.netns}.sock`),
+          );
           if (!spec) return;
           const pods = spec.pods;
           const { config, maps } = renderNodeProxy(spec);
@@ -176,7 +213,14 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
           for (const [path, text] of Object.entries(maps)) writeFileSync(path, text);
           configBytes.push(Buffer.byteLength(config) + Object.values(maps).reduce((a, m) => a + Buffer.byteLength(m), 0));
           const t0 = performance.now();
-          const proc = spawnHaproxy(ctx.procs, { name: `node-proxy-${n.name}`, role: 'node-proxy', netns: n.netns, configFile: file, logFile: join(dir, `${n.name}.log`), as: { uid: NODE_PROXY_UID, caps: NODE_PROXY_CAPS } });
+          const proc = spawnHaproxy(ctx.procs, {
+            name: `node-proxy-${n.name}`,
+            role: 'node-proxy',
+            netns: n.netns,
+            configFile: file,
+            logFile: join(dir, `${n.name}.log`),
+            as: { uid: NODE_PROXY_UID, caps: NODE_PROXY_CAPS },
+          });
           await Promise.all(pods.map((p) => waitListening(p.netns, [15001, 15006, 15008], 15000, proc)));
           nodeStartMs[n.name] = Math.round(performance.now() - t0);
           adminSockets[n.name] = spec.adminSocket;
@@ -212,12 +256,16 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
                   instances: waypoints.length,
                   configBytes: Math.round(waypoints.reduce((a, w) => a + w.configBytes, 0) / Math.max(1, waypoints.length)),
                   placement: Object.fromEntries(waypoints.map((w) => [w.namespace, w.node])),
-                  mechanism: "one HAProxy per namespace in its own pod (HTTP mode), the namespace enrolled as a whole (istio.io/use-waypoint): tunnels from source node proxies arrive with the source identity, the waypoint applies the Services' L7 policy and routes, then tunnels to the endpoint's node proxy with its own identity",
+                  mechanism:
+                    "one HAProxy per namespace in its own pod (HTTP mode), the namespace enrolled as a whole (istio.io/use-waypoint): tunnels from source node proxies arrive with the source identity, the waypoint applies the Services' L7 policy and routes, then tunnels to the endpoint's node proxy with its own identity",
                 },
               }
             : {}),
           capture: { engine: 'iptables', version: await toolVersion('iptables'), mechanism: capture.mechanism },
-          'mesh-ca': { engine: tls.library, mechanism: `per-run root CA, ${tls.keyType} workload certificates held by the node proxies for their local service accounts` },
+          'mesh-ca': {
+            engine: tls.library,
+            mechanism: `per-run root CA, ${tls.keyType} workload certificates held by the node proxies for their local service accounts`,
+          },
         },
         path: {
           userSpaceHops: o.waypoint ? 3 : 2,
@@ -269,7 +317,11 @@ function waypointPlans(c: Cluster, s: Scenario, all: OutboundService[], rootCaFi
       adminSocket: join(STATE_DIR, c.prefix, `${pod.netns}.sock`),
       services: fronted.map((svc) => {
         const spec = c.services.find((x) => x.namespace === svc.namespace && x.name === svc.name)!;
-        return { service: svc, targetPort: spec.targetPort, authz: spec.backends.length ? inboundAuthz(s, c, spec.backends[0]) : { enforced: false, ports: [] } };
+        return {
+          service: svc,
+          targetPort: spec.targetPort,
+          authz: spec.backends.length ? inboundAuthz(s, c, spec.backends[0]) : { enforced: false, ports: [] },
+        };
       }),
       routes: nsRoutes,
       targets: all.filter((x) => targetKeys.has(x.key)),
@@ -289,7 +341,13 @@ async function startWaypoints(ctx: DataplaneContext, ca: MeshCA, all: OutboundSe
     const cfg = renderWaypoint(w.spec);
     const file = join(dir, `waypoint-${w.namespace}.cfg`);
     writeFileSync(file, cfg);
-    const proc = spawnHaproxy(ctx.procs, { name: `waypoint-${w.namespace}`, role: 'waypoint', netns: w.pod.netns, configFile: file, logFile: join(dir, `waypoint-${w.namespace}.log`) });
+    const proc = spawnHaproxy(ctx.procs, {
+      name: `waypoint-${w.namespace}`,
+      role: 'waypoint',
+      netns: w.pod.netns,
+      configFile: file,
+      logFile: join(dir, `waypoint-${w.namespace}.log`),
+    });
     await waitListening(w.pod.netns, 15008, 15000, proc);
     out.push({ namespace: w.namespace, node: w.node, configBytes: Buffer.byteLength(cfg), adminSocket: w.spec.adminSocket, waypoint: w.waypoint });
   }

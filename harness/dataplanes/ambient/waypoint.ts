@@ -5,7 +5,8 @@ import { istioCniCapture, nodeProxyDataplane } from './family.js';
 
 export const ambientWaypoint = nodeProxyDataplane({
   name: 'ambient-waypoint',
-  summary: 'Istio Ambient with a waypoint per namespace (HAProxy standing in for Envoy): node proxy → waypoint → node proxy, L7 policy and routes at the waypoint',
+  summary:
+    'Istio Ambient with a waypoint per namespace (HAProxy standing in for Envoy): node proxy → waypoint → node proxy, L7 policy and routes at the waypoint',
   capture: istioCniCapture,
   threads: 2,
   keepSourceIp: false,

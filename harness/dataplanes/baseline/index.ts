@@ -18,7 +18,12 @@ export const baseline: Dataplane = {
     const version = (await toolVersion('iptables')) ?? 'unknown';
     return {
       provenance: {
-        'service-lb': { engine: 'iptables', version, configBytes: rulesBytes, mechanism: 'kube-proxy iptables mode: nat DNAT chains with statistic-mode random endpoint choice, per node namespace' },
+        'service-lb': {
+          engine: 'iptables',
+          version,
+          configBytes: rulesBytes,
+          mechanism: 'kube-proxy iptables mode: nat DNAT chains with statistic-mode random endpoint choice, per node namespace',
+        },
       },
       path: {
         userSpaceHops: 0,

@@ -117,7 +117,9 @@ const defaultClock = {
 };
 
 export async function defaultWriteAuth(w: AuthMapWrite): Promise<void> {
-  await exec('bpftool', ['map', 'update', 'pinned', w.map, 'key', 'hex', ...w.keyHex.split(' '), 'value', 'hex', ...w.valueHex.split(' ')], { timeoutMs: 10_000 });
+  await exec('bpftool', ['map', 'update', 'pinned', w.map, 'key', 'hex', ...w.keyHex.split(' '), 'value', 'hex', ...w.valueHex.split(' ')], {
+    timeoutMs: 10_000,
+  });
 }
 
 /** The URI SANs of a certificate, from Node's `subjectaltname` string ("URI:a, DNS:b"; values with special characters are JSON-quoted). */
@@ -158,13 +160,17 @@ export function checkAuthAgentConfig(c: unknown): AuthAgentConfig {
         p.push(`identities.${id}: {spiffeId, certFile, keyFile} is required`);
     }
   if (!isObj(o.endpoints)) p.push('endpoints: an object is required');
-  else for (const [ip, v] of Object.entries(o.endpoints)) if (!isObj(v) || !Number.isInteger(v.identity) || typeof v.node !== 'string') p.push(`endpoints.${ip}: {identity, node} is required`);
+  else
+    for (const [ip, v] of Object.entries(o.endpoints))
+      if (!isObj(v) || !Number.isInteger(v.identity) || typeof v.node !== 'string') p.push(`endpoints.${ip}: {identity, node} is required`);
   if (!isObj(o.nodes)) p.push('nodes: an object is required');
   else
     for (const [n, v] of Object.entries(o.nodes))
-      if (!isObj(v) || typeof v.agentIp !== 'string' || !Number.isInteger(v.nodeId) || v.nodeId < 0 || v.nodeId > 0xffff) p.push(`nodes.${n}: {agentIp, nodeId (0..65535)} is required`);
+      if (!isObj(v) || typeof v.agentIp !== 'string' || !Number.isInteger(v.nodeId) || v.nodeId < 0 || v.nodeId > 0xffff)
+        p.push(`nodes.${n}: {agentIp, nodeId (0..65535)} is required`);
   if (typeof o.expirySeconds !== 'number' || !(o.expirySeconds > 0)) p.push('expirySeconds: a positive number is required');
-  for (const k of ['pollMs', 'handshakeTimeoutMs', 'retryMs'] as const) if (o[k] !== undefined && (typeof o[k] !== 'number' || !((o[k] as number) >= 0))) p.push(`${k}: a number ≥ 0`);
+  for (const k of ['pollMs', 'handshakeTimeoutMs', 'retryMs'] as const)
+    if (o[k] !== undefined && (typeof o[k] !== 'number' || !((o[k] as number) >= 0))) p.push(`${k}: a number ≥ 0`);
   if (p.length) throw new Error(`auth-agent config: ${p.join('; ')}`);
   return o;
 }
@@ -192,7 +198,11 @@ interface Flow {
 
 const pairKey = (local: number, remote: number, remoteNodeId: number) => `${local}:${remote}:${remoteNodeId}`;
 /** One line (a failed command's output is folded in), at most 500 characters. */
-const errMsg = (e: unknown) => (e instanceof Error ? e.message : String(e)).trim().replace(/\s*\n\s*/g, ' | ').slice(0, 500);
+const errMsg = (e: unknown) =>
+  (e instanceof Error ? e.message : String(e))
+    .trim()
+    .replace(/\s*\n\s*/g, ' | ')
+    .slice(0, 500);
 const notAfterMs = (c: X509Certificate) => Date.parse(c.validTo);
 
 export async function startAuthAgent(config: AuthAgentConfig, deps: AuthAgentDeps = {}): Promise<AuthAgent> {
@@ -379,7 +389,16 @@ export async function startAuthAgent(config: AuthAgentConfig, deps: AuthAgentDep
 
   async function run(p: Pair, trigger: HandshakeRecord['trigger']): Promise<HandshakeRecord> {
     const t0 = performance.now();
-    const rec: HandshakeRecord = { node: config.node, local: p.local, remote: p.remote, remoteNode: p.remoteNode, remoteNodeId: p.remoteNodeId, ok: false, ms: 0, trigger };
+    const rec: HandshakeRecord = {
+      node: config.node,
+      local: p.local,
+      remote: p.remote,
+      remoteNode: p.remoteNode,
+      remoteNodeId: p.remoteNodeId,
+      ok: false,
+      ms: 0,
+      trigger,
+    };
     try {
       const h = await handshake(p.local, p.remote, p.remoteNode);
       rec.handshakeMs = +(performance.now() - t0).toFixed(3);
@@ -536,7 +555,17 @@ export async function startAuthAgent(config: AuthAgentConfig, deps: AuthAgentDep
     authenticate(local, remote, remoteNode) {
       const p = pairFor(local, remote, remoteNode);
       if (!p) {
-        const rec: HandshakeRecord = { node: config.node, local, remote, remoteNode, remoteNodeId: -1, ok: false, ms: 0, trigger: 'manual', error: `unknown node ${remoteNode}` };
+        const rec: HandshakeRecord = {
+          node: config.node,
+          local,
+          remote,
+          remoteNode,
+          remoteNodeId: -1,
+          ok: false,
+          ms: 0,
+          trigger: 'manual',
+          error: `unknown node ${remoteNode}`,
+        };
         log(rec, clock.wallNs());
         return Promise.resolve(rec);
       }

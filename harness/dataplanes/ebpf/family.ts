@@ -63,7 +63,9 @@ interface LinkInfo {
 
 async function links(netns: string): Promise<Map<string, LinkInfo>> {
   const r = await exec('ip', ['-j', 'link', 'show'], { netns });
-  return new Map((JSON.parse(r.stdout) as { ifname: string; ifindex: number; address: string }[]).map((l) => [l.ifname, { ifindex: l.ifindex, address: l.address }]));
+  return new Map(
+    (JSON.parse(r.stdout) as { ifname: string; ifindex: number; address: string }[]).map((l) => [l.ifname, { ifindex: l.ifindex, address: l.address }]),
+  );
 }
 
 /** Each pod's eth0 MAC, read with one shell for all of a node's pods. */
@@ -75,13 +77,23 @@ async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
   return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
 }
 
-function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policyOf: Map<string, EndpointPolicy>, l7: L7Plan | undefined, hostLinks: Map<string, LinkInfo>, macs: Map<string, string>): MapUpdate[] {
+function nodeUpdates(
+  c: Cluster,
+  n: NodeSpec,
+  ids: Identities,
+  policyOf: Map<string, EndpointPolicy>,
+  l7: L7Plan | undefined,
+  hostLinks: Map<string, LinkInfo>,
+  macs: Map<string, string>,
+): MapUpdate[] {
   const pin = nodePins(c.prefix, n);
   const u: MapUpdate[] = [];
   const ipcache = pin.map('mb_ipcache');
   for (const p of c.pods) {
     const home = c.nodes.find((x) => x.name === p.node)!;
-    u.push(update(ipcache, enc.ipcacheKey(p.ip), enc.remoteEndpoint(ids.byPod.get(p.name)!, home === n ? undefined : home.underlayIp, nodeIdSeenFrom(n, home))));
+    u.push(
+      update(ipcache, enc.ipcacheKey(p.ip), enc.remoteEndpoint(ids.byPod.get(p.name)!, home === n ? undefined : home.underlayIp, nodeIdSeenFrom(n, home))),
+    );
   }
   for (const other of c.nodes) {
     const id = other === n ? RESERVED.host : RESERVED.remoteNode;
@@ -93,7 +105,13 @@ function nodeUpdates(c: Cluster, n: NodeSpec, ids: Identities, policyOf: Map<str
     const pol = policyOf.get(p.name)!;
     const host = hostLinks.get(p.hostIf)!;
     const flags = (pol.ingressEnforced ? EP_F_INGRESS_ENFORCED : 0) | (pol.egressEnforced ? EP_F_EGRESS_ENFORCED : 0);
-    u.push(update(pin.map('mb_lxc'), enc.endpointKey(p.ip), enc.endpointInfo({ ifindex: host.ifindex, epId, flags, identity: ids.byPod.get(p.name)!, mac: macs.get(p.name)!, nodeMac: host.address })));
+    u.push(
+      update(
+        pin.map('mb_lxc'),
+        enc.endpointKey(p.ip),
+        enc.endpointInfo({ ifindex: host.ifindex, epId, flags, identity: ids.byPod.get(p.name)!, mac: macs.get(p.name)!, nodeMac: host.address }),
+      ),
+    );
     for (const e of pol.entries)
       u.push(
         update(
@@ -129,12 +147,28 @@ export interface L7Plan {
  * are refused: the proxy here enforces destination-side rules only.
  */
 export function l7Plan(s: DataplaneContext['scenario'], c: Cluster): L7Plan {
-  const egress = c.pods.flatMap((p) => compileEgress(s.policies, p, c).ports.filter((x) => x.l7).map(() => p));
+  const egress = c.pods.flatMap((p) =>
+    compileEgress(s.policies, p, c)
+      .ports.filter((x) => x.l7)
+      .map(() => p),
+  );
   if (egress.length) {
     const names = s.policies.filter((pol) => pol.egress?.some((r) => r.http || r.grpc)).map(policyName);
-    throw inputError('ebpf-l7 enforces L7 rules on ingress only', names.map((n) => `policy ${n} has egress HTTP/gRPC rules`), 'state the L7 rules on the destination (ingress), or use a sidecar or ambient dataplane');
+    throw inputError(
+      'ebpf-l7 enforces L7 rules on ingress only',
+      names.map((n) => `policy ${n} has egress HTTP/gRPC rules`),
+      'state the L7 rules on the destination (ingress), or use a sidecar or ambient dataplane',
+    );
   }
-  const ports = [...new Set(c.pods.flatMap((p) => compileIngress(s.policies, p, c).ports.filter((x) => x.l7 && x.port !== 'any').map((x) => x.port as number)))].sort((a, b) => a - b);
+  const ports = [
+    ...new Set(
+      c.pods.flatMap((p) =>
+        compileIngress(s.policies, p, c)
+          .ports.filter((x) => x.l7 && x.port !== 'any')
+          .map((x) => x.port as number),
+      ),
+    ),
+  ].sort((a, b) => a - b);
   const routes = outboundRoutes(s, c);
   const routedKeys = new Set(routes.map((r) => r.service));
   const lbKeys = new Set(routes.flatMap((r) => [r.service, ...routeTargets(r)]));
@@ -170,7 +204,11 @@ function l7Ingress(s: DataplaneContext['scenario'], c: Cluster, n: NodeSpec, ids
       protocol: c.services.find((x) => x.targetPort === port && x.backends.includes(p))?.protocol ?? 'http',
       rules: ports
         .filter((x) => x.port === port)
-        .map((x) => ({ identities: x.sources === 'any' ? ('any' as const) : [...new Set(x.sources.flatMap((g) => g.pods.map((name) => ids.byPod.get(name)!)))].sort((a, b) => a - b), l7: x.l7! })),
+        .map((x) => ({
+          identities:
+            x.sources === 'any' ? ('any' as const) : [...new Set(x.sources.flatMap((g) => g.pods.map((name) => ids.byPod.get(name)!)))].sort((a, b) => a - b),
+          l7: x.l7!,
+        })),
     }));
   });
 }
@@ -179,7 +217,10 @@ function l7Ingress(s: DataplaneContext['scenario'], c: Cluster, n: NodeSpec, ids
 async function tproxyRules(n: NodeSpec, ports: number[]): Promise<void> {
   await exec('ip', ['rule', 'add', 'fwmark', '0x200/0xf00', 'lookup', '2004', 'pref', '9'], { netns: n.netns });
   await exec('ip', ['route', 'add', 'local', '0.0.0.0/0', 'dev', 'lo', 'table', '2004'], { netns: n.netns });
-  const rules = ports.map((p) => `-A PREROUTING -p tcp -m mark --mark 0x${((p << 16) | 0x200).toString(16)} -m comment --comment "meshbench: TPROXY to the node L7 proxy :${p}" -j TPROXY --on-port ${p} --on-ip 0.0.0.0 --tproxy-mark 0x200/0xffffffff`);
+  const rules = ports.map(
+    (p) =>
+      `-A PREROUTING -p tcp -m mark --mark 0x${((p << 16) | 0x200).toString(16)} -m comment --comment "meshbench: TPROXY to the node L7 proxy :${p}" -j TPROXY --on-port ${p} --on-ip 0.0.0.0 --tproxy-mark 0x200/0xffffffff`,
+  );
   await exec('iptables-restore', ['--noflush'], { netns: n.netns, input: ['*mangle', ...rules, 'COMMIT', ''].join('\n') });
 }
 
@@ -201,7 +242,9 @@ export function l7ProxySpec(c: Cluster, s: DataplaneContext['scenario'], plan: L
       ...c.pods.map((p) => ({ ip: p.ip, identity: ids.byPod.get(p.name)! })),
       ...c.nodes.flatMap((o) => [o.underlayIp, o.gatewayIp].map((ip) => ({ ip, identity: o === n ? RESERVED.host : RESERVED.remoteNode }))),
     ],
-    lb: plan.routes.length ? { port: L7_LB_PORT, routes: plan.routes, services: plan.lbServices, clients: n.pods.map((p) => ({ ip: p.ip, netns: p.netns })) } : undefined,
+    lb: plan.routes.length
+      ? { port: L7_LB_PORT, routes: plan.routes, services: plan.lbServices, clients: n.pods.map((p) => ({ ip: p.ip, netns: p.netns })) }
+      : undefined,
   };
 }
 
@@ -226,7 +269,13 @@ export function renderL7Proxies(c: Cluster, s: DataplaneContext['scenario'], pla
 }
 
 /** One L7 proxy per node that has something for it: ingress L7 ports, or routed Services. */
-async function startL7Proxies(rendered: RenderedL7Proxy[], plan: L7Plan, procs: ProcessGroup, dir: string, flowDir: string): Promise<{ nodes: string[]; configBytes: number }> {
+async function startL7Proxies(
+  rendered: RenderedL7Proxy[],
+  plan: L7Plan,
+  procs: ProcessGroup,
+  dir: string,
+  flowDir: string,
+): Promise<{ nodes: string[]; configBytes: number }> {
   const started: string[] = [];
   let configBytes = 0;
   await Promise.all(
@@ -239,7 +288,13 @@ async function startL7Proxies(rendered: RenderedL7Proxy[], plan: L7Plan, procs: 
       configBytes += Buffer.byteLength(config);
       const ports = [...new Set([...spec.ingress.map((x) => plan.proxyPorts[x.port]), ...(spec.lb ? [spec.lb.port] : [])])];
       await tproxyRules(n, ports);
-      const proc = spawnHaproxy(procs, { name: `l7-proxy-${n.name}`, role: 'l7-proxy', netns: n.netns, configFile: file, logFile: join(flowDir, `${n.name}-l7.jsonl`) });
+      const proc = spawnHaproxy(procs, {
+        name: `l7-proxy-${n.name}`,
+        role: 'l7-proxy',
+        netns: n.netns,
+        configFile: file,
+        logFile: join(flowDir, `${n.name}-l7.jsonl`),
+      });
       await waitListening(n.netns, ports, 15000, proc);
       started.push(n.name);
     }),
@@ -257,7 +312,11 @@ async function writeL7Stats(prefix: string, nodes: string[], flowDir: string): P
   for (const node of nodes) {
     const info = await statsCommand(l7AdminSocket(prefix, node), 'show info').catch(() => '');
     const dropped = /^DroppedLogs: (\d+)/m.exec(info)?.[1];
-    if (dropped !== undefined) writeFileSync(join(flowDir, `${node}${L7_STATS_SUFFIX}`), JSON.stringify({ node, droppedLogs: Number(dropped), source: 'HAProxy show info (DroppedLogs)' }) + '\n');
+    if (dropped !== undefined)
+      writeFileSync(
+        join(flowDir, `${node}${L7_STATS_SUFFIX}`),
+        JSON.stringify({ node, droppedLogs: Number(dropped), source: 'HAProxy show info (DroppedLogs)' }) + '\n',
+      );
   }
 }
 
@@ -334,7 +393,10 @@ function lbUpdates(c: Cluster, skip: { vip: string; port: number }[] = []): MapU
 /** Sum of map memory and program run time of everything pinned for this run. */
 async function kernelCost(prefix: string, c: Cluster): Promise<{ bpfMapBytes: number; bpfRunTimeNs: number; bpfRunCount: number }> {
   const maps = [lbPins(prefix).dir, ...c.nodes.map((n) => nodePins(prefix, n).dir)].map((d) => join(d, 'maps'));
-  const progs = [...SOCK_HOOKS.map(([, p]) => lbPins(prefix).prog(p)), ...c.nodes.flatMap((n) => ['from_container', 'from_network', 'from_netdev'].map((p) => nodePins(prefix, n).prog(p)))];
+  const progs = [
+    ...SOCK_HOOKS.map(([, p]) => lbPins(prefix).prog(p)),
+    ...c.nodes.flatMap((n) => ['from_container', 'from_network', 'from_netdev'].map((p) => nodePins(prefix, n).prog(p))),
+  ];
   let bpfMapBytes = 0;
   let bpfRunTimeNs = 0;
   let bpfRunCount = 0;
@@ -406,7 +468,8 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
     async deploy(ctx: DataplaneContext): Promise<Deployed> {
       const { cluster: c, scenario: s } = ctx;
       const cgroup = ctx.procs.cgroupBase;
-      if (!cgroup) throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
+      if (!cgroup)
+        throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
       // Everything that can be bad input is worked out before the host is touched (plan() did it first).
       const { ids, policyOf, plan, l7Configs } = planEbpf(ctx, o.l7, join(ctx.caseDir, 'l7-proxy'));
       const fs = bpffsDir(c.prefix);
@@ -441,7 +504,13 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             `filter add dev ${c.prefix}-ul ingress bpf da pinned ${pin.prog('from_netdev')}`,
           ];
           await exec('tc', ['-batch', '-'], { netns: n.netns, input: tc.join('\n') + '\n' });
-          ctx.procs.start({ name: `flowd-${n.name}`, role: 'agent', cmd: flowd, args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)], logFile: join(flowDir, `${n.name}.log`) });
+          ctx.procs.start({
+            name: `flowd-${n.name}`,
+            role: 'agent',
+            cmd: flowd,
+            args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)],
+            logFile: join(flowDir, `${n.name}.log`),
+          });
         }),
       );
       const needsAuth = [...policyOf.values()].some((p) => p.entries.some((e) => e.authRequired));
@@ -471,7 +540,9 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
               'cgroup/connect4, sendmsg4, recvmsg4 on the run cgroup rewrite Service VIP:port to a random backend at connect() (no DNAT rule anywhere); ' +
               'tc ingress on every pod host-side veth (from_container: egress policy, local ingress policy, bpf_redirect_peer to local pods) and on the WireGuard and underlay devices (ingress policy for local pods); ' +
               `identities from security labels (${ids.labels.size} in this run, from ${256}); policy keyed (endpoint, peer identity, direction, protocol, port); connection tracking per node; ` +
-              (o.l7 ? 'ports with L7 rules are redirected to the node L7 proxy' : 'L3/L4 only: ports with L7 rules are allowed at L4 for the identities the rules name'),
+              (o.l7
+                ? 'ports with L7 rules are redirected to the node L7 proxy'
+                : 'L3/L4 only: ports with L7 rules are allowed at L4 for the identities the rules name'),
             deployMs,
           },
           wireguard: {

@@ -71,7 +71,12 @@ const TCP = 6;
  * port with entries of its own decides alone, so such a port without an any-peer entry gets a
  * deny entry for any peer, which stops the lookup from falling through to the any-port entries.
  */
-function entries(ports: (IngressPort | EgressPort)[], peersOf: (p: IngressPort | EgressPort) => PeerSet[] | 'any', egress: boolean, ids: Identities): PolicyEntry[] {
+function entries(
+  ports: (IngressPort | EgressPort)[],
+  peersOf: (p: IngressPort | EgressPort) => PeerSet[] | 'any',
+  egress: boolean,
+  ids: Identities,
+): PolicyEntry[] {
   const out: PolicyEntry[] = [];
   const byPort = new Map<number | 'any', (IngressPort | EgressPort)[]>();
   for (const p of ports) byPort.set(p.port, [...(byPort.get(p.port) ?? []), p]);
@@ -106,9 +111,6 @@ export function endpointPolicy(policies: Policy[], pod: PodSpec, c: Cluster, ids
   return {
     ingressEnforced: ing.enforced,
     egressEnforced: eg.enforced,
-    entries: [
-      ...entries(ing.ports, (p) => (p as IngressPort).sources, false, ids),
-      ...entries(eg.ports, (p) => (p as EgressPort).destinations, true, ids),
-    ],
+    entries: [...entries(ing.ports, (p) => (p as IngressPort).sources, false, ids), ...entries(eg.ports, (p) => (p as EgressPort).destinations, true, ids)],
   };
 }

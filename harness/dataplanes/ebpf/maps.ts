@@ -55,12 +55,30 @@ export const enc = {
   u32Key: (v: number) => B().u32(v),
   lb4Backend: (ip: string, port: number) => B().ip(ip).be16(port).u8(0).u8(0),
   ipcacheKey: (ip: string) => B().u32(32).ip(ip),
-  remoteEndpoint: (identity: number, tunnelEndpoint: string | undefined, nodeId: number) => B().u32(identity).ip(tunnelEndpoint ?? '0.0.0.0').u16(nodeId).pad(2),
+  remoteEndpoint: (identity: number, tunnelEndpoint: string | undefined, nodeId: number) =>
+    B()
+      .u32(identity)
+      .ip(tunnelEndpoint ?? '0.0.0.0')
+      .u16(nodeId)
+      .pad(2),
   endpointKey: (ip: string) => B().ip(ip),
   endpointInfo: (e: { ifindex: number; epId: number; flags: number; identity: number; mac: string; nodeMac: string }) =>
     B().u32(e.ifindex).u16(e.epId).u8(e.flags).pad(1).u32(e.identity).mac(e.mac).mac(e.nodeMac),
-  policyKey: (k: { epId: number; peer: number; port: number; proto: number; egress: boolean }) => B().u32(k.epId).u32(k.peer).be16(k.port).u8(k.proto).u8(k.egress ? 1 : 0),
-  policyEntry: (e: { proxyPort?: number; deny?: boolean; authType?: number }) => B().u16(e.proxyPort ?? 0).u8(e.deny ? 1 : 0).u8(e.authType ?? 0).pad(4).u64(0n).u64(0n),
+  policyKey: (k: { epId: number; peer: number; port: number; proto: number; egress: boolean }) =>
+    B()
+      .u32(k.epId)
+      .u32(k.peer)
+      .be16(k.port)
+      .u8(k.proto)
+      .u8(k.egress ? 1 : 0),
+  policyEntry: (e: { proxyPort?: number; deny?: boolean; authType?: number }) =>
+    B()
+      .u16(e.proxyPort ?? 0)
+      .u8(e.deny ? 1 : 0)
+      .u8(e.authType ?? 0)
+      .pad(4)
+      .u64(0n)
+      .u64(0n),
   l7lbKey: (vip: string, port: number) => B().ip(vip).be16(port).pad(2),
   l7lbEntry: (proxyPort: number) => B().u16(proxyPort).pad(2),
   authKey: (local: number, remote: number, remoteNode: number, authType: number) => B().u32(local).u32(remote).u16(remoteNode).u8(authType).pad(1),

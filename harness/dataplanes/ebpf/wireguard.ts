@@ -91,11 +91,25 @@ export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string):
       if (implementation === 'kernel') {
         if (n !== c.nodes[0]) await exec('ip', ['link', 'add', dev, 'type', 'wireguard'], { netns: n.netns });
       } else {
-        const p = procs.start({ name: `wireguard-${n.name}`, role: 'wireguard', cmd: 'wireguard-go', args: ['-f', dev], netns: n.netns, logFile: join(dir, `${n.name}.log`), env: { ...process.env, LOG_LEVEL: 'error' } });
-        await Promise.race([waitForDevice(c, n, 5000), p.exited.then((code) => Promise.reject(runError(`wireguard-go for ${n.name} exited with ${code}: ${readFileSync(join(dir, `${n.name}.log`), 'utf8').trim()}`)))]);
+        const p = procs.start({
+          name: `wireguard-${n.name}`,
+          role: 'wireguard',
+          cmd: 'wireguard-go',
+          args: ['-f', dev],
+          netns: n.netns,
+          logFile: join(dir, `${n.name}.log`),
+          env: { ...process.env, LOG_LEVEL: 'error' },
+        });
+        await Promise.race([
+          waitForDevice(c, n, 5000),
+          p.exited.then((code) =>
+            Promise.reject(runError(`wireguard-go for ${n.name} exited with ${code}: ${readFileSync(join(dir, `${n.name}.log`), 'utf8').trim()}`)),
+          ),
+        ]);
       }
       const args = ['set', dev, 'private-key', keys.get(n.name)!.priv, 'listen-port', String(WG_PORT)];
-      for (const peer of c.nodes) if (peer !== n) args.push('peer', keys.get(peer.name)!.pub, 'endpoint', `${peer.underlayIp}:${WG_PORT}`, 'allowed-ips', peer.podCidr);
+      for (const peer of c.nodes)
+        if (peer !== n) args.push('peer', keys.get(peer.name)!.pub, 'endpoint', `${peer.underlayIp}:${WG_PORT}`, 'allowed-ips', peer.podCidr);
       await exec('wg', args, { netns: n.netns });
       const lines = [`link set ${dev} up`, ...c.nodes.filter((p) => p !== n).map((p) => `route replace ${p.podCidr} dev ${dev}`)];
       await exec('ip', ['-batch', '-'], { netns: n.netns, input: lines.join('\n') + '\n' });
@@ -117,6 +131,9 @@ export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string):
   const done = await waitForHandshakes(c, 15000 + 500 * c.nodes.length);
   const pairs = done.reduce((a, b) => a + b, 0) / 2;
   const allPairs = (c.nodes.length * (c.nodes.length - 1)) / 2;
-  const version = implementation === 'kernel' ? (await exec('uname', ['-r'])).stdout.trim() : (await exec('wireguard-go', ['--version'], { allowFail: true })).stdout.trim().split('\n')[0];
+  const version =
+    implementation === 'kernel'
+      ? (await exec('uname', ['-r'])).stdout.trim()
+      : (await exec('wireguard-go', ['--version'], { allowFail: true })).stdout.trim().split('\n')[0];
   return { implementation, version, devices: Object.fromEntries(c.nodes.map((n) => [n.name, wgDevice(c, n)])), handshakes: { done: pairs, of: allPairs } };
 }

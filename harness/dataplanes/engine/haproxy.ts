@@ -33,7 +33,9 @@ export class ConfigWordError extends MeshbenchError {
     readonly word: string,
     readonly what: string,
   ) {
-    super('E_INPUT', `cannot put ${what} in a HAProxy config word: ${JSON.stringify(word)}`, { hint: 'keep quotes and line breaks out of L7 rules (methods, paths, headers) and routes' });
+    super('E_INPUT', `cannot put ${what} in a HAProxy config word: ${JSON.stringify(word)}`, {
+      hint: 'keep quotes and line breaks out of L7 rules (methods, paths, headers) and routes',
+    });
   }
 }
 
@@ -97,7 +99,8 @@ export function renderSidecar(s: SidecarSpec): string {
   for (const p of s.inbound) push(`  use_backend app_${p.port} if { dst_port ${p.port} }`);
   push('  default_backend app_original', '');
   const src = s.appSource ? `  source ${s.appSource}` : '';
-  for (const p of s.inbound) push(`backend app_${p.port}`, ...(src ? [src] : []), `  server app 127.0.0.1:${p.port}${p.protocol === 'grpc' ? ' proto h2' : ''}`, '');
+  for (const p of s.inbound)
+    push(`backend app_${p.port}`, ...(src ? [src] : []), `  server app 127.0.0.1:${p.port}${p.protocol === 'grpc' ? ' proto h2' : ''}`, '');
   push('backend app_original', ...(src ? [src] : []), '  server app 127.0.0.1', '');
   return L.join('\n');
 }
@@ -124,7 +127,10 @@ const globalSection = (threads: number, socket: string, extra: string[] = []) =>
  * authorize the peer identity, map the original destination to the app port, deliver.
  */
 export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
-  const L: string[] = [`# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`, ...globalSection(s.threads, s.adminSocket)];
+  const L: string[] = [
+    `# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`,
+    ...globalSection(s.threads, s.adminSocket),
+  ];
   L.push('defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
   const maps = nodeProxyMaps(s);
   const map = (name: keyof typeof maps) => join(s.mapDir, `${name}.map`);
@@ -161,7 +167,9 @@ export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
     // the peer certificate is checked against its SPIFFE ID sent as SNI (HAProxy verifies the
     // server name it sends).
     L.push(`backend t_${id}`, `  server endpoint 0.0.0.0:${s.tunnelPort} ${ns} ${tls} sni var(txn.id) send-proxy-v2`, '');
-    (s.waypoints ?? []).forEach((wp, k) => L.push(`backend w_${id}_${k}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, ''));
+    (s.waypoints ?? []).forEach((wp, k) =>
+      L.push(`backend w_${id}_${k}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, ''),
+    );
     L.push(`backend pass_${id}`, `  server original 0.0.0.0:0 ${ns}`, '');
 
     // Node proxies send the original destination in a PROXY v2 header (no reuse: one tunnel per
@@ -240,14 +248,22 @@ const byPort = (port: number | 'any') => (port === 'any' ? '' : ` { dst_port ${p
  * Session accept ends the session rules, so one listener can hold several services' rules and
  * end with a single reject.
  */
-function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean | 'only', where: (port: number | 'any') => string | undefined = byPort, tag = '', finalReject = true): void {
+function authzLines(
+  a: SidecarSpec['authz'],
+  L: string[],
+  http: boolean | 'only',
+  where: (port: number | 'any') => string | undefined = byPort,
+  tag = '',
+  finalReject = true,
+): void {
   if (!a.enforced) return;
-  if (http !== 'only') a.ports.forEach((p, i) => {
-    const w = where(p.port);
-    if (w === undefined) return;
-    if (p.identities === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
-    else if (p.identities.length) L.push(identityAcl(`peer${tag}_${i}`, p.identities), `  tcp-request session accept if${w} peer${tag}_${i}`);
-  });
+  if (http !== 'only')
+    a.ports.forEach((p, i) => {
+      const w = where(p.port);
+      if (w === undefined) return;
+      if (p.identities === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
+      else if (p.identities.length) L.push(identityAcl(`peer${tag}_${i}`, p.identities), `  tcp-request session accept if${w} peer${tag}_${i}`);
+    });
   if (finalReject && http !== 'only') L.push('  tcp-request session reject');
   if (!http) return;
   a.ports.forEach((p, i) => {
@@ -266,9 +282,15 @@ function authzLines(a: SidecarSpec['authz'], L: string[], http: boolean | 'only'
  * the waypoint's own identity.
  */
 export function renderWaypoint(s: WaypointSpec): string {
-  const L: string[] = [`# meshbench waypoint for namespace ${s.namespace}: HAProxy in the role of a waypoint (Envoy)`, ...globalSection(s.threads, s.adminSocket)];
+  const L: string[] = [
+    `# meshbench waypoint for namespace ${s.namespace}: HAProxy in the role of a waypoint (Envoy)`,
+    ...globalSection(s.threads, s.adminSocket),
+  ];
   L.push('defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  http-reuse always', '');
-  L.push('frontend waypoint', `  bind 0.0.0.0:${s.port} accept-proxy ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`);
+  L.push(
+    'frontend waypoint',
+    `  bind 0.0.0.0:${s.port} accept-proxy ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`,
+  );
   const at = (svc: OutboundService) => ` { dst ${svc.vip} } { dst_port ${svc.port} }`;
   s.services.forEach((x, i) => {
     const w = at(x.service);
@@ -277,7 +299,9 @@ export function renderWaypoint(s: WaypointSpec): string {
   });
   L.push('  tcp-request session reject');
   // Request rules use the identity ACLs declared with the session rules above.
-  s.services.forEach((x, i) => authzLines(x.authz, L, 'only', (port) => (port === 'any' || port === x.targetPort ? at(x.service) : undefined), `_s${i}`, false));
+  s.services.forEach((x, i) =>
+    authzLines(x.authz, L, 'only', (port) => (port === 'any' || port === x.targetPort ? at(x.service) : undefined), `_s${i}`, false),
+  );
   const byKey = new Map(s.services.map((x) => [x.service.key, x.service]));
   const use: string[] = [];
   for (const r of s.routes) {
@@ -292,7 +316,9 @@ export function renderWaypoint(s: WaypointSpec): string {
   for (const svc of s.targets) {
     L.push(`backend wo_${svc.key}`, '  balance roundrobin');
     for (const ep of svc.endpoints)
-      L.push(`  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${alpnFor(ep.port)}${svc.protocol === 'grpc' ? ' proto h2' : ''}`);
+      L.push(
+        `  server ${ep.pod} ${ep.ip}:${s.tunnelPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${alpnFor(ep.port)}${svc.protocol === 'grpc' ? ' proto h2' : ''}`,
+      );
     L.push('');
   }
   return L.join('\n');
@@ -329,7 +355,8 @@ function routeLines(r: OutboundRoute, at: string, v = 'txn.route'): string[] {
 }
 
 /** One static backend choice per route destination (a missing backend fails at config check, not per request). */
-const routeUse = (r: OutboundRoute, prefix: string) => [...new Set(r.rules.flatMap((x) => x.to.map((d) => d.to)))].map((to) => `  use_backend ${prefix}${to} if { var(txn.route) -m str ${to} }`);
+const routeUse = (r: OutboundRoute, prefix: string) =>
+  [...new Set(r.rules.flatMap((x) => x.to.map((d) => d.to)))].map((to) => `  use_backend ${prefix}${to} if { var(txn.route) -m str ${to} }`);
 
 /** Conditions of one L7 allow rule (method, anchored path regex, exact headers). */
 function l7Conds(r: { method?: string; pathRegex?: string; headers?: [string, string][] }): string[] {
@@ -352,9 +379,23 @@ function l7Conds(r: { method?: string; pathRegex?: string; headers?: [string, st
  */
 export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
   const map = (name: string) => join(s.mapDir, `${name}.map`);
-  const L: string[] = [`# meshbench L7 proxy for ${s.node}: HAProxy in the role of the node's Envoy (Cilium)`, ...globalSection(s.threads, s.adminSocket, ['  log stdout format raw daemon'])];
+  const L: string[] = [
+    `# meshbench L7 proxy for ${s.node}: HAProxy in the role of the node's Envoy (Cilium)`,
+    ...globalSection(s.threads, s.adminSocket, ['  log stdout format raw daemon']),
+  ];
   // Numeric log fields have defaults (a request refused before any rule ran still makes valid JSON); no record for connections without a request.
-  L.push('defaults', '  mode http', '  log global', '  option dontlognull', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  timeout http-keep-alive 60s', '  http-reuse always', '');
+  L.push(
+    'defaults',
+    '  mode http',
+    '  log global',
+    '  option dontlognull',
+    '  timeout connect 5s',
+    '  timeout client 60s',
+    '  timeout server 60s',
+    '  timeout http-keep-alive 60s',
+    '  http-reuse always',
+    '',
+  );
   const record = (direction: string) =>
     `  log-format '{"timeNs":%[date(0,us)]000,"node":"${s.node}","type":"L7","verdict":"%[var(txn.verdict)]","dropReason":"%[var(txn.reason)]","direction":"${direction}","observationPoint":"l7-proxy","protocol":"HTTP",` +
     `"source":{"ip":"%ci","port":%cp,"identity":%[var(txn.sid,2)]},"destination":{"ip":"%[var(txn.dst)]","port":%[var(txn.dport,0)],"identity":%[var(txn.did,0)]},` +
@@ -388,7 +429,8 @@ export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
     L.push('');
     // Into the pod's namespace, to its own address: the app sees the pod's address as the client
     // (Cilium's Envoy keeps the client's, with IP_TRANSPARENT).
-    for (const x of s.ingress) L.push(`backend app_${x.netns}_${x.port}`, `  server app ${x.ip}:${x.port} namespace ${x.netns}${x.protocol === 'grpc' ? ' proto h2' : ''}`, '');
+    for (const x of s.ingress)
+      L.push(`backend app_${x.netns}_${x.port}`, `  server app ${x.ip}:${x.port} namespace ${x.netns}${x.protocol === 'grpc' ? ' proto h2' : ''}`, '');
   }
 
   if (s.lb) {
@@ -424,7 +466,10 @@ export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
       if (grpc.length) L.push(`backend via_${cl.netns}_h2`, `  server up 0.0.0.0:0 namespace ${cl.netns} proto h2`, '');
     }
     const eps = lb.services.filter((x) => x.endpoints.length).flatMap((x) => x.endpoints.map((e, i) => [`${x.key}/${i}`, e] as const));
-    maps[map('services')] = lb.services.filter((x) => x.endpoints.length).map((x) => `${x.key} ${x.endpoints.length}\n`).join('');
+    maps[map('services')] = lb.services
+      .filter((x) => x.endpoints.length)
+      .map((x) => `${x.key} ${x.endpoints.length}\n`)
+      .join('');
     maps[map('endpoints')] = eps.map(([k, e]) => `${k} ${e.ip}\n`).join('');
     maps[map('endpoint-ports')] = eps.map(([k, e]) => `${k} ${e.port}\n`).join('');
     maps[map('clients')] = lb.clients.map((x) => `${x.ip} ${x.netns}\n`).join('');
@@ -509,11 +554,20 @@ export async function haproxyBuild(timeoutMs = 5000): Promise<HaproxyBuild | und
   if (!path) return undefined;
   const r = await exec(path, ['-vv'], { allowFail: true, timeoutMs });
   const out = `${r.stdout}\n${r.stderr}`;
-  const line = out.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  const line =
+    out
+      .split('\n')
+      .map((l) => l.trim())
+      .find(Boolean) ?? '';
   const list = out.match(/^Feature list\s*:\s*(.*)$/m)?.[1];
   return {
     path,
-    version: line.replace(/^HAProxy version /, '').replace(/\s*-?\s*https?:\/\/\S+/g, '').replace(/\s+/g, ' ').slice(0, 80).trim(),
+    version: line
+      .replace(/^HAProxy version /, '')
+      .replace(/\s*-?\s*https?:\/\/\S+/g, '')
+      .replace(/\s+/g, ' ')
+      .slice(0, 80)
+      .trim(),
     features: (list?.split(/\s+/) ?? []).filter((f) => f.startsWith('+')).map((f) => f.slice(1)),
     listed: list !== undefined,
   };

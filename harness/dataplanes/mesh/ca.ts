@@ -328,14 +328,20 @@ export async function createMeshCA(opts: MeshCaOptions): Promise<MeshCA> {
       if (hit) {
         if (hit.ttl !== ttl) {
           return Promise.reject(
-            inputError(`mesh CA: ${key} was already issued with a ${hit.ttl} s TTL; asked again with ${ttl} s`, [], 'ask for each identity with one TTL per run'),
+            inputError(
+              `mesh CA: ${key} was already issued with a ${hit.ttl} s TTL; asked again with ${ttl} s`,
+              [],
+              'ask for each identity with one TTL per run',
+            ),
           );
         }
         return hit.identity;
       }
       const identity = mint(namespace, serviceAccount, ttl).catch((e: unknown) => {
         cache.delete(key);
-        throw e instanceof MeshbenchError ? e : runError(`mesh CA: cannot issue ${spiffeId(trustDomain, namespace, serviceAccount)}: ${(e as Error).message}`, e);
+        throw e instanceof MeshbenchError
+          ? e
+          : runError(`mesh CA: cannot issue ${spiffeId(trustDomain, namespace, serviceAccount)}: ${(e as Error).message}`, e);
       });
       cache.set(key, { ttl, identity });
       return identity;

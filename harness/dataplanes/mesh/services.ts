@@ -28,7 +28,11 @@ export function outboundRoutes(s: Scenario, c: Cluster): OutboundRoute[] {
   return resolveRoutes(s.routes ?? [], c).map((r) => ({
     service: serviceKey(r.service.namespace, r.service.name, r.service.port),
     // Every rule, in order, with its path prefix: a path-only rule is a match, not the split.
-    rules: r.rules.map((x) => ({ headers: x.headers, ...(x.pathPrefix ? { pathPrefix: x.pathPrefix } : {}), to: x.to.map((d) => ({ to: key(d.service), weight: d.weight })) })),
+    rules: r.rules.map((x) => ({
+      headers: x.headers,
+      ...(x.pathPrefix ? { pathPrefix: x.pathPrefix } : {}),
+      to: x.to.map((d) => ({ to: key(d.service), weight: d.weight })),
+    })),
   }));
   function key(svc: { namespace: string; name: string; port: number }) {
     return serviceKey(svc.namespace, svc.name, svc.port);

@@ -53,7 +53,16 @@ export function usedServices(s: Scenario, c: Cluster, pod: PodSpec, all: Outboun
   return all.filter((x) => keys.has(x.key));
 }
 
-export function sidecarSpec(profile: SidecarProfile, s: Scenario, c: Cluster, pod: PodSpec, ca: { rootCertFile: string }, bundleFile: string, all: OutboundService[], routes: OutboundRoute[]): SidecarSpec {
+export function sidecarSpec(
+  profile: SidecarProfile,
+  s: Scenario,
+  c: Cluster,
+  pod: PodSpec,
+  ca: { rootCertFile: string },
+  bundleFile: string,
+  all: OutboundService[],
+  routes: OutboundRoute[],
+): SidecarSpec {
   const services = profile.scope === 'whole-mesh' ? all : usedServices(s, c, pod, all, routes);
   const keys = new Set(services.map((x) => x.key));
   const inbound = c.services.filter((x) => x.backends.includes(pod)).map((x) => ({ port: x.targetPort, protocol: x.protocol }));
@@ -93,7 +102,9 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
       const routes = outboundRoutes(s, c);
       const configs: Record<string, string> = { capture: profile.capture() };
       for (const pod of c.pods.filter((p) => p.role !== 'idle'))
-        configs[pod.name] = haproxy.renderSidecar(sidecarSpec(profile, s, c, pod, ca, join('mesh-ca', `${pod.namespace}.${pod.serviceAccount}.bundle.pem`), all, routes));
+        configs[pod.name] = haproxy.renderSidecar(
+          sidecarSpec(profile, s, c, pod, ca, join('mesh-ca', `${pod.namespace}.${pod.serviceAccount}.bundle.pem`), all, routes),
+        );
       return { configs };
     },
 

@@ -100,8 +100,7 @@ export function ambientInpodRules(opts: AmbientInpodOptions = {}): AmbientInpodR
   const probe = AMBIENT_HOST_PROBE_SNAT_IP;
   // The proxy-identity match on locally generated packets (OUTPUT hooks only): upstream's mark,
   // or the lab's owner uid, in the same place and with the same negation.
-  const proxyOut = (negate: boolean) =>
-    'uid' in ex ? `-m owner ${negate ? '! ' : ''}--uid-owner ${ex.uid}` : `-m mark ${negate ? '! ' : ''}--mark ${mark}`;
+  const proxyOut = (negate: boolean) => ('uid' in ex ? `-m owner ${negate ? '! ' : ''}--uid-owner ${ex.uid}` : `-m mark ${negate ? '! ' : ''}--mark ${mark}`);
   // PREROUTING keeps upstream's mark match in both variants.
   const proxyIn = (negate: boolean) => `-m mark ${negate ? '! ' : ''}--mark ${mark}`;
 
@@ -226,7 +225,11 @@ export async function missingRouting(netns: string, lines: string[]): Promise<st
       continue;
     }
     const key = l.show.join(' ');
-    if (!cache.has(key)) cache.set(key, (await exec('ip', l.show, { netns, allowFail: true })).stdout.split('\n').map((x) => x.trimEnd()));
+    if (!cache.has(key))
+      cache.set(
+        key,
+        (await exec('ip', l.show, { netns, allowFail: true })).stdout.split('\n').map((x) => x.trimEnd()),
+      );
     if (!cache.get(key)!.includes(l.text)) missing.push(line);
   }
   return missing;
@@ -297,7 +300,11 @@ export interface AmbientCaptureDescription extends CaptureDescription {
 }
 
 /** The run-record description of the ambient in-pod model (describeCapture's 'ambient' case). */
-export function describeAmbientCapture(opts: AmbientInpodOptions, iptables: { version: string; backend: IptablesBackend }, mechanism: string): AmbientCaptureDescription {
+export function describeAmbientCapture(
+  opts: AmbientInpodOptions,
+  iptables: { version: string; backend: IptablesBackend },
+  mechanism: string,
+): AmbientCaptureDescription {
   const r = ambientInpodRules(opts);
   const ex = opts.exclude ?? { mark: true };
   const dns = opts.dnsCapture ?? true;
@@ -334,7 +341,9 @@ export function describeAmbientCapture(opts: AmbientInpodOptions, iptables: { ve
       inboundPorts: [String(tunnel)],
       outboundPorts: [],
       notes: [
-        byUid ? `outbound: socket owner uid ${ex.uid} (lab deviation; upstream: mark ${AMBIENT_MARK})` : `outbound: packets with mark ${AMBIENT_MARK} (ztunnel's sockets)`,
+        byUid
+          ? `outbound: socket owner uid ${ex.uid} (lab deviation; upstream: mark ${AMBIENT_MARK})`
+          : `outbound: packets with mark ${AMBIENT_MARK} (ztunnel's sockets)`,
         `inbound: packets with mark ${AMBIENT_MARK}`,
         `destination ${AMBIENT_LOOPBACK}`,
         'loopback (-o lo) to a non-127.0.0.1 address: an app calling its own pod IP',

@@ -23,7 +23,15 @@ import { diffAgainstSave, parseTable, rulesByChain } from './rules.js';
 import { describeAmbientCapture, type AmbientInpodOptions } from './ambient.js';
 
 export { istioSidecarRules, ISTIO_DEFAULTS, ISTIO_CHAINS, ISTIO_SIDECAR_INVOCATION, type IstioSidecarOptions } from './istio.js';
-export { linkerdProxyInitRules, LINKERD_DEFAULTS, LINKERD_CHAINS, LINKERD_PROXY_INIT_INVOCATION, multiportDestinations, type LinkerdProxyInitOptions, type PortSpec } from './linkerd.js';
+export {
+  linkerdProxyInitRules,
+  LINKERD_DEFAULTS,
+  LINKERD_CHAINS,
+  LINKERD_PROXY_INIT_INVOCATION,
+  multiportDestinations,
+  type LinkerdProxyInitOptions,
+  type PortSpec,
+} from './linkerd.js';
 export {
   ambientInpodRules,
   applyAmbientCapture,

@@ -76,8 +76,23 @@ export const ISTIO_DEFAULTS = {
 
 /** The istio-init arguments the model reproduces (injector defaults). */
 export const ISTIO_SIDECAR_INVOCATION = [
-  'istio-iptables', '-p', '15001', '-z', '15006', '-u', '1337', '-m', 'REDIRECT',
-  '-i', '*', '-x', '', '-b', '*', '-d', '15090,15021,15020',
+  'istio-iptables',
+  '-p',
+  '15001',
+  '-z',
+  '15006',
+  '-u',
+  '1337',
+  '-m',
+  'REDIRECT',
+  '-i',
+  '*',
+  '-x',
+  '',
+  '-b',
+  '*',
+  '-d',
+  '15090,15021,15020',
 ];
 
 export const ISTIO_CHAINS = {
@@ -124,7 +139,10 @@ export function istioSidecarRules(opts: IstioSidecarOptions = {}): string {
   }
   add('OUTPUT', `-j ${output}`);
   add(output, `-o lo -s ${ISTIO_DEFAULTS.inboundPassthroughSource} -j RETURN`);
-  for (const [kind, v] of [['uid', uid], ['gid', gid]] as const) {
+  for (const [kind, v] of [
+    ['uid', uid],
+    ['gid', gid],
+  ] as const) {
     // App → its own Service VIP → client Envoy → server Envoy → app: Envoy's loopback call to a
     // non-127.0.0.1 address goes to the inbound listener.
     add(output, `-o lo ! -d ${lo} -p tcp ! --dport ${tunnel} -m owner --${kind}-owner ${v} -j ${inRedirect}`);

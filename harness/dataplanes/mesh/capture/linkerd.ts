@@ -64,9 +64,22 @@ export const LINKERD_DEFAULTS = {
 
 /** The linkerd-init arguments the model reproduces (chart defaults). */
 export const LINKERD_PROXY_INIT_INVOCATION = [
-  'proxy-init', '--firewall-bin-path', 'iptables-nft', '--firewall-save-bin-path', 'iptables-nft-save', '--ipv6=false',
-  '--incoming-proxy-port', '4143', '--outgoing-proxy-port', '4140', '--proxy-uid', '2102',
-  '--inbound-ports-to-ignore', '4190,4191,4567,4568', '--outbound-ports-to-ignore', '4567,4568',
+  'proxy-init',
+  '--firewall-bin-path',
+  'iptables-nft',
+  '--firewall-save-bin-path',
+  'iptables-nft-save',
+  '--ipv6=false',
+  '--incoming-proxy-port',
+  '4143',
+  '--outgoing-proxy-port',
+  '4140',
+  '--proxy-uid',
+  '2102',
+  '--inbound-ports-to-ignore',
+  '4190,4191,4567,4568',
+  '--outbound-ports-to-ignore',
+  '4567,4568',
 ];
 
 export const LINKERD_CHAINS = { redirect: 'PROXY_INIT_REDIRECT', output: 'PROXY_INIT_OUTPUT' } as const;

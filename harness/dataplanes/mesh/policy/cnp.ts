@@ -190,7 +190,10 @@ class Converter {
     for (const k of Object.keys(o)) {
       if (allowed.includes(k)) continue;
       ok = false;
-      this.err([...path, k], (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined) ?? `unsupported key ${token(k)} (supported here: ${allowed.join(', ')})`);
+      this.err(
+        [...path, k],
+        (Object.hasOwn(UNSUPPORTED, k) ? UNSUPPORTED[k] : undefined) ?? `unsupported key ${token(k)} (supported here: ${allowed.join(', ')})`,
+      );
     }
     return ok;
   }
@@ -212,7 +215,10 @@ class Converter {
     const before = this.count;
     // Not a policy at all (a file named by mistake): one line, none of its content quoted back.
     if (js.kind !== 'CiliumNetworkPolicy' && js.kind !== 'CiliumClusterwideNetworkPolicy') {
-      this.err(['kind' in js ? 'kind' : []].flat(), `not a CiliumNetworkPolicy: ${'kind' in js ? 'kind' : 'the key "kind"'} must be CiliumNetworkPolicy${'kind' in js ? '' : ' (missing)'}`);
+      this.err(
+        ['kind' in js ? 'kind' : []].flat(),
+        `not a CiliumNetworkPolicy: ${'kind' in js ? 'kind' : 'the key "kind"'} must be CiliumNetworkPolicy${'kind' in js ? '' : ' (missing)'}`,
+      );
       return undefined;
     }
     if (js.kind === 'CiliumClusterwideNetworkPolicy')
@@ -236,7 +242,8 @@ class Converter {
     if (spec.endpointSelector === undefined) this.err(['spec'], 'spec.endpointSelector is missing (use {} for every pod of the namespace)');
     else {
       const s = this.selector(spec.endpointSelector, ['spec', 'endpointSelector']);
-      if (s?.namespace !== undefined) this.err(['spec', 'endpointSelector', 'matchLabels'], `a CiliumNetworkPolicy selects pods of its own namespace; ${NS_KEY} is not allowed here`);
+      if (s?.namespace !== undefined)
+        this.err(['spec', 'endpointSelector', 'matchLabels'], `a CiliumNetworkPolicy selects pods of its own namespace; ${NS_KEY} is not allowed here`);
       selector = s?.labels;
     }
     const ingress = this.rules(spec.ingress, 'ingress');
@@ -255,7 +262,6 @@ class Converter {
     }
     return undefined;
   }
-
 
   /** {matchLabels} → labels, with the namespace label split out. */
   private selector(x: unknown, path: Path): { labels: LabelSelector; namespace?: string } | undefined {
@@ -335,7 +341,8 @@ class Converter {
         this.keys(rule.authentication, [...at, 'authentication'], ['mode']);
         const mode = rule.authentication.mode;
         if (mode === 'required') auth = 'required';
-        else if (mode !== 'disabled') this.err([...at, 'authentication', 'mode'], `unsupported authentication mode ${token(mode ?? null)} (supported: required, disabled)`);
+        else if (mode !== 'disabled')
+          this.err([...at, 'authentication', 'mode'], `unsupported authentication mode ${token(mode ?? null)} (supported: required, disabled)`);
       }
 
       // Port sections: undefined = every port.
@@ -379,7 +386,10 @@ class Converter {
         this.keys(p, pat, ['port', 'protocol']);
         const n = typeof p.port === 'number' ? p.port : typeof p.port === 'string' && /^\d+$/.test(p.port) ? Number(p.port) : NaN;
         if (!Number.isInteger(n) || n < 1 || n > 65535)
-          this.err([...pat, 'port'], p.port === undefined ? 'port is missing' : `unsupported port ${token(p.port)} (supported: a number 1-65535; no named ports, no 0 = all ports)`);
+          this.err(
+            [...pat, 'port'],
+            p.port === undefined ? 'port is missing' : `unsupported port ${token(p.port)} (supported: a number 1-65535; no named ports, no 0 = all ports)`,
+          );
         else ports.push(n);
         if (p.protocol !== undefined && p.protocol !== 'TCP' && p.protocol !== 'ANY')
           this.err([...pat, 'protocol'], `unsupported protocol ${token(p.protocol)} (supported: TCP; the lab carries TCP only)`);
@@ -453,7 +463,10 @@ class Converter {
       if (this.list(x.headers, [...at, 'headers'], 'headers ("Name: value")')) {
         x.headers.forEach((h: unknown, i: number) => {
           if (typeof h !== 'string' || !parseHeader(h)) {
-            this.err([...at, 'headers', i], 'expected "Name: value" with a value of printable ASCII without quotes or backslash (header presence without a value is not supported)');
+            this.err(
+              [...at, 'headers', i],
+              'expected "Name: value" with a value of printable ASCII without quotes or backslash (header presence without a value is not supported)',
+            );
             ok = false;
           }
         });

@@ -166,7 +166,15 @@ export function l7Allows(m: L7Match, req: HttpRequest): boolean {
   return true;
 }
 
-function verdict(dir: Direction, policies: Policy[], self: PodSpec, peer: PodSpec | undefined, port: number, req: HttpRequest | undefined, opts: VerdictOptions): Verdict {
+function verdict(
+  dir: Direction,
+  policies: Policy[],
+  self: PodSpec,
+  peer: PodSpec | undefined,
+  port: number,
+  req: HttpRequest | undefined,
+  opts: VerdictOptions,
+): Verdict {
   const selecting = selectingPolicies(policies, self, dir);
   if (!selecting.length) return { allowed: true, reason: 'no-policy' };
   const applicable = bound(selecting, dir).filter((b) => portMatches(b.rule, port));
@@ -189,7 +197,14 @@ function verdict(dir: Direction, policies: Policy[], self: PodSpec, peer: PodSpe
  * rules without peer restrictions admit it. Without `req` on a port with L7 rules the answer is the
  * connection-level one (admitted to the proxy, which then judges each request).
  */
-export function ingressVerdict(policies: Policy[], dst: PodSpec, src: PodSpec | undefined, port: number, req?: HttpRequest, opts: VerdictOptions = {}): Verdict {
+export function ingressVerdict(
+  policies: Policy[],
+  dst: PodSpec,
+  src: PodSpec | undefined,
+  port: number,
+  req?: HttpRequest,
+  opts: VerdictOptions = {},
+): Verdict {
   return verdict('ingress', policies, dst, src, port, req, opts);
 }
 
@@ -199,7 +214,14 @@ export function egressVerdict(policies: Policy[], src: PodSpec, dst: PodSpec | u
 }
 
 /** Both ends: egress of the source, then ingress of the destination (the first denial wins). */
-export function flowVerdict(policies: Policy[], src: PodSpec, dst: PodSpec, port: number, req?: HttpRequest, opts: VerdictOptions = {}): Verdict & { direction?: Direction } {
+export function flowVerdict(
+  policies: Policy[],
+  src: PodSpec,
+  dst: PodSpec,
+  port: number,
+  req?: HttpRequest,
+  opts: VerdictOptions = {},
+): Verdict & { direction?: Direction } {
   const out = egressVerdict(policies, src, dst, port, req, opts);
   if (!out.allowed) return { ...out, direction: 'egress' };
   const inn = ingressVerdict(policies, dst, src, port, req, opts);
@@ -216,10 +238,12 @@ function effect(matched: Bound[], l7Port: boolean): Effect {
   if (!l7Port) return { authRequired };
   if (matched.some((b) => !hasL7(b.rule))) return { authRequired, l7: [{}] };
   const seen = new Set<string>();
-  const l7 = matched.flatMap((b) => l7Of(b.rule)).filter((m) => {
-    const k = JSON.stringify(m);
-    return seen.has(k) ? false : (seen.add(k), true);
-  });
+  const l7 = matched
+    .flatMap((b) => l7Of(b.rule))
+    .filter((m) => {
+      const k = JSON.stringify(m);
+      return seen.has(k) ? false : (seen.add(k), true);
+    });
   return { authRequired, l7 };
 }
 
@@ -235,7 +259,12 @@ function peerSets(pods: PodSpec[]): PeerSet[] {
   return [...out.values()];
 }
 
-function compile(dir: Direction, policies: Policy[], self: PodSpec, cluster: Cluster): { enforced: boolean; ports: (PortPlanBase & { peers: PeerSet[] | 'any' })[] } {
+function compile(
+  dir: Direction,
+  policies: Policy[],
+  self: PodSpec,
+  cluster: Cluster,
+): { enforced: boolean; ports: (PortPlanBase & { peers: PeerSet[] | 'any' })[] } {
   const selecting = selectingPolicies(policies, self, dir);
   if (!selecting.length) return { enforced: false, ports: [] };
   const all = bound(selecting, dir);
@@ -384,7 +413,8 @@ export function checkPolicies(policies: Policy[], routes: Route[], cluster: Clus
     if (seen.has(name)) error(['policies', i, 'name'], `policy ${name} is defined twice (first at policies.${seen.get(name)})`);
     else seen.set(name, i);
     const selected = cluster.pods.filter((pod) => selects(p, pod));
-    if (!selected.length) warn(['policies', i, 'selector'], `policy ${name} selects no pod (no pod in namespace ${p.namespace} has labels ${JSON.stringify(p.selector)})`);
+    if (!selected.length)
+      warn(['policies', i, 'selector'], `policy ${name} selects no pod (no pod in namespace ${p.namespace} has labels ${JSON.stringify(p.selector)})`);
     if (p.ingress === undefined && p.egress === undefined) warn(['policies', i], `policy ${name} has neither ingress nor egress: it does nothing`);
 
     for (const dir of ['ingress', 'egress'] as const) {
@@ -403,7 +433,10 @@ export function checkPolicies(policies: Policy[], routes: Route[], cluster: Clus
           for (const sa of new Set(hits.map((h) => `${h.namespace}/${h.serviceAccount}`))) {
             const others = cluster.pods.filter((pod) => `${pod.namespace}/${pod.serviceAccount}` === sa && !hits.includes(pod));
             if (others.length)
-              warn([...at, peersKey, k], `policy ${name}: ${JSON.stringify(sel)} matches only some pods of service account ${sa}; proxies authorize by identity and will also allow ${others.map((o) => o.name).join(', ')}`);
+              warn(
+                [...at, peersKey, k],
+                `policy ${name}: ${JSON.stringify(sel)} matches only some pods of service account ${sa}; proxies authorize by identity and will also allow ${others.map((o) => o.name).join(', ')}`,
+              );
           }
         });
         // Ports nobody on the listening side serves.
@@ -411,7 +444,8 @@ export function checkPolicies(policies: Policy[], routes: Route[], cluster: Clus
         if (listeners.length) {
           const served = new Set(listeners.flatMap((pod) => [...listening(pod, cluster)]));
           (rule.ports ?? []).forEach((port, k) => {
-            if (!served.has(port)) warn([...at, 'ports', k], `policy ${name}: no ${dir === 'ingress' ? 'selected' : 'destination'} pod listens on port ${port}`);
+            if (!served.has(port))
+              warn([...at, 'ports', k], `policy ${name}: no ${dir === 'ingress' ? 'selected' : 'destination'} pod listens on port ${port}`);
           });
         }
       });
