@@ -1,7 +1,7 @@
 // Shared test helpers. Integration tests need root and the real kernel; without root they are
 // skipped with the reason (so a rootless `npm test` still runs every unit test).
 import test from 'ava';
-import { readFileSync, readdirSync } from 'node:fs';
+import { type Dirent, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot } from '../harness/util/host.js';
 import { sweep } from '../harness/topology/cleanup.js';
@@ -89,7 +89,7 @@ const VOLATILE_SYSCTLS = [/^net\.netfilter\.nf_conntrack_count$/, /^net\.netfilt
 function netSysctls(): string[] {
   const out: string[] = [];
   const walk = (dir: string) => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {
@@ -117,7 +117,7 @@ function netSysctls(): string[] {
 export function labCgroups(): string[] {
   const out: string[] = [];
   const walk = (dir: string, depth: number) => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {

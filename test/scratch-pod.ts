@@ -64,7 +64,7 @@ export function scratchPod(PREFIX: string, NS: string, POD_IP: string, VIP: stri
       child.on('exit', (code) => reject(new Error(`listener exited ${code}: ${err}`)));
       child.stdout!.setEncoding('utf8').on('data', (d) => {
         buf += d;
-        let i;
+        let i: number;
         while ((i = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);

@@ -2,7 +2,7 @@
 import { inputError, MeshbenchError } from '../errors.js';
 import { loadScenarioText, loadTopology, locate, nodeNames, shownPath } from '../scenario/load.js';
 import { applyOverrides, expandCases } from '../scenario/expand.js';
-import { buildCluster, describeCluster } from '../topology/graph.js';
+import { buildCluster, describeCluster, type Cluster } from '../topology/graph.js';
 import { dataplaneNames } from '../dataplanes/registry.js';
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
 import { checkScenarioPolicies, planDataplanes } from '../run/checks.js';
@@ -21,7 +21,7 @@ export function validateFile(file: string, opts: { quick?: boolean } = {}): stri
   }
   const loaded = loadScenarioText(read.text, resolve(file), [], { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   const s = applyOverrides(loaded, { quick: opts.quick });
-  let cluster;
+  let cluster: Cluster;
   try {
     cluster = buildCluster(s, 'mbxxxx');
   } catch (e) {

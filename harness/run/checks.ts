@@ -5,14 +5,14 @@
 import { MeshbenchError, inputError } from '../errors.js';
 import { locate } from '../scenario/load.js';
 import type { Scenario } from '../scenario/schema.js';
-import { buildCluster } from '../topology/graph.js';
+import { buildCluster, type Cluster } from '../topology/graph.js';
 import { checkPolicies } from '../dataplanes/mesh/policy/model.js';
 import { ConfigWordError } from '../dataplanes/engine/haproxy.js';
 import { getDataplane } from '../dataplanes/registry.js';
 import type { Plan } from '../dataplanes/types.js';
 
 export function checkScenarioPolicies(s: Scenario, warn: (msg: string) => void): void {
-  let cluster;
+  let cluster: Cluster;
   try {
     cluster = buildCluster(s, 'mbxxxx');
   } catch (e) {

@@ -69,7 +69,7 @@ export const HTTP_METHOD_RE = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
 /** An HTTP header name: RFC 9110 token characters except ' and ` (which no proxy config word can quote), at most 128. */
 export const HTTP_TOKEN_RE = /^[!#$%&*+.^_|~0-9A-Za-z-]{1,128}$/;
 /** A header value: printable ASCII and inner spaces; no quotes, backslash or control characters (CR/LF would split a config line). */
-export const HEADER_VALUE_RE = /^([!#-&(-\[\]-~]([ !#-&(-\[\]-~]{0,1022}[!#-&(-\[\]-~])?)?$/;
+export const HEADER_VALUE_RE = /^([!#-&(-[\]-~]([ !#-&(-[\]-~]{0,1022}[!#-&(-[\]-~])?)?$/;
 export const HEADER_VALUE_MSG = 'header values may hold printable ASCII and inner spaces (no quotes, backslash or control characters), at most 1024';
 const HEADER_RE = /^([!#$%&*+.^_|~0-9A-Za-z-]{1,128})[ \t]*:[ \t]*(.*?)[ \t]*$/s;
 

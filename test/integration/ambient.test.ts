@@ -80,7 +80,7 @@ rootTest('ambient-waypoint: a Service with L7 policy takes three hops (node prox
     t.is(wp.length, 1, 'one waypoint for the namespace');
     const src = d.adminSockets![c.client.name];
     const dst = d.adminSockets![server.name];
-    const wsock = (d.adminSockets ?? {})['waypoint-default'];
+    const wsock = d.adminSockets!['waypoint-default'];
     t.truthy(wsock);
     const before = { src: await haproxy.counters(src), wp: await haproxy.counters(wsock), dst: await haproxy.counters(dst) };
     const wire = await captureUnderlay(c, async () => {

@@ -175,7 +175,7 @@ rootTest('baseline, istio-sidecar, ambient and ambient-waypoint side by side: no
 
 rootTest('Ctrl-C during a run tears everything down and leaves a record marked incomplete', async (t) => {
   const dir = tmp();
-  let pids: number[] = [];
+  const pids: number[] = [];
   let sent = false;
   const r = await cli(
     [

@@ -17,7 +17,7 @@ import {
   diffAmbientAgainstSave,
   rulesByChain,
 } from '../../harness/dataplanes/mesh/capture/index.js';
-import { describeAmbientCapture, payloadTables } from '../../harness/dataplanes/mesh/capture/ambient.js';
+import { type describeAmbientCapture, payloadTables } from '../../harness/dataplanes/mesh/capture/ambient.js';
 
 /** table → chain → rules, in order. */
 type Expected = Record<string, Record<string, string[]>>;

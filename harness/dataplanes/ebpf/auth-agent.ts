@@ -6,7 +6,7 @@
 // Run: node dist/harness/dataplanes/ebpf/auth-agent.js <config.json> (config: AuthAgentConfig).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, realpathSync, statSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,7 @@ export function uriSans(subjectAltName: string | undefined): string[] {
   if (!subjectAltName) return [];
   const out: string[] = [];
   const re = /(?:^|, )([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)/g;
-  for (let m; (m = re.exec(subjectAltName)); ) {
+  for (let m: RegExpExecArray | null; (m = re.exec(subjectAltName)); ) {
     if (m[1] !== 'URI') continue;
     let v = m[2];
     if (v.startsWith('"')) {
@@ -487,7 +487,7 @@ export async function startAuthAgent(config: AuthAgentConfig, deps: AuthAgentDep
 
   async function readNew(): Promise<Promise<HandshakeRecord>[]> {
     const started: Promise<HandshakeRecord>[] = [];
-    let fh;
+    let fh: FileHandle;
     try {
       fh = await open(config.flowsFile, 'r');
     } catch (e) {
