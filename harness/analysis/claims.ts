@@ -22,24 +22,12 @@
 import type { CaseResult, ClaimsTable, RunRecord } from '../results/types.js';
 import { metricOf } from './metrics.js';
 import { addedOverBaseline, dataplaneSplit, overRepeats, type Split } from './figures.js';
+import { allDataplanes } from '../dataplanes/registry.js';
 import { bootstrapCI, type Interval } from './stats.js';
 import { judgeFigure, judgeOrdering, judgeRatio, publishedRange, showInterval, type PublishedFigure, type VerdictWord } from './verdicts.js';
 
-/** The lab's dataplane for each dataplane name the documents use. */
-export const LAB_DATAPLANE: Readonly<Record<string, string>> = {
-  cilium: 'ebpf',
-  'cilium-l4': 'ebpf',
-  'cilium-l7': 'ebpf-l7',
-  'istio-sidecar': 'istio-sidecar',
-  linkerd: 'linkerd-sidecar',
-  'istio-ambient': 'ambient',
-  'cilium-no-http-filter': 'ebpf',
-  'cilium-node-envoy-http-filter': 'ebpf-l7',
-  'cilium-istio-two-sidecars': 'istio-sidecar',
-  'baseline-no-visibility': 'baseline',
-  'ebpf-http-visibility': 'ebpf',
-  'proxy-http-visibility': 'ebpf-l7',
-};
+/** The lab's dataplane for each dataplane name the documents use (each dataplane declares its `standsFor`). */
+export const LAB_DATAPLANE: Readonly<Record<string, string>> = Object.fromEntries(allDataplanes().flatMap((d) => (d.standsFor ?? []).map((n) => [n, d.name])));
 
 /** One document figure and the lab's figure beside it. */
 export interface VerdictCell {

@@ -58,6 +58,8 @@ export interface Dataplane {
   name: string;
   /** One line for `--help` and the report. */
   summary: string;
+  /** What the source documents call what this dataplane models (claims tables' columns, e.g. `cilium-l7`). */
+  standsFor?: string[];
   /** Tools, kernel features and engine build flags it needs (doctor's table and run's pre-flight). */
   needs: Need[];
   /**

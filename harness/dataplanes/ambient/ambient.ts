@@ -5,6 +5,7 @@ import { istioCniCapture, nodeProxyDataplane } from './family.js';
 
 export const ambient = nodeProxyDataplane({
   name: 'ambient',
+  standsFor: ['istio-ambient'],
   summary: 'Istio Ambient: in-pod redirect to one node proxy per node (HAProxy standing in for ztunnel), mTLS tunnels between nodes, L4 only',
   capture: istioCniCapture,
   threads: 2,

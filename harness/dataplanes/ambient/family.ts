@@ -49,6 +49,7 @@ export async function istioCniCapture(): Promise<CaptureModel> {
 export interface NodeProxyOptions {
   name: string;
   summary: string;
+  standsFor?: string[];
   capture: () => Promise<CaptureModel>;
   threads: number;
   keepSourceIp: boolean;
@@ -117,6 +118,7 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
   return {
     name: o.name,
     summary: o.summary,
+    standsFor: o.standsFor,
 
     needs: [
       { tool: 'haproxy' },

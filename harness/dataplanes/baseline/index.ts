@@ -7,6 +7,7 @@ import type { Dataplane } from '../types.js';
 
 export const baseline: Dataplane = {
   name: 'baseline',
+  standsFor: ['baseline-no-visibility'],
   summary: 'no mesh: kube-proxy-style iptables DNAT for Service VIPs in the node namespaces, nothing else in the path',
 
   needs: [{ tool: 'iptables-restore' }],

@@ -451,6 +451,7 @@ const L7_NEEDS: Need[] = [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { e
 export interface EbpfOptions {
   name: string;
   summary: string;
+  standsFor?: string[];
   l7: boolean;
 }
 
@@ -458,6 +459,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
   return {
     name: o.name,
     summary: o.summary,
+    standsFor: o.standsFor,
 
     needs: [...EBPF_NEEDS, ...(o.l7 ? L7_NEEDS : [])],
 

@@ -22,6 +22,7 @@ import type { OutboundRoute, OutboundService, SidecarSpec } from '../engine/type
 export interface SidecarProfile {
   name: string;
   summary: string;
+  standsFor?: string[];
   /** The real component HAProxy stands in for. */
   standInFor: string;
   captureProfile: 'istio' | 'linkerd';
@@ -92,6 +93,7 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
   return {
     name: profile.name,
     summary: profile.summary,
+    standsFor: profile.standsFor,
 
     needs: [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { host: 'iptables REDIRECT' }],
 

@@ -7,6 +7,7 @@ import { sidecarDataplane, type SidecarProfile } from './family.js';
 
 export const istioProfile: SidecarProfile = {
   name: 'istio-sidecar',
+  standsFor: ['istio-sidecar', 'cilium-istio-two-sidecars'],
   summary: 'Istio classic sidecar: iptables REDIRECT to a per-pod proxy (HAProxy standing in for Envoy), mTLS between proxies, whole-mesh config per pod',
   standInFor: 'Envoy (istio-proxy sidecar)',
   captureProfile: 'istio',

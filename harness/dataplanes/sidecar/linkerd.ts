@@ -7,6 +7,7 @@ import { sidecarDataplane, type SidecarProfile } from './family.js';
 
 export const linkerdProfile: SidecarProfile = {
   name: 'linkerd-sidecar',
+  standsFor: ['linkerd'],
   summary: 'Linkerd: proxy-init REDIRECT to a per-pod proxy (HAProxy standing in for linkerd2-proxy), mTLS over multiplexed HTTP/2, only used destinations',
   standInFor: 'linkerd2-proxy',
   captureProfile: 'linkerd',
