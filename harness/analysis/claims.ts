@@ -1,23 +1,7 @@
 // The source documents' tables (reference/claims.yaml) judged against a run: for each published
 // row, the lab figure that stands for it, measured in the same run, with its bootstrap interval
 // and a verdict (verdicts.ts). Pure and deterministic: the same run record gives the same rows.
-//
-// What stands for what:
-// - dataplanes: cilium → ebpf (L4) or ebpf-l7 (L7, with its node proxy), istio-sidecar →
-//   istio-sidecar, linkerd → linkerd-sidecar, istio-ambient → ambient (LAB_DATAPLANE);
-// - overhead: the dataplane's figure minus baseline's in the same run, paired by repeat
-//   (stats.overhead);
-// - dataplane memory: PSS of every process that is neither the app nor the load generator, plus
-//   the run's BPF map memory. Per pod: the roles there is one of per pod (sidecar `proxy`),
-//   divided by the meshed pods; per node: every other dataplane role and the maps, divided by the
-//   nodes. PSS splits shared pages among the processes mapping them;
-// - dataplane CPU: user + system CPU of those processes plus the BPF programs' run time, over
-//   the measured window; softirq time (WireGuard in the kernel, the loopback legs) is owned by no
-//   process and left out, as the report's Kernel section says;
-// - units as the document writes them: MB and GB are 10^6 and 10^9 bytes, MiB/Mi and GiB 2^20 and
-//   2^30, cores and millicores of one CPU, ms and s.
-// Several figures of one row (a ratio, an order) each get their own interval; the verdict rules
-// say how they are combined. A table the lab has no mapping for gets rows that say so.
+// What stands for what (dataplanes, overhead, memory, CPU, units): docs/scenarios.md.
 // Over 500 lines by choice: one judge per reference table, each short, sharing the row builders.
 import type { CaseResult, ClaimsTable, RunRecord } from '../results/types.js';
 import { metricOf } from './metrics.js';

@@ -1,24 +1,7 @@
 // Named figures of a case, shared by `compare`, overhead and the claim verdicts: one place says
-// what `p99` or `cpuPerPod:proxy` means, in which unit, and which direction is better.
-//
-// Names:
-//   p50 p90 p95 p99 p999 max min mean
-//                                    latency of successful requests, µs (latencyUs; p95 from the
-//                                    histogram for records written before p95 was recorded)
-//   qps                              achieved requests per second (load.actual.qps; higher is better)
-//   errors                           failed requests (load.actual.errors)
-//   cpu:<role> rss:<role> pss:<role> rssPeak:<role>
-//                                    the role's CPU seconds over the window, memory bytes (byRole)
-//   cpuPerPod:<role> rssPerPod:<role> pssPerPod:<role>
-//   cpuPerNode:<role> rssPerNode:<role> pssPerNode:<role>
-//                                    the same divided by meshed pods / nodes (resources.normalized)
-//   startup:firstRequestMs startup:dataplaneDeployMs startup:topologyUpMs
-//   startup:podReadyMs               the slowest pod's ready time (max over pods)
-//   startup:podReadyMedianMs         the median pod's ready time
-//   kernel:softirqSeconds kernel:bpfRunTimeNs kernel:bpfMapBytes
-// A role is whatever the record names (app, load, proxy, node-proxy, waypoint, agent, wireguard…).
-// `metricOf` gives undefined when the case does not carry the figure (a failed case, a role the
-// dataplane does not have); an unknown name is bad input (E_INPUT) listing the valid ones.
+// what `p99` or `cpuPerPod:proxy` means, in which unit, and which direction is better. `metricOf`
+// gives undefined when the case does not carry the figure; an unknown name is E_INPUT listing the
+// valid ones. The names: docs/results.md (Comparing runs).
 import { median } from 'simple-statistics';
 import { inputError } from '../errors.js';
 import { byString } from '../util/order.js';

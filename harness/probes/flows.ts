@@ -1,20 +1,7 @@
-// The eBPF dataplanes' flow log, read and summarized into a service dependency map.
-//
-// A case's flow log is `<caseDir>/flows/`: `<node>.jsonl` written by mb-flowd (one record per new
-// connection and per dropped packet, the datapath's view), optionally `<node>-l7.jsonl` written by
-// the node L7 proxy (one record per HTTP request, `"type":"L7"`), and `identities.json` naming
-// addresses (pod, namespace, node, identity). Lines that do not start with `{` (the proxy's own
-// notices) are not records.
-//
-// The summary groups pods into workloads (namespace + pod name without its `-<n>` replica index,
-// as a Service's pods are named here) and counts, per edge workload → workload:port/protocol,
-// connections and their outcome. A connection is one 5-tuple: the datapath reports it at the
-// source node's egress and again at the destination node's ingress, and once per retransmitted
-// packet while it is dropped, so counting records would count one connection several times.
-// Its outcome is its last record's verdict: a connection dropped first (AUTH_REQUIRED until the
-// nodes' handshake completes) and forwarded on a retransmit counts as forwarded, with the earlier
-// drop kept apart. L7 records are counted one per request. Everything here is pure except the two
-// readers; output order is fixed (plain string order), so the same log gives the same summary.
+// The eBPF dataplanes' flow log (`<caseDir>/flows/`), read and summarized into a service dependency
+// map: workloads and edges workload → workload:port/protocol with connection counts and outcomes.
+// Everything here is pure except the two readers; output order is fixed, so the same log gives
+// the same summary. Log layout and counting rules: docs/results.md (the run record's `flows`).
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { FlowEdge, FlowSummary, FlowWorkload } from '../results/types.js';

@@ -1,40 +1,9 @@
-// The lab's own network-policy and traffic-routing format: one model that every dataplane
-// (iptables + HAProxy sidecars, node proxies, eBPF) is configured from, so all of them enforce
-// the same rules. CiliumNetworkPolicy files are converted into it (dataplanes/mesh/policy/cnp.ts);
-// evaluation and compilation against a cluster live in dataplanes/mesh/policy/model.ts.
-// Plain data and zod; nothing here touches the host.
-//
-// Semantics (Cilium's where Cilium has an answer):
-// - A policy applies to the pods of its namespace whose labels include `selector`
-//   (`selector: {}` = every pod of the namespace).
-// - Direction enforcement: a pod is default-deny for ingress as soon as one policy that
-//   selects it has an `ingress` key, even `ingress: []` (which therefore denies everything);
-//   a policy without the key leaves that direction alone. Same for egress.
-// - Within a rule, an omitted field does not restrict:
-//     from/to omitted and namespaces omitted → any peer at all, including peers outside the
-//                                             cluster and unidentified ones (Cilium: a rule with
-//                                             toPorts but no fromEndpoints)
-//     from/to omitted, namespaces given      → any pod of those namespaces
-//     from/to given, namespaces omitted      → pods of the policy's own namespace matching one
-//                                             of the selectors ({} = every pod there)
-//     ports omitted                          → every TCP port (no L7 rules allowed then)
-//   So `ingress: [{}]` allows everything (unlike CiliumNetworkPolicy, where an empty rule
-//   selects nothing; the converter maps that idiom to `ingress: []`).
-// - Rules are a union: traffic is allowed when any rule of any selecting policy allows it.
-// - L7 (http/grpc) rules restrict the listed ports: on a port where any applicable rule has L7
-//   rules, every allowed flow goes through the L7 proxy and each request must match one L7 rule
-//   of a rule that allowed its peer; a rule without L7 rules that also allows the peer on that
-//   port lets every request through (Cilium adds a wildcard L7 rule for it). `http: [{}]`
-//   therefore means "through the proxy, every request allowed".
-// - `auth: required` (Cilium `authentication.mode: required`): when any rule allowing the peer
-//   on the port requires it, the peer must be mutually authenticated.
-// - HTTP matching: method exact (case-sensitive); path a JavaScript regular expression that must
-//   match the whole request target (it is anchored as ^(?:…)$, like Cilium/Envoy full-match
-//   regexes; the target includes any query string, as Envoy's :path does); headers "Name: value",
-//   name case-insensitive, value exact. gRPC rules are HTTP POST /<package.Service>/<Method>.
-// Every string here may end up in a proxy config (HAProxy quotes words in '…', which cannot hold
-// a single quote or a line break): paths, header names and values keep to printable ASCII without
-// quotes or control characters, and lists have upper bounds (docs/inputs.md).
+// The lab's own network-policy and traffic-routing format: one model every dataplane (iptables
+// + HAProxy sidecars, node proxies, eBPF) is configured from, so all enforce the same rules.
+// CiliumNetworkPolicy files are converted into it (dataplanes/mesh/policy/cnp.ts); evaluation and
+// compilation live in dataplanes/mesh/policy/model.ts. Plain data and zod; nothing here touches
+// the host. Every string may end up in a proxy config, hence the charsets and list bounds below.
+// Semantics: docs/policies.md; bounds and charsets: docs/inputs.md.
 import { z } from 'zod';
 
 export const DNS_LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

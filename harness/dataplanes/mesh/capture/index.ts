@@ -1,20 +1,8 @@
-// Sidecar traffic capture inside a pod's network namespace: the nat rules a meshed pod gets from
-// its init container, reproduced rule for rule, so the lab's sidecar models pay the same
-// netfilter cost and take the same loopback legs as the real meshes.
-//
-// Two models (sources and what is left out are in each file's header):
-// - istio.ts — istio-init (`istio-iptables … -m REDIRECT`, injector defaults). Inbound TCP:
-//   PREROUTING → ISTIO_INBOUND: RETURN 15008, 15090, 15021, 15020, else ISTIO_IN_REDIRECT
-//   (REDIRECT 15006). Outbound: OUTPUT → ISTIO_OUTPUT: RETURN from 127.0.0.6 on lo; the proxy's
-//   (uid/gid 1337) loopback calls to a non-127.0.0.1 address → ISTIO_IN_REDIRECT; other lo traffic
-//   RETURN; proxy uid/gid RETURN; 127.0.0.1 RETURN; else ISTIO_REDIRECT (REDIRECT 15001).
-// - linkerd.ts — linkerd2-proxy-init (chart defaults). PREROUTING → PROXY_INIT_REDIRECT: RETURN
-//   4190,4191,4567,4568, else REDIRECT 4143. OUTPUT → PROXY_INIT_OUTPUT: RETURN uid 2102, RETURN
-//   `-o lo`, RETURN 4567,4568, else REDIRECT 4140.
-// Both: nat table only, IPv4 only, REDIRECT (the kernel rewrites the destination to the primary
-// address of the incoming interface, or 127.0.0.1 for local output; the proxy reads the original
-// one with SO_ORIGINAL_DST). The payloads go in with `iptables-restore --noflush` inside the pod's
-// netns, never in the root namespace.
+// Sidecar traffic capture inside a pod's network namespace: applies, verifies and describes the
+// nat rules of the istio-init (istio.ts) and linkerd2-proxy-init (linkerd.ts) models, and
+// re-exports the ambient in-pod model (ambient.ts). Payloads go in with `iptables-restore
+// --noflush` inside the pod's netns, never in the root namespace. What the rules do:
+// docs/sidecar.md.
 import { runError } from '../../../errors.js';
 import { exec } from '../../../util/exec.js';
 import { ISTIO_DEFAULTS, ISTIO_SIDECAR_INVOCATION, istioSidecarRules, type IstioSidecarOptions } from './istio.js';

@@ -1,47 +1,8 @@
-// Istio classic sidecar traffic capture: the nat rules the istio-init container installs in a
-// pod's network namespace, as an iptables-restore payload in the exact form istio-iptables feeds
-// to `iptables-restore --noflush` (same chains, same rule order, same match options).
-//
-// Upstream facts modelled (istio/istio master 86c9f01f, 2026-08-22):
-// - tools/istio-iptables/pkg/capture/run.go, Run() and handleInboundPortsInclude(): the rule list
-//   and its order; tools/istio-iptables/pkg/builder/iptables_builder_impl.go, buildRestore(): the
-//   payload layout ("* nat", one `-N` per Istio chain in order of first use, then every rule in
-//   the order appended, "COMMIT"). istio-iptables emits no rule comments.
-// - tools/istio-iptables/pkg/capture/testdata/empty.golden and inbound-ports-wildcard.golden:
-//   byte-for-byte what the generator must produce with capture of inbound and outbound off / with
-//   inbound on (test/fixtures/capture/ keeps their nat sections; the unit test compares).
-// - tools/common/config/config.go: DefaultConfig() (ports 15001/15006/15008) and
-//   FillConfigFromEnvironment() (PROXY_GID defaults to PROXY_UID; IPv6 only when the pod's first
-//   non-loopback address is IPv6).
-//
-// "The default invocation". `istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT` on its own
-// leaves INBOUND_PORTS_INCLUDE (-b) and OUTBOUND_IPRANGES_INCLUDE (-i) empty, and then captures
-// nothing: no PREROUTING jump, no `ISTIO_OUTPUT -j ISTIO_REDIRECT` (that is empty.golden). What a
-// sidecar-injected pod really runs is the injector's istio-init
-// (manifests/charts/istio-control/istio-discovery/files/injection-template.yaml with the chart's
-// values.yaml defaults includeIPRanges "*", excludeIPRanges "", includeInboundPorts "*",
-// excludeInboundPorts "", statusPort 15020; pkg/kube/inject/template.go excludeInboundPort()):
-//   istio-iptables -p 15001 -z 15006 -u 1337 -m REDIRECT -i '*' -x '' -b '*' -d 15090,15021,15020
-// That is the invocation modelled by default (ISTIO_SIDECAR_INVOCATION) and the one
-// the sidecar family's docs page describes. `captureInbound: false` / `captureOutbound: false` drop
-// `-b '*'` / `-i '*'` and give back the bare-flag output.
-// The inbound exclusions are therefore 15008 (the tunnel port, INBOUND_TUNNEL_PORT; run.go always
-// RETURNs it first, whatever -d says), then the -d list 15090, 15021, 15020, one `--dport` rule
-// each (master does not use multiport; an unmerged change e8f9bf50 would).
-//
-// Left out, because the modelled invocation installs none of it:
-// - IPv6: istio-iptables runs ip6tables-restore with the same rules (::6/128, ::1/128) only when
-//   the pod's address is IPv6 or DUAL_STACK is set. The lab's pods are IPv4-only.
-// - mangle table: TPROXY mode (-m TPROXY: ISTIO_DIVERT, ISTIO_TPROXY, MARK/CONNMARK 1337/1338,
-//   plus `ip rule fwmark 1337 lookup 133` from tools/common/tproxy) and INVALID_DROP (ISTIO_DROP).
-// - raw table and the nat ISTIO_OUTPUT_DNS chain: DNS capture (REDIRECT_DNS /
-//   ISTIO_META_DNS_CAPTURE, conntrack zones 1/2, port 15053). Off unless proxy metadata sets it.
-// - filter table: the temporary DROP "guardrails" istio-iptables inserts only while reconciling
-//   drifted rules (--reconcile).
-// - Options the injector passes only when annotated: -o/-q outbound port exclude/include,
-//   -x/-i CIDR lists, -k virtual interfaces, -c excluded interfaces, owner-group include/exclude.
-// - --native-nftables (istio-nftables) and istio-cni (same rules, installed by the CNI plugin).
-// - Several proxy uids/gids (istio accepts comma lists): the lab has one proxy uid.
+// Istio classic sidecar traffic capture: the nat rules the injector's istio-init installs in a
+// pod's namespace, as the iptables-restore payload istio-iptables feeds to `--noflush` (same
+// chains, rule order and match options). Default: the injected invocation
+// (ISTIO_SIDECAR_INVOCATION); the bare flags reproduce upstream's empty.golden. Upstream sources,
+// the rules and what is left out: docs/sidecar.md.
 
 export interface IstioSidecarOptions {
   /** -u: the proxy's uid, whose traffic is not captured. Default 1337. */

@@ -1,33 +1,7 @@
-// Linkerd traffic capture: the nat rules linkerd2-proxy-init (the linkerd-init container)
-// installs in a meshed pod's network namespace, as one iptables-restore --noflush payload.
-//
-// Upstream facts modelled (linkerd/linkerd2-proxy-init main 183e791d, 2026-07-23):
-// - pkg/iptables/iptables.go (it lived at proxy-init/internal/iptables/iptables.go until the
-//   package was exported, #361; the rule builders did not change): ConfigureFirewall(),
-//   addIncomingTrafficRules(), addOutgoingTrafficRules(), makeMultiportDestinations() and the
-//   make*() rule builders. Order: PROXY_INIT_REDIRECT is created and filled (ignored inbound ports
-//   as multiport RETURN, ignored subnets, then REDIRECT) and PREROUTING jumps to it; then
-//   PROXY_INIT_OUTPUT (RETURN proxy uid, [gid], `-o lo`, ignored outbound ports, REDIRECT) and
-//   OUTPUT jumps to it. Every rule carries a comment "proxy-init/<what>". At most 15 ports per
-//   multiport rule, a range counting 2 (IptablesMultiportLimit).
-// - pkg/iptables/iptables_test.go: the expected commands and a sample iptables-save listing, which
-//   fix the spelling used here (iptables-save order: matches, comment, then target).
-// - proxy-init/cmd/root.go: flags and defaults; IPv4 rules always, IPv6 rules too unless --ipv6=false.
-// - linkerd/linkerd2 charts/partials/templates/_proxy-init.tpl and
-//   charts/linkerd-control-plane/values.yaml (main b24cd405): the injected arguments
-//     --incoming-proxy-port 4143 --outgoing-proxy-port 4140 --proxy-uid 2102
-//     --inbound-ports-to-ignore 4190,4191,4567,4568 --outbound-ports-to-ignore 4567,4568
-//     --ipv6=false (disableIPv6: true) and iptables-nft (proxyInit.iptablesMode: nft);
-//   proxy.gid is -1, so no --proxy-gid and no gid rule; skipSubnets is empty.
-//
-// How the lab differs in form, not in result: proxy-init runs one `iptables -t nat -N/-A …`
-// command per rule (after `iptables-save -t nat` to find chains to flush and jumps to keep); the
-// lab sends the same rules, in the same order, as one iptables-restore transaction, spelled the way
-// iptables-save lists them (`--to-port 4140` is listed as `--to-ports 4140`).
-//
-// Left out: IPv6 (ip6tables, same rules) because the chart passes --ipv6=false by default and the
-// lab's pods are IPv4-only; --timeout-close-wait-secs (a conntrack sysctl, unset by default);
-// linkerd-cni (same rules from the CNI plugin). proxy-init touches no table other than nat.
+// Linkerd traffic capture: the nat rules linkerd2-proxy-init (the linkerd-init container) installs
+// in a meshed pod's namespace with the chart's arguments, in proxy-init's command order but sent as
+// one iptables-restore --noflush payload spelled as iptables-save lists it. Upstream sources, the
+// rules and what is left out: docs/sidecar.md.
 
 export type PortSpec = number | string;
 

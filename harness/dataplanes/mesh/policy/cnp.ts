@@ -1,28 +1,8 @@
 // CiliumNetworkPolicy YAML → the lab's policy model (scenario/policy-schema.ts), so a scenario
 // can reuse policies written for a real cluster. Only the subset every lab dataplane can enforce
-// is accepted; anything else is reported as `file:line: path: message` naming what is
-// supported, every problem of the file at once (like scenario/load.ts).
-//
-// Accepted (apiVersion cilium.io/v2, kind CiliumNetworkPolicy, one or more `---` documents):
-//   metadata.name, metadata.namespace (default "default"; other metadata is ignored)
-//   spec.endpointSelector.matchLabels, spec.description
-//   spec.ingress[]: fromEndpoints[].matchLabels, toPorts[], authentication.mode (required|disabled)
-//   spec.egress[]:  toEndpoints[].matchLabels,   toPorts[], authentication.mode
-//   toPorts[].ports[]: port (number or numeric string), protocol TCP (omitted/ANY are read as
-//     TCP: the lab carries only TCP)
-//   toPorts[].rules.http[]: method (a plain method name), path (regex), headers ("Name: value")
-//   toPorts[].rules: {l7proto: grpc, l7: [{service, method}]}
-//   label keys may carry the "k8s:" or "any:" source prefix; the key
-//   [k8s:]io.kubernetes.pod.namespace in a peer selector picks the peer's namespace.
-// Conversion of Cilium's special cases:
-//   an ingress/egress rule with neither peers nor ports (`- {}`) selects nothing: it only turns
-//     default-deny on, so it becomes no native rule (and `ingress: [{}]` → `ingress: []`);
-//   `ingress: []` (empty list) does not enable default-deny in Cilium → no `ingress` key;
-//   a rule with several toPorts entries becomes one native rule per entry (same peers, auth);
-//   a fromEndpoints list naming several namespaces becomes one native rule per namespace.
-// The file is hostile until checked, like a scenario: read only when regular and small, every
-// label, path and header held to the charsets of policy-schema.ts, messages quoting at most a
-// short token of it.
+// is accepted; anything else is reported as `file:line: path: message`, every problem of the file
+// at once (like scenario/load.ts). The file is hostile until checked, like a scenario. The
+// accepted subset and how Cilium's special cases convert: docs/policies.md.
 import { relative } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { inputError } from '../../../errors.js';
