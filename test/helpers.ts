@@ -58,6 +58,14 @@ export function cli(
   });
 }
 
+/**
+ * `meshbench run scenarios/quick.yaml` as the tests run it: baseline, 2 s measured after 1 s of
+ * warm-up, records and reports where asked. `more` comes last, so an option there wins.
+ */
+export function quickArgs(results: string, reports: string, ...more: string[]): string[] {
+  return ['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', results, '--reports', reports, ...more];
+}
+
 /** Lab namespaces currently on the host. */
 export async function labNetns(): Promise<string[]> {
   const r = await exec('ip', ['netns', 'list'], { allowFail: true });

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import type { ExecutionContext } from 'ava';
-import { rootTest, cleanAround, cli, labNetns, hostSnapshot } from '../helpers.js';
+import { rootTest, cleanAround, cli, labNetns, hostSnapshot, quickArgs } from '../helpers.js';
 import { pidAlive, STATE_DIR } from '../../harness/util/host.js';
 import type { RunRecord } from '../../harness/results/types.js';
 
@@ -48,36 +48,20 @@ async function killDuringWindow(t: ExecutionContext, pick: (name: string) => boo
   let stderr = '';
   let killed: { name: string; pid: number } | undefined;
   let all: number[] = [];
-  const r = await cli(
-    [
-      'run',
-      'scenarios/quick.yaml',
-      '--dataplanes',
-      'istio-sidecar',
-      '--duration',
-      '4',
-      '--warmup',
-      '1',
-      '--results',
-      join(dir, 'results'),
-      '--reports',
-      join(dir, 'reports'),
-    ],
-    {
-      onStderr: (chunk) => {
-        stderr += chunk;
-        if (killed || !/measuring/.test(stderr)) return;
-        const prefix = stderr.match(/prefix (mb[0-9a-z]{4})/)?.[1];
-        if (!prefix) return;
-        const st = JSON.parse(readFileSync(join(STATE_DIR, `${prefix}.json`), 'utf8')) as { pids: { name: string; pid: number }[] };
-        all = st.pids.map((p) => p.pid);
-        const victim = st.pids.find((p) => pick(p.name));
-        if (!victim) return;
-        killed = victim;
-        setTimeout(() => process.kill(victim.pid, 'SIGKILL'), 1000);
-      },
+  const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--dataplanes', 'istio-sidecar', '--duration', '4'), {
+    onStderr: (chunk) => {
+      stderr += chunk;
+      if (killed || !/measuring/.test(stderr)) return;
+      const prefix = stderr.match(/prefix (mb[0-9a-z]{4})/)?.[1];
+      if (!prefix) return;
+      const st = JSON.parse(readFileSync(join(STATE_DIR, `${prefix}.json`), 'utf8')) as { pids: { name: string; pid: number }[] };
+      all = st.pids.map((p) => p.pid);
+      const victim = st.pids.find((p) => pick(p.name));
+      if (!victim) return;
+      killed = victim;
+      setTimeout(() => process.kill(victim.pid, 'SIGKILL'), 1000);
     },
-  );
+  });
   return { r, killed, all };
 }
 
@@ -132,20 +116,7 @@ rootTest('a read-only --results: exit 3 naming the directory, nothing built, no 
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli([
-    'run',
-    'scenarios/quick.yaml',
-    '--dataplanes',
-    'baseline',
-    '--duration',
-    '1',
-    '--warmup',
-    '1',
-    '--results',
-    join(ro, 'results'),
-    '--reports',
-    join(dir, 'reports'),
-  ]);
+  const r = await cli(quickArgs(join(ro, 'results'), join(dir, 'reports'), '--duration', '1'));
   t.is(r.code, 3, r.stderr);
   t.regex(r.stderr, new RegExp(`cannot write run records in ${ro}/results/quick/\\S+: EROFS \\(read-only file system\\)`));
   t.regex(r.stderr, /--results/);
@@ -164,21 +135,18 @@ rootTest(
     const before = await hostSnapshot();
     const mnt = tmpfs(t, dir, 'small', 'size=1m');
     let filled = false;
-    const r = await cli(
-      ['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline', '--duration', '2', '--warmup', '1', '--results', mnt, '--reports', join(dir, 'reports')],
-      {
-        onStderr: (chunk) => {
-          if (filled || !/measuring/.test(chunk)) return;
-          filled = true;
-          // Fill the file system as another writer on the host would.
-          try {
-            writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 << 20));
-          } catch {
-            /* ENOSPC: it is full */
-          }
-        },
+    const r = await cli(quickArgs(mnt, join(dir, 'reports')), {
+      onStderr: (chunk) => {
+        if (filled || !/measuring/.test(chunk)) return;
+        filled = true;
+        // Fill the file system as another writer on the host would.
+        try {
+          writeFileSync(join(mnt, 'filler'), Buffer.alloc(2 << 20));
+        } catch {
+          /* ENOSPC: it is full */
+        }
       },
-    );
+    });
     t.true(filled, r.stderr);
     t.not(r.code, 0);
     t.is(r.code, 3, r.stderr);
@@ -202,20 +170,7 @@ rootTest('a read-only --reports: the run record path is printed, then the report
   const dir = tmp(t);
   const before = await hostSnapshot();
   const ro = tmpfs(t, dir, 'ro', 'ro,size=64k');
-  const r = await cli([
-    'run',
-    'scenarios/quick.yaml',
-    '--dataplanes',
-    'baseline',
-    '--duration',
-    '2',
-    '--warmup',
-    '1',
-    '--results',
-    join(dir, 'results'),
-    '--reports',
-    join(ro, 'reports'),
-  ]);
+  const r = await cli(quickArgs(join(dir, 'results'), join(ro, 'reports')));
   t.is(r.code, 3, r.stderr);
   const file = recordPath(r.stdout);
   t.truthy(file, r.stdout);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootTest, cleanAround, cli, labNetns, hostSnapshot } from '../helpers.js';
+import { rootTest, cleanAround, cli, labNetns, hostSnapshot, quickArgs } from '../helpers.js';
 import { exec } from '../../harness/util/exec.js';
 import { cgroup2Root, pidAlive } from '../../harness/util/host.js';
 import { readHolder } from '../../harness/util/lock.js';
@@ -64,19 +64,7 @@ async function pinCgroupWithSocket(prefix: string): Promise<ChildProcess> {
   return child;
 }
 
-const runArgs = (dir: string, ...more: string[]) => [
-  'run',
-  'scenarios/quick.yaml',
-  '--dataplanes',
-  'baseline',
-  '--warmup',
-  '1',
-  '--results',
-  join(dir, 'results'),
-  '--reports',
-  join(dir, 'reports'),
-  ...more,
-];
+const runArgs = (dir: string, ...more: string[]) => quickArgs(join(dir, 'results'), join(dir, 'reports'), ...more);
 
 /** Start a run; `at` resolves with its process once stderr matches `re`. */
 function startRun(args: string[], re: RegExp) {

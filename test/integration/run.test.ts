@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { rootTest, cleanAround, cli, labNetns, rootNetState } from '../helpers.js';
+import { rootTest, cleanAround, cli, labNetns, rootNetState, quickArgs } from '../helpers.js';
 import { cgroup2Root, pidAlive, STATE_DIR } from '../../harness/util/host.js';
 import type { RunRecord } from '../../harness/results/types.js';
 
@@ -15,21 +15,7 @@ const labCgroups = () => {
 /** The quick scenario with these dataplanes, 2 s per case, as the CLI runs it. */
 async function quickRun(t: import('ava').ExecutionContext, dataplanes: string): Promise<{ rec: RunRecord; summary: { runJson: string; report: string } }> {
   const dir = tmp();
-  const r = await cli([
-    'run',
-    'scenarios/quick.yaml',
-    '--dataplanes',
-    dataplanes,
-    '--duration',
-    '2',
-    '--warmup',
-    '1',
-    '--results',
-    join(dir, 'results'),
-    '--reports',
-    join(dir, 'reports'),
-    '--json',
-  ]);
+  const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--dataplanes', dataplanes, '--json'));
   t.is(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   return { rec: JSON.parse(readFileSync(summary.runJson, 'utf8')), summary };
@@ -40,22 +26,7 @@ const stateFiles = () => (existsSync(STATE_DIR) ? readdirSync(STATE_DIR) : []);
 rootTest('meshbench run quick: a complete record with latency, resources by role, and a report; nothing left behind', async (t) => {
   const before = await rootNetState();
   const dir = tmp();
-  const r = await cli([
-    'run',
-    'scenarios/quick.yaml',
-    '--quick',
-    '--dataplanes',
-    'baseline',
-    '--duration',
-    '2',
-    '--warmup',
-    '1',
-    '--results',
-    join(dir, 'results'),
-    '--reports',
-    join(dir, 'reports'),
-    '--json',
-  ]);
+  const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--quick', '--json'));
   t.is(r.code, 0, r.stderr);
   t.is(r.stderr, '', '--json keeps stderr quiet');
   const summary = JSON.parse(r.stdout);
@@ -177,34 +148,18 @@ rootTest('Ctrl-C during a run tears everything down and leaves a record marked i
   const dir = tmp();
   const pids: number[] = [];
   let sent = false;
-  const r = await cli(
-    [
-      'run',
-      'scenarios/quick.yaml',
-      '--dataplanes',
-      'baseline',
-      '--duration',
-      '30',
-      '--warmup',
-      '1',
-      '--results',
-      join(dir, 'results'),
-      '--reports',
-      join(dir, 'reports'),
-    ],
-    {
-      onStderr: (chunk, child) => {
-        if (sent || !/measuring/.test(chunk)) return;
-        sent = true;
-        // Remember what the run started, then interrupt it as a terminal would.
-        for (const f of stateFiles()) {
-          const st = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8'));
-          pids.push(...st.pids.map((p: { pid: number }) => p.pid));
-        }
-        setTimeout(() => child.kill('SIGINT'), 500);
-      },
+  const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--duration', '30'), {
+    onStderr: (chunk, child) => {
+      if (sent || !/measuring/.test(chunk)) return;
+      sent = true;
+      // Remember what the run started, then interrupt it as a terminal would.
+      for (const f of stateFiles()) {
+        const st = JSON.parse(readFileSync(join(STATE_DIR, f), 'utf8'));
+        pids.push(...st.pids.map((p: { pid: number }) => p.pid));
+      }
+      setTimeout(() => child.kill('SIGINT'), 500);
     },
-  );
+  });
   t.true(sent, 'the run reached its measured window');
   t.is(r.code, 130, r.stderr);
   t.regex(r.stderr, /SIGINT received/);

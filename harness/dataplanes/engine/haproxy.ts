@@ -16,6 +16,9 @@ import type { LabProcess, ProcessGroup } from '../../util/procs.js';
 import { findTool } from '../../util/tools.js';
 import type { L7ProxySpec, NodeProxySpec, OutboundRoute, OutboundService, ProxyCounters, ProxyEngine, SidecarSpec, WaypointSpec } from './types.js';
 
+/** Every role's connect/client/server timeouts (the `defaults` sections). */
+const TIMEOUTS = ['  timeout connect 5s', '  timeout client 60s', '  timeout server 60s'];
+
 /** Same TLS for every mesh in the lab: TLS 1.3, AES-128-GCM, OpenSSL via HAProxy. */
 export const TLS_SETTINGS = { version: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' };
 
@@ -51,9 +54,7 @@ export function renderSidecar(s: SidecarSpec): string {
     ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`]),
     'defaults',
     '  mode http',
-    '  timeout connect 5s',
-    '  timeout client 60s',
-    '  timeout server 60s',
+    ...TIMEOUTS,
     '  timeout http-keep-alive 60s',
     '  http-reuse always',
     '',
@@ -131,7 +132,7 @@ export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
     `# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`,
     ...globalSection(s.threads, s.adminSocket),
   ];
-  L.push('defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '');
+  L.push('defaults', '  mode tcp', ...TIMEOUTS, '');
   const maps = nodeProxyMaps(s);
   const map = (name: keyof typeof maps) => join(s.mapDir, `${name}.map`);
   s.pods.forEach((p) => {
@@ -286,7 +287,7 @@ export function renderWaypoint(s: WaypointSpec): string {
     `# meshbench waypoint for namespace ${s.namespace}: HAProxy in the role of a waypoint (Envoy)`,
     ...globalSection(s.threads, s.adminSocket),
   ];
-  L.push('defaults', '  mode http', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s', '  http-reuse always', '');
+  L.push('defaults', '  mode http', ...TIMEOUTS, '  http-reuse always', '');
   L.push(
     'frontend waypoint',
     `  bind 0.0.0.0:${s.port} accept-proxy ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`,
@@ -384,18 +385,7 @@ export function renderL7Proxy(s: L7ProxySpec): NodeProxyConfig {
     ...globalSection(s.threads, s.adminSocket, ['  log stdout format raw daemon']),
   ];
   // Numeric log fields have defaults (a request refused before any rule ran still makes valid JSON); no record for connections without a request.
-  L.push(
-    'defaults',
-    '  mode http',
-    '  log global',
-    '  option dontlognull',
-    '  timeout connect 5s',
-    '  timeout client 60s',
-    '  timeout server 60s',
-    '  timeout http-keep-alive 60s',
-    '  http-reuse always',
-    '',
-  );
+  L.push('defaults', '  mode http', '  log global', '  option dontlognull', ...TIMEOUTS, '  timeout http-keep-alive 60s', '  http-reuse always', '');
   const record = (direction: string) =>
     `  log-format '{"timeNs":%[date(0,us)]000,"node":"${s.node}","type":"L7","verdict":"%[var(txn.verdict)]","dropReason":"%[var(txn.reason)]","direction":"${direction}","observationPoint":"l7-proxy","protocol":"HTTP",` +
     `"source":{"ip":"%ci","port":%cp,"identity":%[var(txn.sid,2)]},"destination":{"ip":"%[var(txn.dst)]","port":%[var(txn.dport,0)],"identity":%[var(txn.did,0)]},` +
