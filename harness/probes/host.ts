@@ -8,10 +8,9 @@
 // Over 500 lines on purpose: one probe per fact, each with its own fix text, sharing one scratch-namespace guard.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { exec, type ExecResult } from '../util/exec.js';
 import { LAB_OBJECT_RE, bpffsRoot, cgroup2Root, isRoot, mounts, readText } from '../util/host.js';
 import { FORTIO_VERSION, PROJECT_ROOT, findTool, installHint } from '../util/tools.js';
@@ -19,6 +18,7 @@ import { allDataplanes } from '../dataplanes/registry.js';
 import { HOST, engineFlags, needChecks, type Need } from '../dataplanes/needs.js';
 import { HAPROXY_FLAG_USE, haproxyBuild } from '../dataplanes/engine/haproxy.js';
 import { iptablesBackend as backendOf } from '../dataplanes/mesh/capture/index.js';
+import { type Feature, FEATURE_MODULES, type KernelFacts, kernelFacts, type ModuleState, parseKernelConfig, readKernelConfig } from './kernel.js';
 
 /** What doctor judges a dataplane by: its name and its declared needs (the registry's entries, or a test's). */
 export type DataplaneNeeds = { name: string; needs: Need[] };
@@ -30,6 +30,8 @@ export interface Check {
   required: boolean;
   detail: string;
   fix?: string;
+  /** On the `kernel release` check: every fact about the running kernel (for --json readers). */
+  kernel?: KernelFacts;
 }
 
 type Status = Check['status'];
@@ -37,6 +39,9 @@ type Status = Check['status'];
 /** Check names the summary (and the tests) refer to. Unique across groups. */
 export const CHECK = {
   root: 'root',
+  kernelRelease: 'kernel release',
+  virtualisation: 'virtualisation',
+  kernelConfig: 'kernel config',
   node: 'node',
   netns: 'netns',
   veth: 'veth',
@@ -57,8 +62,10 @@ export const CHECK = {
 } as const;
 
 const SCRATCH_SUFFIX = '-scratch';
-const CMD_TIMEOUT_MS = 3000;
-const BPFTOOL_TIMEOUT_MS = 4000;
+/** Emulation (TCG) runs every probe ~10× slower, module autoload included: timeouts scale with it. */
+let slowdown = 1;
+const cmdTimeoutMs = () => 3000 * slowdown;
+const bpftoolTimeoutMs = () => 4000 * slowdown;
 
 // ───────────────────────────── formatting ─────────────────────────────
 
@@ -175,13 +182,15 @@ const errText = (r: ExecResult) => (firstLine(r.stderr) || firstLine(r.stdout) |
 
 export async function runDoctor(dataplanes: DataplaneNeeds[] = allDataplanes()): Promise<Check[]> {
   const root = isRoot();
-  const kcfg = kernelConfig();
+  const [facts, kcfg] = await Promise.all([kernelFacts(), kernelConfig()]);
+  slowdown = facts.virtualisation === 'tcg' ? 10 : 1;
   const toolsP = toolChecks(dataplanes);
   const featuresP = root ? featureProbe() : Promise.resolve(undefined);
   const [tools, kernel, ebpf] = await Promise.all([toolsP, kernelChecks(root, kcfg, toolsP, featuresP), ebpfChecks(root, featuresP)]);
   const be = kernel.kernel.find((c) => c.name === CHECK.iptablesBackend);
   if (be) Object.assign(be, iptablesBackend(tools.find((c) => c.name === 'iptables')));
-  return [...privilegeChecks(root), ...hostChecks(), ...kernel.kernel, ...ebpf, ...kernel.helpers, ...tools];
+  withModuleStates(kernel.kernel, facts.modules);
+  return [...privilegeChecks(root), ...hostChecks(facts), ...kernel.kernel, ...ebpf, ...kernel.helpers, ...tools];
 }
 
 /** nf_tables or legacy, from `iptables --version` (read by the tools checks), as the capture rules read it. */
@@ -209,7 +218,7 @@ function privilegeChecks(root: boolean): Check[] {
   ];
 }
 
-function hostChecks(): Check[] {
+function hostChecks(facts: KernelFacts): Check[] {
   const g = 'host';
   const cpus = os.cpus();
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : cpus.length;
@@ -217,7 +226,8 @@ function hostChecks(): Check[] {
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
   const major = Number(process.versions.node.split('.')[0]);
   return [
-    mk(g, 'kernel release', 'ok', false, `${os.release()} (${os.arch()})`),
+    { ...mk(g, CHECK.kernelRelease, 'ok', false, kernelReleaseDetail(facts)), kernel: facts },
+    ...kernelFactChecks(facts),
     cores >= 2
       ? mk(g, 'cpu cores', 'ok', false, `${cores} usable (${model})`)
       : mk(
@@ -249,23 +259,60 @@ interface KernelConfig {
   values: Map<string, string>;
 }
 
-function kernelConfig(): KernelConfig {
-  const values = new Map<string, string>();
-  let text: string | undefined;
-  let source: string | undefined;
-  try {
-    text = gunzipSync(readFileSync('/proc/config.gz')).toString('utf8');
-    source = '/proc/config.gz';
-  } catch {
-    const p = `/boot/config-${os.release()}`;
-    text = readText(p);
-    if (text) source = p;
+/** The same file kernelFacts reads (/proc/config.gz, /boot/config-<release>, /lib/modules/<release>/config), every option. */
+async function kernelConfig(): Promise<KernelConfig> {
+  const f = await readKernelConfig(os.release());
+  return { source: f?.source, values: f ? parseKernelConfig(f.text) : new Map() };
+}
+
+// ── kernel facts (harness/probes/kernel.ts) as doctor lines ──
+
+function kernelReleaseDetail(f: KernelFacts): string {
+  const pkg = f.package ? `, package ${f.package.name} ${f.package.version}` : '';
+  const booted = f.kernel ? ` (booted by meshbench as ${f.kernel})` : '';
+  return `${f.release} (${os.arch()})${pkg}${booted}`;
+}
+
+/** Virtualisation (TCG: figures are functional only) and where the kernel config came from. */
+export function kernelFactChecks(f: KernelFacts): Check[] {
+  const g = 'host';
+  const by = f.hypervisor ? ` (${f.hypervisor})` : '';
+  const virt =
+    f.virtualisation === 'tcg'
+      ? mk(
+          g,
+          CHECK.virtualisation,
+          'warn',
+          false,
+          `tcg${by}: qemu emulates the CPU, so every figure here is functional only, never comparable with KVM or bare metal`,
+          'for figures, run on a host where KVM works or on bare metal',
+        )
+      : mk(g, CHECK.virtualisation, 'ok', false, `${f.virtualisation === 'none' ? 'none (bare metal)' : f.virtualisation}${by}`);
+  const opts = Object.entries(f.config.options)
+    .map(([k, v]) => `${k.replace(/^CONFIG_/, '')}=${v}`)
+    .join(' ');
+  const cfg = f.config.source
+    ? mk(g, CHECK.kernelConfig, 'ok', false, `${f.config.source}: ${opts}`)
+    : mk(
+        g,
+        CHECK.kernelConfig,
+        'warn',
+        false,
+        `not found in /proc/config.gz, /boot/config-${f.release} or /lib/modules/${f.release}/config: fixes cannot name the missing options`,
+        `install the kernel's config as /boot/config-${f.release} (Debian's linux-image packages do)`,
+      );
+  return [virt, cfg];
+}
+
+const MODULE_WORDS: Record<ModuleState, string> = { builtin: 'built in', module: 'a loadable module', absent: 'absent from this kernel' };
+
+/** Say on the WireGuard, netem and ESP lines whether this kernel has each built in, as a module, or not at all (read from modules.builtin/dep, nothing loaded). */
+function withModuleStates(checks: Check[], states: Record<Feature, ModuleState>): void {
+  const byCheck: Record<Feature, string> = { wireguard: CHECK.wireguard, netem: CHECK.netem, esp: CHECK.esp };
+  for (const f of Object.keys(byCheck) as Feature[]) {
+    const c = checks.find((x) => x.name === byCheck[f]);
+    if (c) c.detail = `${c.detail} [${FEATURE_MODULES[f]}: ${MODULE_WORDS[states[f]]}]`;
   }
-  for (const line of text?.split('\n') ?? []) {
-    const m = line.match(/^(CONFIG_\w+)=(.*)$/) ?? line.match(/^# (CONFIG_\w+) is not set$/);
-    if (m) values.set(m[1], m[2] ?? 'n');
-  }
-  return { source, values };
 }
 
 const modulesSupported = () => existsSync('/proc/modules');
@@ -332,7 +379,7 @@ class Guard {
   cleanupSync(): void {
     if (this.ns) {
       try {
-        execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore', timeout: CMD_TIMEOUT_MS });
+        execFileSync('ip', ['netns', 'del', this.ns], { stdio: 'ignore', timeout: cmdTimeoutMs() });
       } catch {
         /* not made yet, or already gone */
       }
@@ -342,7 +389,7 @@ class Guard {
 }
 
 async function listNetnsNames(): Promise<string[]> {
-  const r = await exec('ip', ['netns', 'list'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec('ip', ['netns', 'list'], { allowFail: true, timeoutMs: cmdTimeoutMs() });
   return r.stdout
     .split('\n')
     .map((l) => l.split(' ')[0])
@@ -387,7 +434,7 @@ async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<C
       ns = scratchName();
       // Synchronous (a few ms), so no signal handler can run between creating it and guarding it.
       try {
-        execFileSync('ip', ['netns', 'add', ns], { stdio: ['ignore', 'ignore', 'pipe'], timeout: CMD_TIMEOUT_MS });
+        execFileSync('ip', ['netns', 'add', ns], { stdio: ['ignore', 'ignore', 'pipe'], timeout: cmdTimeoutMs() });
         guard.ns = ns;
       } catch (err) {
         error = String((err as { stderr?: Buffer }).stderr ?? (err as Error).message)
@@ -421,7 +468,7 @@ async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<C
     const nsCheck = mk(KERNEL, CHECK.netns, 'ok', true, `scratch namespace ${ns} created (and deleted again)`);
     result = { kernel: [nsCheck, veth, mk(KERNEL, CHECK.iptablesBackend, 'ok', false, ''), ...ipt, wg, netem, esp, cg], helpers };
   } finally {
-    if (guard.ns) await exec('ip', ['netns', 'del', guard.ns], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+    if (guard.ns) await exec('ip', ['netns', 'del', guard.ns], { allowFail: true, timeoutMs: cmdTimeoutMs() });
     if (guard.dir) rmSync(guard.dir, { recursive: true, force: true });
     guard.disarm();
   }
@@ -434,7 +481,7 @@ async function kernelChecks(root: boolean, kcfg: KernelConfig, toolsP: Promise<C
 async function probeVeth(ns: string, pfx: string, kcfg: KernelConfig): Promise<Check> {
   const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-va`, 'type', 'veth', 'peer', 'name', `${pfx}-vb`], {
     allowFail: true,
-    timeoutMs: CMD_TIMEOUT_MS,
+    timeoutMs: cmdTimeoutMs(),
   });
   return r.code === 0
     ? mk(KERNEL, CHECK.veth, 'ok', true, 'veth pair created with both ends inside the scratch namespace')
@@ -449,7 +496,7 @@ async function probeIptables(ns: string, kcfg: KernelConfig): Promise<Check[]> {
       mk(KERNEL, CHECK.tproxy, 'skipped', false, 'iptables not installed (see tools)'),
     ];
   }
-  const ipt = (args: string[]) => exec('iptables', ['-w', '2', ...args], { netns: ns, allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const ipt = (args: string[]) => exec('iptables', ['-w', '2', ...args], { netns: ns, allowFail: true, timeoutMs: cmdTimeoutMs() });
   const match = ['-p', 'tcp', '-d', '198.18.0.1', '--dport', '9'];
   // One after another: the probes share the namespace's ruleset.
   const redirect = await ipt(['-t', 'nat', '-A', 'OUTPUT', ...match, '-j', 'REDIRECT', '--to-ports', '15001']);
@@ -510,7 +557,7 @@ async function probeIptables(ns: string, kcfg: KernelConfig): Promise<Check[]> {
 }
 
 async function probeWireguard(ns: string, pfx: string, kcfg: KernelConfig, toolsP: Promise<Check[]>): Promise<Check> {
-  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-wg`, 'type', 'wireguard'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec('ip', ['-n', ns, 'link', 'add', `${pfx}-wg`, 'type', 'wireguard'], { allowFail: true, timeoutMs: cmdTimeoutMs() });
   if (r.code === 0) return mk(KERNEL, CHECK.wireguard, 'ok', false, 'kernel WireGuard: interface created in the scratch namespace');
   const why = evidence('ip', r, kcfg, 'CONFIG_WIREGUARD');
   const kernelFix = `for in-kernel WireGuard: ${moduleFix(['wireguard'], ['CONFIG_WIREGUARD'], kcfg)}`;
@@ -532,7 +579,7 @@ async function probeWireguard(ns: string, pfx: string, kcfg: KernelConfig, tools
 }
 
 async function probeNetem(ns: string, kcfg: KernelConfig): Promise<Check> {
-  const r = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', '1ms'], { allowFail: true, timeoutMs: cmdTimeoutMs() });
   if (r.code === 0) return mk(KERNEL, CHECK.netem, 'ok', false, 'netem qdisc accepted (delay/loss for fault-injection scenarios)');
   return mk(
     KERNEL,
@@ -570,7 +617,7 @@ async function probeEsp(ns: string, kcfg: KernelConfig): Promise<Check> {
       'hmac(sha256)',
       `0x${auth}`,
     ],
-    { allowFail: true, timeoutMs: CMD_TIMEOUT_MS },
+    { allowFail: true, timeoutMs: cmdTimeoutMs() },
   );
   if (r.code === 0) return mk(KERNEL, CHECK.esp, 'ok', false, 'xfrm ESP state (cbc(aes) + hmac(sha256)) accepted');
   return mk(
@@ -620,7 +667,7 @@ const HELPERS = ['bpf_redirect_peer', 'bpf_sk_assign'];
 async function featureProbe(): Promise<FeatureProbe | undefined> {
   const bpftool = await findTool('bpftool');
   if (!bpftool) return { error: 'bpftool not installed (see tools)' };
-  const r = await exec(bpftool, ['-j', 'feature', 'probe', 'kernel'], { allowFail: true, timeoutMs: BPFTOOL_TIMEOUT_MS });
+  const r = await exec(bpftool, ['-j', 'feature', 'probe', 'kernel'], { allowFail: true, timeoutMs: bpftoolTimeoutMs() });
   if (r.code !== 0) return { error: `bpftool feature probe failed: ${errText(r)}` };
   try {
     return JSON.parse(r.stdout) as FeatureProbe;
@@ -812,7 +859,7 @@ async function compileHelperProbes(guard: Guard): Promise<Compiled> {
     const results = await Promise.all(
       HELPERS.map(async (h) => {
         const obj = join(dir, `${h}.o`);
-        const r = await exec(clang, ['-O2', '-target', 'bpf', ...incArgs, ...defs[h], '-c', src, '-o', obj], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+        const r = await exec(clang, ['-O2', '-target', 'bpf', ...incArgs, ...defs[h], '-c', src, '-o', obj], { allowFail: true, timeoutMs: cmdTimeoutMs() });
         if (r.code === 0) objects[h] = obj;
         return r;
       }),
@@ -835,7 +882,7 @@ async function probeHelpers(ns: string, compiledP: Promise<Compiled>, featuresP:
   let loadReason = compiled.reason;
   if (compiled.objects && !(await findTool('tc'))) loadReason = 'tc not installed';
   else if (compiled.objects) {
-    const q = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'clsact'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+    const q = await exec('tc', ['-n', ns, 'qdisc', 'add', 'dev', 'lo', 'clsact'], { allowFail: true, timeoutMs: cmdTimeoutMs() });
     if (q.code !== 0) loadReason = `tc clsact refused: ${errText(q)}`;
     else {
       let pref = 1;
@@ -843,7 +890,7 @@ async function probeHelpers(ns: string, compiledP: Promise<Compiled>, featuresP:
         const r = await exec(
           'tc',
           ['-n', ns, 'filter', 'add', 'dev', 'lo', 'ingress', 'pref', String(pref++), 'bpf', 'da', 'obj', compiled.objects[h], 'sec', 'tc'],
-          { allowFail: true, timeoutMs: CMD_TIMEOUT_MS },
+          { allowFail: true, timeoutMs: cmdTimeoutMs() },
         );
         const log = `${r.stderr}\n${r.stdout}`;
         const refusal = log.split('\n').find((l) => /cannot use helper|unknown func|invalid func/.test(l));
@@ -929,7 +976,7 @@ function versionLine(out: string, path?: string): string {
 async function plainTool(t: ToolSpec): Promise<Check> {
   const p = await findTool(t.name);
   if (!p) return mk(TOOLS, t.name, 'missing', t.required, `not found (${t.use})`, `apt-get install ${t.pkg}`);
-  const r = await exec(p, t.args, { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec(p, t.args, { allowFail: true, timeoutMs: cmdTimeoutMs() });
   const v = versionLine(r.stdout || r.stderr, p) || `present at ${p} (version unknown)`;
   if (t.name === 'llc') {
     const all = `${r.stdout}\n${r.stderr}`;
@@ -944,7 +991,7 @@ async function fortioCheck(): Promise<Check> {
   const fix = `run scripts/setup.sh (installs fortio ${FORTIO_VERSION} into .tools/bin with go install)`;
   const p = await findTool('fortio');
   if (!p) return mk(TOOLS, 'fortio', 'missing', true, 'not found on PATH or in .tools/bin (the load generator and test servers)', fix);
-  const r = await exec(p, ['version'], { allowFail: true, timeoutMs: CMD_TIMEOUT_MS });
+  const r = await exec(p, ['version'], { allowFail: true, timeoutMs: cmdTimeoutMs() });
   const v = firstLine(r.stdout || r.stderr);
   const bare = v.replace(/^v/, '').split(/\s/)[0];
   if (bare === FORTIO_VERSION) return mk(TOOLS, 'fortio', 'ok', true, `${bare} at ${p}`);
@@ -959,7 +1006,7 @@ async function fortioCheck(): Promise<Check> {
 }
 
 async function haproxyChecks(want: string[]): Promise<Check[]> {
-  const b = await haproxyBuild(CMD_TIMEOUT_MS);
+  const b = await haproxyBuild(cmdTimeoutMs());
   if (!b) {
     return [
       mk(TOOLS, CHECK.haproxy, 'warn', false, 'not found: the proxy dataplanes (sidecars, ambient, ebpf-l7) need it', 'apt-get install haproxy'),

@@ -91,30 +91,6 @@ exec switch_root /newroot /bin/sh ${GUEST_IO}/stage2.sh
 `;
 }
 
-/**
- * Stage 2, run by the host's /bin/sh inside the guest root: mount the API filesystems, run the
- * command with its output and exit code in the exchange directory, power off.
- */
-export function renderStage2(): string {
-  return `export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
-mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
-ip link set lo up 2>/dev/null
-echo MBVM-CMD-START
-cd /
-sh ${GUEST_IO}/cmd.sh > ${GUEST_IO}/output 2>&1 </dev/null
-echo $? > ${GUEST_IO}/exit.tmp && mv ${GUEST_IO}/exit.tmp ${GUEST_IO}/exit
-echo MBVM-CMD-DONE
-sync
-echo o > /proc/sysrq-trigger
-sleep 10
-`;
-}
-
 interface CpioEntry {
   name: string;
   mode: number;

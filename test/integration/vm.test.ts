@@ -1,9 +1,10 @@
 // The VM stage for real (root, qemu): boot Debian's 6.1 kernel under TCG (KVM if it works),
 // run commands inside that need that kernel's modules (kernel WireGuard, netem: this host has
 // neither), and leave the host as found: same root-namespace snapshot, no qemu, no temp dirs,
-// the kernel cache kept. Also: a hung guest is killed at its timeout, an unfetchable kernel is E_ENV.
+// the kernel cache kept. Also: a kernel directory of the user's boots (and is never written to),
+// a hung guest is killed at its timeout, an unfetchable kernel is E_ENV.
 import test from 'ava';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MeshbenchError } from '../../harness/errors.js';
@@ -23,7 +24,8 @@ const tmpLeft = () =>
     .filter((f) => f.startsWith('mbvm-'))
     .sort();
 // Full command line (-f): the process name is cut to 15 characters, so `pgrep -x` never matches.
-const qemuLeft = async () => (await exec('pgrep', ['-f', `^${QEMU} .*mount_tag=${TAGS.root}`], { allowFail: true })).stdout.trim();
+// Only this process's children (setpriv execs qemu): other engineers' VMs may run beside these.
+const qemuLeft = async () => (await exec('pgrep', ['-P', String(process.pid), '-f', `^${QEMU} .*mount_tag=${TAGS.root}`], { allowFail: true })).stdout.trim();
 
 vmTest('debian-6.1 boots and runs commands with kernel WireGuard and netem; the host is left as found', async (t) => {
   const beforeSnap = await hostSnapshot();
@@ -35,6 +37,7 @@ vmTest('debian-6.1 boots and runs commands with kernel WireGuard and netem; the 
       'modprobe wireguard && ip link add wgt type wireguard && ip link del wgt && echo WG-OK',
       'modprobe sch_netem && echo NETEM-OK',
       'ip -o link | cut -d: -f2 | tr -d " " | paste -sd,',
+      'grep -q "^CONFIG_WIREGUARD=m" /lib/modules/$(uname -r)/config && echo CONFIG-OK',
       'exit 5',
     ].join('\n'),
     timeoutMs: 120_000,
@@ -50,6 +53,13 @@ vmTest('debian-6.1 boots and runs commands with kernel WireGuard and netem; the 
   t.true(lines.includes('WG-OK'), 'kernel WireGuard works inside');
   t.true(lines.includes('NETEM-OK'), 'sch_netem loads inside');
   t.is(lines[3], 'lo', 'the VM has no network device but loopback');
+  t.true(lines.includes('CONFIG-OK'), 'the kernel config is at /lib/modules/<release>/config inside');
+  t.is(r.kernel.config, join(r.kernel.modulesDir, 'config'));
+  t.is(r.kernel.suite, 'bookworm');
+  t.deepEqual(
+    r.kernel.debs?.map((d) => d.package),
+    [KERNELS['debian-6.1'].package],
+  );
   t.true(r.accel === 'tcg' || r.accel === 'kvm');
   t.true(r.bootMs > 0);
   t.is(await qemuLeft(), '', 'no qemu left running');
@@ -72,6 +82,44 @@ vmTest('debian-6.12 (backports: .ko.xz modules, virtio_pci built in) boots and l
   t.is(r.exitCode, 0, r.output);
   t.deepEqual(r.output.trim().split('\n'), [r.kernel.release, 'WG-OK']);
   t.regex(r.kernel.release, /^6\.12\./);
+  t.is(await qemuLeft(), '');
+});
+
+vmTest("a kernel directory of the user's (vmlinuz, lib/modules without modules.dep) boots as custom:<release>; nothing is written into it", async (t) => {
+  const deb = await fetchKernel('debian-6.1', defaultCacheDir());
+  const dir = mkdtempSync(join(tmpdir(), 'mbvm-userkernel-'));
+  const cache = mkdtempSync(join(tmpdir(), 'mbvm-cache-test-'));
+  t.teardown(() => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(cache, { recursive: true, force: true });
+  });
+  // As `make install modules_install INSTALL_MOD_PATH=dir` leaves it: no modules.dep (depmod not run).
+  mkdirSync(join(dir, 'boot'));
+  copyFileSync(deb.vmlinuz, join(dir, 'boot', `vmlinuz-${deb.release}`));
+  copyFileSync(deb.config!, join(dir, 'boot', `config-${deb.release}`));
+  mkdirSync(join(dir, 'lib', 'modules'), { recursive: true });
+  await exec('cp', ['-a', deb.modulesDir, join(dir, 'lib', 'modules')]);
+  await exec('sh', [
+    '-c',
+    'cd "$1" && rm -f modules.dep modules.dep.bin modules.alias* modules.symbols* modules.softdep modules.devname config',
+    'sh',
+    join(dir, 'lib', 'modules', deb.release),
+  ]);
+  const listing = async () => (await exec('sh', ['-c', 'cd "$1" && find . -printf "%p %s %T@\\n" | sort', 'sh', dir])).stdout;
+  const before = await listing();
+  const r = await runInVm({
+    kernel: dir,
+    cacheDir: cache,
+    command: 'uname -r && modprobe wireguard && ip link add wgt type wireguard && echo WG-OK && test -f /lib/modules/$(uname -r)/config && echo CONFIG-OK',
+  });
+  t.is(r.exitCode, 0, r.output);
+  t.deepEqual(r.output.trim().split('\n'), [deb.release, 'WG-OK', 'CONFIG-OK']);
+  t.is(r.kernel.name, `custom:${deb.release}`);
+  t.is(r.kernel.source, dir);
+  t.regex(r.kernel.version, /^6\.1\.0-50-amd64 \(debian-kernel@lists\.debian\.org\)/, 'version from the bzImage header');
+  t.true(r.kernel.vmlinuz.startsWith(cache) && r.kernel.modulesDir.startsWith(cache));
+  t.is(await listing(), before, 'the user directory is as it was (no modules.dep, no initrd, no config written there)');
+  t.true(statSync(join(cache, readdirSync(cache)[0], 'modules', 'lib', 'modules', deb.release, 'modules.dep')).size > 0, 'depmod ran in the cache');
   t.is(await qemuLeft(), '');
 });
 
