@@ -2,7 +2,9 @@
 // meshbench command line. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 environment missing,
 // 130 interrupted.
 import { Command, InvalidArgumentError } from 'commander';
-import { MeshbenchError } from '../errors.js';
+import { inputError, MeshbenchError } from '../errors.js';
+import type { RunOutcome } from '../run/run.js';
+import { knownKernels } from '../vm/kernels.js';
 import { isRoot } from '../util/host.js';
 import { Progress } from '../util/progress.js';
 import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
@@ -20,6 +22,7 @@ const positiveNum = (v: string) => {
   if (!(n > 0)) throw new InvalidArgumentError('must be a number of seconds > 0');
   return n;
 };
+const knownKernelNames = () => knownKernels().join(', ');
 const list = (v: string) =>
   v
     .split(',')
@@ -50,10 +53,15 @@ program
   .option('--reports <dir>', 'where reports go', 'reports')
   .option('--no-report', 'write run.json only')
   .option('--json', 'print only a JSON summary on stdout (no progress)')
+  .option(
+    '--kernel <name|dir>',
+    `run the whole lab inside a qemu VM booting this kernel (${knownKernelNames()}, or a directory holding vmlinuz and lib/modules/<release>/); KVM when it works, else TCG (figures functional only)`,
+  )
+  .option('--kernels <list>', 'comma-separated kernels: the scenario once per kernel, each in its own VM, one report side by side', list)
+  .option('--vm-memory <MiB>', 'memory of the VM with --kernel/--kernels', positiveInt, 4096)
   .action(async (file: string, o) => {
-    const { runScenario } = await import('../run/run.js');
     const progress = new Progress(o.json ? 'quiet' : undefined);
-    const res = await runScenario(file, {
+    const runOpts = {
       dataplanes: o.dataplanes,
       repeats: o.repeats,
       durationS: o.duration,
@@ -61,67 +69,51 @@ program
       quick: o.quick,
       resultsRoot: o.results,
       progress,
-    });
-    // The record is written: its path is printed whatever happens to the report.
+    };
+    if (o.kernel && o.kernels) throw inputError('--kernel and --kernels together', [], 'give one kernel with --kernel, or a list with --kernels');
+    let outcomes: RunOutcome[];
+    if (o.kernel || o.kernels) {
+      const { runKernelMatrix } = await import('../vm/lab.js');
+      outcomes = await runKernelMatrix(file, { ...runOpts, kernels: o.kernels ?? [o.kernel], memoryMiB: o.vmMemory });
+    } else {
+      const { runScenario } = await import('../run/run.js');
+      outcomes = [await runScenario(file, runOpts)];
+    }
+    // The records are written: their paths are printed whatever happens to the report.
     let report: string | undefined;
     let reportFailure: MeshbenchError | undefined;
-    if (o.report && res.record.cases.some((c) => c.latencyUs)) {
+    if (o.report && outcomes.some((res) => res.record.cases.some((c) => c.latencyUs))) {
       const { writeReport } = await import('../report/report.js');
       try {
-        report = (await writeReport([res.file], { reportsRoot: o.reports })).html;
+        report = (
+          await writeReport(
+            outcomes.map((res) => res.file),
+            { reportsRoot: o.reports },
+          )
+        ).html;
       } catch (err) {
         if (!(err instanceof MeshbenchError)) throw err;
         reportFailure = err;
       }
     }
-    const { claimVerdicts, verdictCounts } = await import('../analysis/claims.js');
-    const claims = res.record.reference ? verdictCounts(claimVerdicts(res.record)).filter(([, n]) => n > 0) : [];
-    const summary = {
-      runId: res.record.runId,
-      status: res.record.status,
-      runJson: res.file,
-      report,
-      ...(reportFailure ? { reportError: reportFailure.message } : {}),
-      claims: res.record.reference ? Object.fromEntries(claims) : undefined,
-      // Latency of a case that is not ok is no result: only the record keeps it, for diagnosis.
-      cases: res.record.cases.map(
-        (
-          c,
-        ): {
-          dataplane: string;
-          workload: string;
-          repeat: number;
-          status: string;
-          p50Us?: number;
-          p99Us?: number;
-          reasons?: string[];
-          qps: number;
-          errors: number;
-        } => ({
-          dataplane: c.dataplane,
-          workload: c.workload,
-          repeat: c.repeat,
-          status: c.status,
-          ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
-          qps: c.load.actual.qps,
-          errors: c.load.actual.errors,
-        }),
-      ),
-    };
-    if (o.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
-    else {
-      for (const c of summary.cases) {
-        const figures = c.status === 'ok' ? `p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs` : 'not a result';
-        process.stdout.write(
-          `  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`,
-        );
-        for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
+    const summaries = await Promise.all(outcomes.map((res) => runSummary(res)));
+    if (o.json) {
+      const extra = { report, ...(reportFailure ? { reportError: reportFailure.message } : {}) };
+      const out = summaries.length === 1 ? { ...summaries[0], ...extra } : { ...extra, runs: summaries };
+      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    } else {
+      for (const summary of summaries) {
+        if (summaries.length > 1) process.stdout.write(`kernel ${summary.kernel}:\n`);
+        for (const c of summary.cases) {
+          const figures = c.status === 'ok' ? `p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs` : 'not a result';
+          process.stdout.write(
+            `  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`,
+          );
+          for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
+        }
+        if (summary.claimsLine) process.stdout.write(`${summary.claimsLine}\n`);
+        process.stdout.write(`run record: ${summary.runJson}\n`);
       }
-      if (claims.length)
-        process.stdout.write(
-          `claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)\n`,
-        );
-      process.stdout.write(`run record: ${res.file}\n`);
       if (report) process.stdout.write(`report: ${report}\n`);
       else if (reportFailure) process.stdout.write('report: not written (see the error)\n');
       else if (o.report) process.stdout.write('report: none (no case produced latency figures)\n');
@@ -130,16 +122,59 @@ program
       // Exit 3 (environment) unless the run itself already failed or was interrupted.
       process.exitCode = reportError(
         new MeshbenchError('E_ENV', reportFailure.message, {
-          hint: `${reportFailure.hint ?? 'choose a writable --reports directory'}; the run record is intact: meshbench report ${res.file} --reports <dir>`,
+          hint: `${reportFailure.hint ?? 'choose a writable --reports directory'}; the run record is intact: meshbench report ${outcomes.map((res) => res.file).join(' ')} --reports <dir>`,
         }),
       );
     }
-    if (res.record.status === 'incomplete') process.exitCode = 130;
-    else if (res.record.status === 'failed') {
+    const statuses = outcomes.map((res) => res.record.status);
+    if (statuses.includes('incomplete')) process.exitCode = 130;
+    else if (statuses.includes('failed')) {
       process.exitCode = 1;
-      if (!o.json) process.stderr.write(`meshbench: run failed: ${res.record.error ?? 'see the record'}\n`);
+      if (!o.json)
+        for (const res of outcomes)
+          if (res.record.status === 'failed') process.stderr.write(`meshbench: run failed: ${res.record.error ?? 'see the record'}\n`);
     }
   });
+
+/** What `run` prints of one run: status, the claims' verdict counts, each case (latency only for ok cases). */
+async function runSummary(res: RunOutcome) {
+  const { claimVerdicts, verdictCounts } = await import('../analysis/claims.js');
+  const claims = res.record.reference ? verdictCounts(claimVerdicts(res.record)).filter(([, n]) => n > 0) : [];
+  return {
+    runId: res.record.runId,
+    status: res.record.status,
+    kernel: res.record.environment.kernel,
+    runJson: res.file,
+    claims: res.record.reference ? Object.fromEntries(claims) : undefined,
+    claimsLine: claims.length
+      ? `claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)`
+      : undefined,
+    // Latency of a case that is not ok is no result: only the record keeps it, for diagnosis.
+    cases: res.record.cases.map(
+      (
+        c,
+      ): {
+        dataplane: string;
+        workload: string;
+        repeat: number;
+        status: string;
+        p50Us?: number;
+        p99Us?: number;
+        reasons?: string[];
+        qps: number;
+        errors: number;
+      } => ({
+        dataplane: c.dataplane,
+        workload: c.workload,
+        repeat: c.repeat,
+        status: c.status,
+        ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
+        qps: c.load.actual.qps,
+        errors: c.load.actual.errors,
+      }),
+    ),
+  };
+}
 
 program
   .command('report')
@@ -263,7 +298,14 @@ program
     'Report what this host can do for the lab: privileges, kernel features (netns, veth, iptables REDIRECT/TPROXY, eBPF/BTF, cgroup v2, WireGuard, netem, IPsec), tools and versions, each with what to do when missing.',
   )
   .option('--json', 'machine-readable output')
+  .option('--kernel <name|dir>', `run doctor inside a qemu VM booting this kernel (${knownKernelNames()}, or a kernel directory) instead of on this host`)
+  .option('--kernels <list>', 'run doctor inside each of these kernels in turn', list)
   .action(async (o) => {
+    if (o.kernel || o.kernels) {
+      const { doctorInKernels } = await import('../vm/lab.js');
+      process.exitCode = await doctorInKernels(o.kernels ?? [o.kernel], { json: !!o.json, progress: new Progress(o.json ? 'quiet' : undefined) });
+      return;
+    }
     const { runDoctor, formatDoctor } = await import('../probes/host.js');
     const checks = await runDoctor();
     process.stdout.write(o.json ? JSON.stringify(checks, null, 2) + '\n' : formatDoctor(checks) + '\n');

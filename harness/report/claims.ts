@@ -5,6 +5,7 @@
 import { claimVerdicts, verdictCounts, type TableVerdicts, type VerdictRow } from '../analysis/claims.js';
 import type { VerdictWord } from '../analysis/verdicts.js';
 import type { RunRecord } from '../results/types.js';
+import { runHead } from './kernels.js';
 import { DASH, esc } from './format.js';
 
 const VERDICT_CLASS: Record<VerdictWord, string> = {
@@ -101,7 +102,7 @@ export function claimsSection(runs: RunRecord[]): string {
     ),
   );
   const blocks = judged.map(
-    ({ run, tables }) => `${multi ? `<h3 class="run-head">Run <code>${esc(run.runId)}</code></h3>` : ''}
+    ({ run, tables }) => `${multi ? runHead(run) : ''}
 ${scalingHtml(run)}
 ${tables.map((t, ti) => tableHtml(t, `claims-${run.runId}-${ti}`)).join('\n')}`,
   );

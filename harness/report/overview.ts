@@ -5,6 +5,7 @@
 import { overview, type OverviewRow } from '../analysis/figures.js';
 import type { Interval } from '../analysis/stats.js';
 import type { RunRecord } from '../results/types.js';
+import { runHead } from './kernels.js';
 import { DASH, esc, fixed, signedUs, us } from './format.js';
 
 const MIB = 1048576;
@@ -66,7 +67,7 @@ ${rows.map((r) => rowHtml(r, r.dataplane === 'baseline')).join('\n')}
         )
         .join('; ')}.</p>`
     : '';
-  return `${multi ? `<h3 class="run-head">Run <code>${esc(run.runId)}</code></h3>` : ''}
+  return `${multi ? runHead(run) : ''}
 ${tables.join('\n')}
 ${notOk}`;
 }

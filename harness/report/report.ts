@@ -35,6 +35,7 @@ import { edgeState, renderFlowMap } from './flowmap.js';
 import { CLAIMS_CSS, claimsSection } from './claims.js';
 import { caseAddedOverBaseline, cpuPercent, notOkReason } from '../analysis/figures.js';
 import { metricOf } from '../analysis/metrics.js';
+import { functionalOnlyNote, kernelsSection } from './kernels.js';
 import { OVERVIEW_CSS, overviewSection } from './overview.js';
 
 export interface ReportOptions {
@@ -127,6 +128,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 
   const body = [
     headerSection(ctx),
+    kernelsSection(ctx.runs),
     overviewSection(ctx.runs),
     claimsSection(ctx.runs),
     latencySection(ctx, byName),
@@ -534,6 +536,7 @@ ${si.map((s) => `<li>${s.short}: <span class="meta">${s.details.map(esc).join(' 
 ${descriptions.map((d) => `<p class="description">${esc(d)}</p>`).join('\n')}
 <p class="meta">${ctx.runs.length} run${ctx.runs.length > 1 ? 's' : ''}, ${ctx.cases.length} case${ctx.cases.length === 1 ? '' : 's'}${countText ? ` (${countText})` : ''}.</p>
 ${runs}
+${functionalOnlyNote(ctx.runs)}
 ${standInBox}
 </header>`;
 }

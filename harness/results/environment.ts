@@ -1,5 +1,6 @@
-// What the run ran on: kernel, CPU, memory, tool versions, the project's commit.
+// What the run ran on: kernel (and its facts: package, virtualisation, config), CPU, memory, tool versions, the project's commit.
 import { cpus, hostname, totalmem } from 'node:os';
+import { kernelFacts } from '../probes/kernel.js';
 import { exec } from '../util/exec.js';
 import { readText } from '../util/host.js';
 import { PROJECT_ROOT, toolVersion } from '../util/tools.js';
@@ -24,5 +25,6 @@ export async function collectEnvironment(pinning: Environment['pinning'], tools:
     hostname: hostname(),
     node: process.version,
     pinning,
+    kernelFacts: await kernelFacts(),
   };
 }

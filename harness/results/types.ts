@@ -237,6 +237,18 @@ export interface Environment {
   hostname: string;
   node: string;
   pinning: { load?: string; apps?: string; note: string };
+  /** What the kernel is and can do, and how it ran (bare metal, KVM, TCG): harness/probes/kernel.ts. */
+  kernelFacts?: KernelFactsRecord;
+}
+
+/** The part of harness/probes/kernel.ts's KernelFacts that readers of a record rely on; the record holds all of it (config options, modules, BTF). */
+export interface KernelFactsRecord {
+  release: string;
+  virtualisation: 'none' | 'kvm' | 'tcg' | 'vm';
+  /** TCG: timings are emulation, figures functional only. */
+  functionalOnly: boolean;
+  /** The kernel package when meshbench booted it (debian-6.1 …). */
+  package?: { name: string; version?: string };
 }
 
 /** A table of reference/claims.yaml as the claims file had it when the run started: published figures, never measured ones. */
