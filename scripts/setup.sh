@@ -12,7 +12,7 @@ die() { printf 'setup: %s\n' "$1" >&2; exit "${2:-3}"; }
 [ "$(id -u)" = 0 ] || die "needs root (it installs Debian packages and the lab creates network namespaces): run it as root" 3
 
 # 1. Debian packages. Installed only when one is missing.
-PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod)
+PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod dropbear-bin openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -25,6 +25,60 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   say "Debian packages: all present"
 fi
+
+# ── vagrant (begin) ─────────────────────────────────────────────────────────────────────────
+# vagrant and the vagrant-libvirt plugin from Debian, for the top-level Vagrantfile (docs/vagrant.md).
+# Client side only: libvirt0 comes along, never the daemon. libvirt-daemon-system would define
+# and autostart libvirt's `default` network, a NAT on a private range that adds iptables rules
+# to this host, so the install is refused if apt would pull any daemon or network package, runs
+# with service starts denied (a temporary policy-rc.d, the previous one put back even on
+# failure), and is checked afterwards: no libvirtd/virtlogd/dnsmasq process, no autostarted
+# libvirt network, the firewall rules as before. MESHBENCH_SETUP_VAGRANT=0 skips it.
+VAGRANT_PKGS=(vagrant vagrant-libvirt)
+VAGRANT_FORBIDDEN='^(libvirt-daemon.*|libvirt-clients|dnsmasq.*|firewalld|iptables-persistent|netfilter-persistent|nfs-kernel-server)$'
+vagrant_missing=()
+for p in "${VAGRANT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || vagrant_missing+=("$p")
+done
+if [ "${MESHBENCH_SETUP_VAGRANT:-1}" = 0 ]; then
+  say "vagrant: skipped (MESHBENCH_SETUP_VAGRANT=0)"
+elif [ ${#vagrant_missing[@]} -eq 0 ]; then
+  say "vagrant: $(vagrant --version 2>/dev/null) with vagrant-libvirt present"
+else
+  command -v apt-get >/dev/null || die "apt-get not found; install by hand, without recommends: ${vagrant_missing[*]}"
+  (
+    fw_rules() { { iptables-save || true; ip6tables-save || true; nft list ruleset || true; } 2>/dev/null | sed -E '/^#/d; s/\[[0-9]+:[0-9]+\]/[0:0]/g; s/counter packets [0-9]+ bytes [0-9]+/counter/g'; }
+    lv_procs() { pgrep -x libvirtd; pgrep -x virtlogd; pgrep -x virtqemud; pgrep -x dnsmasq; true; }
+    fw_before=$(fw_rules)
+    procs_before=$(lv_procs)
+    apt-get update -qq >/dev/null
+    plan=$(apt-get install -s --no-install-recommends "${vagrant_missing[@]}" | awk '/^Inst /{print $2}')
+    bad=$(grep -E "$VAGRANT_FORBIDDEN" <<<"$plan" || true)
+    [ -z "$bad" ] || die "vagrant: apt would install $(echo $bad) with ${vagrant_missing[*]}: refusing (they start services or define libvirt's default NAT network); install vagrant by hand or set MESHBENCH_SETUP_VAGRANT=0" 3
+    saved=''
+    if [ -e /usr/sbin/policy-rc.d ]; then saved=/usr/sbin/policy-rc.d.meshbench-saved; mv /usr/sbin/policy-rc.d "$saved"; fi
+    restore() { rm -f /usr/sbin/policy-rc.d; [ -z "$saved" ] || mv "$saved" /usr/sbin/policy-rc.d; }
+    trap restore EXIT
+    printf '#!/bin/sh\n# meshbench setup: no service starts while vagrant is installed (removed afterwards)\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    say "installing vagrant: ${vagrant_missing[*]} (no recommends, service starts denied)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${vagrant_missing[@]}" >/dev/null
+    restore
+    trap - EXIT
+    [ "$(lv_procs)" = "$procs_before" ] || die "vagrant: a libvirt/dnsmasq process appeared during the install: $(lv_procs | tr '\n' ' ')" 3
+    if [ -d /etc/libvirt/qemu/networks/autostart ] && [ -n "$(ls -A /etc/libvirt/qemu/networks/autostart)" ]; then
+      die "vagrant: a libvirt network is set to autostart: $(ls /etc/libvirt/qemu/networks/autostart); remove it (virsh net-autostart --disable NAME)" 3
+    fi
+    [ "$(fw_rules)" = "$fw_before" ] || die "vagrant: the host's iptables/nftables rules changed during the install: check iptables-save and nft list ruleset" 3
+  )
+  # A throw-away VAGRANT_HOME: this check must not leave a ~/.vagrant.d behind.
+  vh=$(mktemp -d)
+  plugins=$(VAGRANT_HOME="$vh" vagrant plugin list 2>&1 || true)
+  rm -rf "$vh"
+  grep -q vagrant-libvirt <<<"$plugins" || die "vagrant: Debian's vagrant-libvirt is installed but \`vagrant plugin list\` does not show it: $plugins" 3
+  say "vagrant: $(vagrant --version) with vagrant-libvirt installed; no libvirt service, network or firewall rule was added"
+fi
+# ── vagrant (end) ───────────────────────────────────────────────────────────────────────────
 
 # 2. Node.js ≥ 20.
 command -v node >/dev/null || die "Node.js not found: install Node.js 20 or later (Debian: nodejs from NodeSource, or nvm)"
