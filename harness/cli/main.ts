@@ -288,7 +288,7 @@ program
     if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
     const r = await down({ prefix: o.prefix, force: o.force, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
     process.stdout.write(
-      `removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.bpfPrograms} BPF program attachment(s), ${r.cgroups} cgroup tree(s)\n`,
+      `removed ${r.namespaces} namespace(s), ${r.processes} process(es), ${r.bpfPrograms} BPF program attachment(s), ${r.cgroups} cgroup tree(s)${r.tmpDirs ? `, ${r.tmpDirs} temporary dir(s) of killed runs` : ''}\n`,
     );
   });
 

@@ -4,11 +4,11 @@
 // ssh_config (-F /dev/null), no agent, BatchMode: what runs is what the inventory says. One
 // ControlMaster per host in a private temp directory makes repeated commands cheap; close()
 // ends the masters. A host that cannot be reached is E_ENV (exit 3) naming it and what to check.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { envError, runError } from '../errors.js';
 import { exec, type ExecResult } from '../util/exec.js';
+import { ownedTmpDir } from '../util/tmp.js';
 
 export type HostKeyChecking = 'strict' | 'accept-new' | 'off';
 
@@ -229,7 +229,7 @@ export class SshRunner {
     this.connectTimeoutS = o.connectTimeoutS ?? 10;
     this.persistS = o.persistS ?? 60;
     // %C (a hash of host, port, user) keeps the socket path short (sun_path is 108 bytes).
-    if (o.multiplex ?? true) this.controlDir = mkdtempSync(join(tmpdir(), 'mbssh-'));
+    if (o.multiplex ?? true) this.controlDir = ownedTmpDir('mbssh-');
   }
 
   host(t: SshTarget): RemoteHost {

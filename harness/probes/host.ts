@@ -8,7 +8,7 @@
 // Over 500 lines on purpose: one probe per fact, each with its own fix text, sharing one scratch-namespace guard.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { basename, join } from 'node:path';
 import { exec, type ExecResult } from '../util/exec.js';
@@ -19,6 +19,7 @@ import { HOST, engineFlags, needChecks, type Need } from '../dataplanes/needs.js
 import { HAPROXY_FLAG_USE, haproxyBuild } from '../dataplanes/engine/haproxy.js';
 import { iptablesBackend as backendOf } from '../dataplanes/mesh/capture/index.js';
 import { type Feature, FEATURE_MODULES, type KernelFacts, kernelFacts, type ModuleState, parseKernelConfig, readKernelConfig } from './kernel.js';
+import { ownedTmpDir } from '../util/tmp.js';
 
 /** What doctor judges a dataplane by: its name and its declared needs (the registry's entries, or a test's). */
 export type DataplaneNeeds = { name: string; needs: Need[] };
@@ -846,7 +847,7 @@ async function compileHelperProbes(guard: Guard): Promise<Compiled> {
   const clang = await findTool('clang');
   if (!clang) return { reason: 'clang not installed' };
   if (!existsSync('/usr/include/bpf/bpf_helpers.h')) return { reason: 'libbpf headers not installed' };
-  const dir = mkdtempSync(join(os.tmpdir(), 'mbdoc-'));
+  const dir = ownedTmpDir('mbdoc-');
   guard.dir = dir;
   try {
     const src = join(dir, 'probe.c');

@@ -16,12 +16,15 @@ import { exec } from '../util/exec.js';
 import { RunLockBusy, acquireRunLock, type RunLock } from '../util/lock.js';
 import { killRecorded, readStateFiles, removeCgroupTree } from '../util/procs.js';
 import { deleteNetns, listNetns, netnsPids } from './netns.js';
+import { sweepOwnedTmpDirs } from '../util/tmp.js';
 
 export interface DownReport {
   processes: number;
   namespaces: number;
   cgroups: number;
   bpfPrograms: number;
+  /** Temporary directories (VM exchange, SSH control, doctor) left by a meshbench that was killed. */
+  tmpDirs: number;
 }
 
 /** Throws E_INPUT unless `prefix` is a lab prefix: a user string never widens what `down` removes. */
@@ -79,7 +82,7 @@ export async function sweep(prefix?: string): Promise<DownReport> {
   if (prefix !== undefined) checkPrefix(prefix);
   const ours = (p: unknown) => typeof p === 'string' && PREFIX_RE.test(p) && (prefix === undefined || p === prefix);
   const objRe = prefix ? new RegExp(`^${escapeRegExp(prefix)}-`) : LAB_OBJECT_RE;
-  const report: DownReport = { processes: 0, namespaces: 0, cgroups: 0, bpfPrograms: 0 };
+  const report: DownReport = { processes: 0, namespaces: 0, cgroups: 0, bpfPrograms: 0, tmpDirs: 0 };
   const killed: number[] = [];
   const kill = (pid: number) => {
     try {
@@ -138,6 +141,8 @@ export async function sweep(prefix?: string): Promise<DownReport> {
   } catch {
     /* no state dir */
   }
+  // Not tied to a prefix: only a sweep of everything takes them, and only those whose owner is gone.
+  if (prefix === undefined) report.tmpDirs = sweepOwnedTmpDirs().length;
   return report;
 }
 

@@ -3,8 +3,8 @@
 // the command, its output and exit code. No network device at all. KVM when it really works
 // (probed by starting it), TCG otherwise.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { envError, runError } from '../errors.js';
@@ -12,6 +12,7 @@ import { which } from '../util/exec.js';
 import { renderStage2, STOP_FILE } from './guest.js';
 import { buildInitrd, TAGS } from './initrd.js';
 import { type KernelFiles, resolveKernel } from './kernels.js';
+import { ownedTmpDir } from '../util/tmp.js';
 
 /** The qemu binary (MESHBENCH_QEMU overrides, e.g. a build of your own). */
 export const QEMU = process.env.MESHBENCH_QEMU || 'qemu-system-x86_64';
@@ -160,7 +161,7 @@ export async function startVm(req: VmRequest): Promise<VmHandle> {
   const initrd = await buildInitrd({ modulesDir: kernel.modulesDir, release: kernel.release, outDir: dirname(kernel.vmlinuz) });
   const accel = (await probeKvm()) ? 'kvm' : 'tcg';
   const timeoutMs = req.timeoutMs ?? 120_000;
-  const ioDir = mkdtempSync(join(tmpdir(), 'mbvm-'));
+  const ioDir = ownedTmpDir('mbvm-');
   let child: ChildProcess;
   try {
     writeFileSync(join(ioDir, 'stage2.sh'), renderStage2());

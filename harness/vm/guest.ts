@@ -1,5 +1,6 @@
 // What runs inside the guest after switch_root: stage 2 mounts the filesystems a lab needs
-// (proc, sys, dev, cgroup v2, bpffs, tmpfs), runs the command in its own session with output and
+// (proc, sys, dev, cgroup v2, bpffs; /tmp stays the overlay's, so a checkout under the host's
+// /tmp, as CI's clone may be, is still there), runs the command in its own session with output and
 // exit code in the exchange directory, forwards a stop request from the host as SIGINT (so a
 // lab run inside tears down and writes its record as `incomplete`), and powers off.
 import { GUEST_IO } from './initrd.js';
@@ -13,7 +14,6 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null

@@ -95,26 +95,51 @@ vmTest('run --kernels debian-6.1,debian-6.12: one run per kernel, one report wit
   }
 });
 
+/** A 60 s VM run of baseline, sent `signal` once its progress shows `when`; the CLI's result. */
+async function signalledVmRun(dir: string, signal: NodeJS.Signals, when: RegExp) {
+  let sent = false;
+  const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--kernel', 'debian-6.1', '--duration', '60'), {
+    timeoutMs: 300_000,
+    onStderr: (chunk, child) => {
+      if (!sent && when.test(chunk)) {
+        sent = true;
+        child.kill(signal);
+      }
+    },
+  });
+  return { ...r, sent };
+}
+
 vmTest('SIGINT during a VM run: the guest tears down, its record comes back marked incomplete, exit 130, nothing left', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mbvmrun-'));
   const tmpBefore = tmpLeft();
   try {
-    let sent = false;
-    const r = await cli(quickArgs(join(dir, 'results'), join(dir, 'reports'), '--kernel', 'debian-6.1', '--duration', '60'), {
-      timeoutMs: 300_000,
-      onStderr: (chunk, child) => {
-        if (!sent && /measuring/.test(chunk)) {
-          sent = true;
-          child.kill('SIGINT');
-        }
-      },
-    });
-    t.true(sent, 'the run reached its measured window');
+    const r = await signalledVmRun(dir, 'SIGINT', /measuring/);
+    t.true(r.sent, 'the run reached its measured window');
     t.is(r.code, 130, r.stderr.slice(-2000));
     const [file] = runJson(r.stdout);
     t.truthy(file, r.stdout);
     t.is(readRecord(file!).status, 'incomplete');
     t.is(await qemuLeft(), '');
+    t.deepEqual(tmpLeft(), tmpBefore);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+vmTest('SIGKILL of meshbench during a VM run: qemu dies with it (parent-death signal), and down removes the exchange directory it left', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mbvmrun-'));
+  const tmpBefore = tmpLeft();
+  try {
+    const r = await signalledVmRun(dir, 'SIGKILL', /building topology/);
+    t.true(r.sent);
+    t.is(r.code, 128);
+    for (let i = 0; i < 50 && (await qemuLeft()); i++) await new Promise((res) => setTimeout(res, 100));
+    t.is(await qemuLeft(), '', 'qemu went with its parent');
+    t.true(tmpLeft().length > tmpBefore.length, 'a killed meshbench cannot remove its exchange directory');
+    const down = await cli(['down']);
+    t.is(down.code, 0, down.stderr);
+    t.regex(down.stdout, /temporary dir\(s\) of killed runs/);
     t.deepEqual(tmpLeft(), tmpBefore);
   } finally {
     rmSync(dir, { recursive: true, force: true });
