@@ -300,7 +300,14 @@ program
   .option('--json', 'machine-readable output')
   .option('--kernel <name|dir>', `run doctor inside a qemu VM booting this kernel (${knownKernelNames()}, or a kernel directory) instead of on this host`)
   .option('--kernels <list>', 'run doctor inside each of these kernels in turn', list)
+  .option('--hosts <inventory.yaml|vagrant>', "run doctor on every machine of an inventory over SSH (`vagrant`: this directory's `vagrant ssh-config`)")
   .action(async (o) => {
+    if (o.hosts !== undefined) {
+      const { checkHostsOptions, doctorOnHosts } = await import('../hosts/doctor.js');
+      checkHostsOptions(o);
+      process.exitCode = await doctorOnHosts(o.hosts, { json: !!o.json, progress: new Progress(o.json ? 'quiet' : undefined) });
+      return;
+    }
     if (o.kernel || o.kernels) {
       const { doctorInKernels } = await import('../vm/lab.js');
       process.exitCode = await doctorInKernels(o.kernels ?? [o.kernel], { json: !!o.json, progress: new Progress(o.json ? 'quiet' : undefined) });

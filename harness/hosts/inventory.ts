@@ -9,6 +9,7 @@ import { LineCounter, parseDocument, stringify } from 'yaml';
 import { z } from 'zod';
 import { inputError } from '../errors.js';
 import { readInputFile, safeLine, safeToJS, token, YAML_PARSE_OPTIONS, yamlErrorMessage, yamlLine } from '../util/yaml.js';
+import { PROJECT_ROOT } from '../util/tools.js';
 import type { SshTarget } from './ssh.js';
 
 /** Most hosts an inventory may list (the topology's node limit). */
@@ -52,6 +53,8 @@ export const InventoryHostSchema = z
     labInterface: ifname.optional(),
     /** Run commands through `sudo -n`; default: when user is not root. */
     sudo: z.boolean().optional(),
+    /** Where meshbench is checked out and built on that machine; default: this checkout's path (see meshbenchDirOf). */
+    meshbenchDir: path.refine((p) => p.startsWith('/'), 'must be an absolute path on that machine').optional(),
     /** Run the ssh client inside this lab network namespace of this host (the test fleet's). */
     netns: z
       .string()
@@ -89,6 +92,12 @@ export function hostTarget(h: InventoryHost): SshTarget {
     sudo: h.sudo,
   };
 }
+
+/**
+ * Where meshbench is on host `h`: its meshbenchDir, else this checkout's absolute path (right for
+ * the test fleet, whose guests see this host's root; `vagrant ssh-config` inventories say /vagrant).
+ */
+export const meshbenchDirOf = (h: Pick<InventoryHost, 'meshbenchDir'>): string => h.meshbenchDir ?? PROJECT_ROOT;
 
 const expandPath = (p: string, base: string) =>
   p === '~' ? homedir() : p.startsWith('~/') ? resolve(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolve(base, p);
@@ -212,6 +221,9 @@ export function renderInventory(inv: Inventory): string {
   return stringify({ kind: 'Inventory', hosts });
 }
 
+/** Where the Vagrantfile puts the repository in each VM (its synced folder). */
+export const VAGRANT_MESHBENCH_DIR = '/vagrant';
+
 /**
  * Split ssh_config text into `Host` blocks, each key with its line. Keys are case-insensitive;
  * values may be quoted; `Key=value` works too.
@@ -234,10 +246,14 @@ export function parseSshConfig(text: string): { host: string; line: number; keys
 /**
  * An inventory from `vagrant ssh-config` output (Host, HostName, User, Port, IdentityFile,
  * StrictHostKeyChecking, UserKnownHostsFile). `source` names it in messages; `labInterface` is
- * set on every host; `checkFiles: false` skips checking that the keys exist. Problems are E_INPUT
- * at the output's lines.
+ * set on every host; `meshbenchDir` too (default /vagrant, where the Vagrantfile syncs the
+ * repository); `checkFiles: false` skips checking that the keys exist. Problems are E_INPUT at
+ * the output's lines.
  */
-export function inventoryFromSshConfig(text: string, o: { source?: string; labInterface?: string; checkFiles?: boolean } = {}): Inventory {
+export function inventoryFromSshConfig(
+  text: string,
+  o: { source?: string; labInterface?: string; meshbenchDir?: string; checkFiles?: boolean } = {},
+): Inventory {
   const file = o.source ?? 'vagrant ssh-config';
   const errors: string[] = [];
   const hosts: InventoryHost[] = [];
@@ -255,6 +271,7 @@ export function inventoryFromSshConfig(text: string, o: { source?: string; labIn
       knownHostsFile: k('userknownhostsfile')?.value,
       hostKeyChecking: strict === 'no' || strict === 'off' ? 'off' : strict === 'accept-new' ? 'accept-new' : undefined,
       labInterface: o.labInterface,
+      meshbenchDir: o.meshbenchDir ?? VAGRANT_MESHBENCH_DIR,
     };
     const lineOfKey: Record<string, number> = {
       name: b.line,
