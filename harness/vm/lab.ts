@@ -4,11 +4,12 @@
 // input never boots a VM. A signal asks the guest to stop (SIGINT inside: it tears down and
 // keeps its record, `incomplete`) before qemu is killed.
 import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { envError, inputError, MeshbenchError, runError } from '../errors.js';
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
 import { dataplaneNames } from '../dataplanes/registry.js';
 import type { RunRecord } from '../results/types.js';
+import { writeJsonAtomic } from '../results/write.js';
 import { checkScenarioPolicies } from '../run/checks.js';
 import { preflight, type RunOptions, type RunOutcome } from '../run/run.js';
 import { applyOverrides, type Case, expandCases } from '../scenario/expand.js';
@@ -121,17 +122,27 @@ export async function runScenarioInVm(file: string, o: VmRunOptions): Promise<Ru
         `the run inside the VM (${o.kernel}) wrote no record (exit ${res.exitCode}):\n${res.output.trim().split('\n').slice(-15).join('\n')}`,
       );
     }
-    return { record: JSON.parse(readFileSync(copied, 'utf8')) as RunRecord, file: copied, dir: join(copied, '..') };
+    return outcome(copied);
   } catch (e) {
-    // A VM that died or timed out may still have left the record of what it did.
-    if (copied && e instanceof MeshbenchError && e.code === 'E_RUN')
-      return { record: JSON.parse(readFileSync(copied, 'utf8')) as RunRecord, file: copied, dir: join(copied, '..') };
+    // A VM that died or timed out may still have left the record of what it did up to then:
+    // kept, and marked failed with the reason (it says `incomplete`, written before the end).
+    if (copied && e instanceof MeshbenchError && e.code === 'E_RUN') return outcome(copied, e.message);
     throw e;
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     o.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** The copied record as a run's outcome; with `failure`, marked failed first (its status said what the guest last wrote). */
+function outcome(file: string, failure?: string): RunOutcome {
+  const record = JSON.parse(readFileSync(file, 'utf8')) as RunRecord;
+  if (failure) {
+    Object.assign(record, { status: 'failed', error: failure, finishedAt: record.finishedAt ?? new Date().toISOString() });
+    writeJsonAtomic(file, record);
+  }
+  return { record, file, dir: dirname(file) };
 }
 
 /** Copy the guest's run directory (results/<scenario>/<run-id>/) into the host's results root; the run.json path. */
