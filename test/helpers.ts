@@ -1,6 +1,7 @@
 // Shared test helpers. Integration tests need root and the real kernel; without root they are
 // skipped with the reason (so a rootless `npm test` still runs every unit test).
 import test from 'ava';
+import { randomBytes } from 'node:crypto';
 import { type Dirent, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot } from '../harness/util/host.js';
@@ -15,6 +16,22 @@ export const rootTest: typeof test.serial = ROOT
   ? test.serial
   : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: needs root)`, ...rest)) as any);
 
+/** rootTest, skipped (with the reason) unless every command in `tools` is on PATH. */
+export async function rootTestNeeding(tools: string[]): Promise<typeof test.serial> {
+  const missing: string[] = [];
+  for (const c of tools) if (!(await which(c))) missing.push(c);
+  return missing.length
+    ? (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${missing.join(', ')} not installed)`, ...rest)) as any)
+    : rootTest;
+}
+
+/** A fresh lab prefix (mb + 4 base36 characters), as a run makes one. */
+export const newLabPrefix = (): string =>
+  `mb${BigInt(`0x${randomBytes(4).toString('hex')}`)
+    .toString(36)
+    .padStart(4, '0')
+    .slice(-4)}`;
+
 /** Remove every lab object before and after a suite (Mininet's test runner calls mn -c). */
 export function cleanAround(): void {
   if (!ROOT) return;
@@ -27,7 +44,7 @@ export function cleanAround(): void {
 }
 
 import { spawn } from 'node:child_process';
-import { exec } from '../harness/util/exec.js';
+import { exec, which } from '../harness/util/exec.js';
 
 export interface CliResult {
   code: number;

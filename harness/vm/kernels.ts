@@ -198,6 +198,14 @@ function writeManifest(dir: string, m: KernelFiles): void {
   renameSync(tmp, join(dir, 'manifest.json'));
 }
 
+/** Put a cache entry built in `work` in place of `dir` (a concurrent reader never sees half of one). */
+function publish(work: string, dir: string, m: KernelFiles): KernelFiles {
+  writeManifest(work, m);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(work, dir);
+  return m;
+}
+
 /** The kernel config a package or a build left: boot/config-<release>, else lib/modules/<release>/config. */
 function findConfig(root: string, modulesDir: string, release: string): string | undefined {
   return [join(root, 'boot', `config-${release}`), join(modulesDir, 'config')].find((p) => existsSync(p));
@@ -292,10 +300,7 @@ export async function fetchKernel(name: string, cacheDir: string): Promise<Kerne
       suite: spec.suite,
       debs,
     };
-    writeManifest(work, m);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(work, dir);
-    return m;
+    return publish(work, dir, m);
   } catch (e) {
     rmSync(work, { recursive: true, force: true });
     throw fail('fetch failed', e);
@@ -455,10 +460,7 @@ export async function resolveKernel(nameOrPath: string, cacheDir: string): Promi
       ...(k.config ? { config: join(modulesDir, 'config') } : {}),
       source: src,
     };
-    writeManifest(work, m);
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(work, dir);
-    return m;
+    return publish(work, dir, m);
   } catch (e) {
     rmSync(work, { recursive: true, force: true });
     throw envError(

@@ -4,33 +4,21 @@
 // from its /proc and killed by pid, an unreachable host as E_ENV. Then stop() leaves nothing:
 // no qemu, no fleet namespace, no tap, no keys, the root namespace as found. A fleet that does
 // not come up in time is removed the same way.
-import test from 'ava';
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MeshbenchError } from '../../harness/errors.js';
 import { hostsForNodes, hostTarget, loadInventory, renderInventory } from '../../harness/hosts/inventory.js';
 import { SshRunner } from '../../harness/hosts/ssh.js';
-import { exec, which } from '../../harness/util/exec.js';
+import { exec } from '../../harness/util/exec.js';
 import { STATE_DIR } from '../../harness/util/host.js';
 import { QEMU } from '../../harness/vm/boot.js';
 import { startFleet } from '../../harness/vm/fleet.js';
-import { cleanAround, hostSnapshot, labNetns, rootTest } from '../helpers.js';
+import { cleanAround, hostSnapshot, labNetns, newLabPrefix, rootTestNeeding } from '../helpers.js';
 
-const missing: string[] = [];
-for (const c of [QEMU, 'dropbear', 'dropbearkey', 'ssh']) if (!(await which(c))) missing.push(c);
-const fleetTest: typeof rootTest = !missing.length
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${missing.join(', ')} not installed)`, ...rest)) as any);
+const fleetTest = await rootTestNeeding([QEMU, 'dropbear', 'dropbearkey', 'ssh']);
 
 cleanAround();
-
-const newPrefix = () =>
-  `mb${BigInt(`0x${randomBytes(4).toString('hex')}`)
-    .toString(36)
-    .padStart(4, '0')
-    .slice(-4)}`;
 
 /** Everything of the fleet `prefix` still on the host: processes naming it, namespaces, root-namespace links, state files. */
 async function leftovers(prefix: string): Promise<string[]> {
@@ -58,7 +46,7 @@ async function leftovers(prefix: string): Promise<string[]> {
 fleetTest('a fleet of two VMs with sshd: commands, ping, a remote process by pid, unreachable → E_ENV; stop leaves nothing', async (t) => {
   t.timeout(240_000);
   const before = await hostSnapshot();
-  const prefix = newPrefix();
+  const prefix = newLabPrefix();
   const fleet = await startFleet({ prefix, kernel: 'debian-6.1', count: 2, memoryMiB: 768 });
   try {
     t.log(`${fleet.accel}: two VMs booted with sshd answering in ${fleet.bootMs} ms`);
@@ -144,7 +132,7 @@ fleetTest('a fleet of two VMs with sshd: commands, ping, a remote process by pid
 
 fleetTest('a fleet that does not come up in time is removed; a bad kernel name builds nothing', async (t) => {
   t.timeout(120_000);
-  const prefix = newPrefix();
+  const prefix = newLabPrefix();
   const e = (await t.throwsAsync(startFleet({ prefix, kernel: 'debian-6.1', count: 1, memoryMiB: 768, bootTimeoutMs: 1500 }))) as MeshbenchError;
   t.is(e.code, 'E_RUN');
   t.regex(e.message, /sshd did not answer within 1500 ms/);

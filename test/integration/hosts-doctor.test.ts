@@ -5,8 +5,6 @@
 // reported; a broken inventory is exit 2 at its line before any ssh runs (an ssh wrapper on the
 // CLI's PATH records every call). After each CLI run no ssh of its own is left, nor its control
 // directory; after the fleet stops, nothing of it is left and the root namespace is as found.
-import test from 'ava';
-import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,21 +14,11 @@ import { exec, which } from '../../harness/util/exec.js';
 import { PROJECT_ROOT } from '../../harness/util/tools.js';
 import { QEMU } from '../../harness/vm/boot.js';
 import { startFleet } from '../../harness/vm/fleet.js';
-import { cleanAround, cli, hostSnapshot, rootTest } from '../helpers.js';
+import { cleanAround, cli, hostSnapshot, newLabPrefix, rootTestNeeding } from '../helpers.js';
 
-const missing: string[] = [];
-for (const c of [QEMU, 'dropbear', 'dropbearkey', 'ssh']) if (!(await which(c))) missing.push(c);
-const fleetTest: typeof rootTest = !missing.length
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${missing.join(', ')} not installed)`, ...rest)) as any);
+const fleetTest = await rootTestNeeding([QEMU, 'dropbear', 'dropbearkey', 'ssh']);
 
 cleanAround();
-
-const newPrefix = () =>
-  `mb${BigInt(`0x${randomBytes(4).toString('hex')}`)
-    .toString(36)
-    .padStart(4, '0')
-    .slice(-4)}`;
 
 /** Processes (other than this one) whose command line names `s`. */
 function processesNaming(s: string): string[] {
@@ -63,7 +51,7 @@ fleetTest(
     chmodSync(join(bin, 'ssh'), 0o755);
     const wrap = ['env', `PATH=${bin}:${process.env.PATH}`];
     const before = await hostSnapshot();
-    const prefix = newPrefix();
+    const prefix = newLabPrefix();
 
     // Bad input first: nothing needs to be up for it, and nothing may be tried.
     writeFileSync(join(dir, 'broken.yaml'), `kind: Inventory\nhosts:\n  - name: node1\n    address: ${'198.18.250.11'}\n    meshbenchDir: relative/dir\n`);

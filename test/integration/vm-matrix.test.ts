@@ -12,7 +12,7 @@ import { exec, which } from '../../harness/util/exec.js';
 import { QEMU, runInVm } from '../../harness/vm/boot.js';
 import { GUEST_IO } from '../../harness/vm/initrd.js';
 import { KERNELS, knownKernels } from '../../harness/vm/kernels.js';
-import { ROOT, rootTest } from '../helpers.js';
+import { ROOT, rootTestNeeding } from '../helpers.js';
 
 // The host root is the guest's root, so the repository's absolute path is the same inside.
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,9 +20,7 @@ const CLI = join(REPO, 'dist', 'harness', 'cli', 'main.js');
 
 const haveQemu = !!(await which(QEMU));
 const run = ROOT && haveQemu;
-const vmTest: typeof rootTest = haveQemu
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${QEMU} not installed)`, ...rest)) as any);
+const vmTest = await rootTestNeeding([QEMU]);
 
 const times: { kernel: string; bootMs: number; totalMs: number }[] = [];
 

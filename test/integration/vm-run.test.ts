@@ -2,20 +2,16 @@
 // Debian's 6.1 kernel, whose WireGuard module `ebpf` then uses instead of wireguard-go; the record
 // and the report come back to the host, which is left as found. Also the 2-kernel matrix's report,
 // SIGINT during a VM run (record kept, `incomplete`) and the bad-input exits.
-import test from 'ava';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunRecord } from '../../harness/results/types.js';
-import { exec, which } from '../../harness/util/exec.js';
+import { exec } from '../../harness/util/exec.js';
 import { defaultCacheDir, QEMU } from '../../harness/vm/boot.js';
 import { KERNELS } from '../../harness/vm/kernels.js';
-import { cli, cleanAround, hostSnapshot, quickArgs, rootTest } from '../helpers.js';
+import { cli, cleanAround, hostSnapshot, quickArgs, rootTestNeeding } from '../helpers.js';
 
-const haveQemu = !!(await which(QEMU));
-const vmTest: typeof rootTest = haveQemu
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${QEMU} not installed)`, ...rest)) as any);
+const vmTest = await rootTestNeeding([QEMU]);
 
 cleanAround();
 

@@ -3,21 +3,17 @@
 // neither), and leave the host as found: same root-namespace snapshot, no qemu, no temp dirs,
 // the kernel cache kept. Also: a kernel directory of the user's boots (and is never written to),
 // a hung guest is killed at its timeout, an unfetchable kernel is E_ENV.
-import test from 'ava';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MeshbenchError } from '../../harness/errors.js';
-import { exec, which } from '../../harness/util/exec.js';
+import { exec } from '../../harness/util/exec.js';
 import { defaultCacheDir, QEMU, runInVm } from '../../harness/vm/boot.js';
 import { TAGS } from '../../harness/vm/initrd.js';
 import { fetchKernel, KERNELS } from '../../harness/vm/kernels.js';
-import { hostSnapshot, rootTest } from '../helpers.js';
+import { hostSnapshot, rootTestNeeding } from '../helpers.js';
 
-const haveQemu = !!(await which(QEMU));
-const vmTest: typeof rootTest = haveQemu
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: ${QEMU} not installed)`, ...rest)) as any);
+const vmTest = await rootTestNeeding([QEMU]);
 
 const tmpLeft = () =>
   readdirSync(tmpdir())
