@@ -1,6 +1,16 @@
 // Facts about the host the lab needs in several stages: where cgroup v2 and bpffs are mounted,
-// where run state lives, clock ticks. Read-only.
+// where run state lives, clock ticks, where this checkout is. Read-only; the local place
+// (place/local.ts) answers from these.
 import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (works from sources under tsx and from dist/). */
+export const PROJECT_ROOT = (() => {
+  let d = dirname(fileURLToPath(import.meta.url));
+  while (d !== '/' && !existsSync(join(d, 'package.json'))) d = dirname(d);
+  return d;
+})();
 
 /** Every lab prefix matches this: "mb" + 4 base36 characters. `meshbench down` removes by it. */
 export const PREFIX_RE = /^mb[0-9a-z]{4}$/;

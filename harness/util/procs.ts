@@ -3,12 +3,14 @@
 // (so its CPU time stays countable after it exits), and is stopped by pid at teardown.
 // Processes are started detached: a Ctrl-C on the terminal reaches meshbench, which then tears
 // down in order, instead of killing the lab's servers under a still-running measurement.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, rmdirSync, rmSync, readdirSync, existsSync } from 'node:fs';
+// A process starts on the place that owns its network namespace (place/index.ts placeOf); the
+// group's cgroups, state file and memory floor are still this host's (docs/hosts.md, step 5).
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, rmdirSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../errors.js';
-import { nsCommand } from './exec.js';
+import { LocalPlace, placeOf, type PlaceProcess, type PlaceStartSpec } from '../place/index.js';
 import { writeFileAtomicRaw } from './atomic.js';
 import { STATE_DIR, cgroup2Root, pidAlive, pidStartTime, readText } from './host.js';
 
@@ -64,7 +66,8 @@ export interface LabProcess {
   cgroup?: string;
   logFile?: string;
   netns?: string;
-  child: ChildProcess;
+  /** Only for a process on this host (a remote place has no child handle). */
+  child?: ChildProcess;
   /** Resolves with the exit code when the process ends. */
   exited: Promise<number>;
   exitCode?: number;
@@ -137,50 +140,34 @@ export class ProcessGroup {
   }
 
   start(spec: StartSpec): LabProcess {
+    const [placeSpec, place] = this.prepare(spec);
+    // Synchronous on this host (callers use the pid at once); another place answers over the wire.
+    if (!(place instanceof LocalPlace)) throw runError(`${spec.name} is in ${spec.netns}, on ${place.name}: start it with startAsync`);
+    return this.record(spec, placeSpec, place.spawn(placeSpec));
+  }
+
+  /** start() on whichever place owns the process's namespace (the only way onto another machine). */
+  async startAsync(spec: StartSpec): Promise<LabProcess> {
+    const [placeSpec, place] = this.prepare(spec);
+    return this.record(spec, placeSpec, await place.start(placeSpec));
+  }
+
+  private prepare(spec: StartSpec) {
     if (this.procs.some((p) => p.name === spec.name)) throw runError(`process name ${spec.name} used twice in one run`);
     checkMemory(spec.name, this.procs.length);
-    let argv: string[] = nsCommand(spec.netns, spec.cmd, spec.args).flat();
-    if (spec.cpus) argv = ['taskset', '-c', spec.cpus, ...argv];
     let cgroup: string | undefined;
     if (this.cgroupBase) {
       cgroup = join(this.cgroupBase, spec.name);
       mkdirSync(cgroup, { recursive: true });
-      // Join the cgroup before exec so not one instruction of the real program runs outside it.
-      argv = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...argv];
     }
-    const fd = spec.logFile ? openSync(spec.logFile, 'a') : 'ignore';
-    const child = spawn(argv[0], argv.slice(1), {
-      stdio: ['ignore', fd, fd],
-      detached: true,
-      cwd: spec.cwd,
-      env: spec.env ?? process.env,
-    });
-    if (typeof fd === 'number') closeSync(fd);
-    if (child.pid === undefined) throw runError(`could not start ${spec.cmd} for ${spec.name}`);
-    let resolveExit!: (c: number) => void;
-    const exited = new Promise<number>((r) => (resolveExit = r));
-    const proc: LabProcess = {
-      name: spec.name,
-      role: spec.role,
-      pid: child.pid,
-      startTime: pidStartTime(child.pid),
-      cgroup,
-      logFile: spec.logFile,
-      netns: spec.netns,
-      child,
-      exited,
-    };
-    child.on('exit', (code, signal) => {
-      proc.exitCode = code ?? (signal ? 128 : 1);
-      proc.exitSignal = signal ?? undefined;
-      proc.exitedAt ??= performance.now();
-      resolveExit(proc.exitCode);
-    });
-    child.on('error', () => {
-      proc.exitCode = 127;
-      proc.exitedAt ??= performance.now();
-      resolveExit(127);
-    });
+    const { name, cmd, args, netns, cpus, logFile, cwd, env } = spec;
+    const placeSpec: PlaceStartSpec = { name, cmd, args, netns, cpus, logFile, cwd, env, cgroup };
+    return [placeSpec, placeOf(spec.netns)] as const;
+  }
+
+  private record(spec: StartSpec, placeSpec: PlaceStartSpec, started: PlaceProcess): LabProcess {
+    // The same object the place fills in at exit: exitCode/exitedAt appear on it as they did.
+    const proc = Object.assign(started, { name: spec.name, role: spec.role, cgroup: placeSpec.cgroup, logFile: spec.logFile, netns: spec.netns });
     this.procs.push(proc);
     this.saveState();
     return proc;

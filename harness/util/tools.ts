@@ -1,31 +1,17 @@
 // Finding the external tools the lab runs, and their versions for the run record.
-// fortio is looked up on PATH first, then in the project's .tools/bin where setup installs it.
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// fortio is looked up on PATH first, then in the checkout's .tools/bin where setup installs it;
+// each place looks on its own machine and caches its answers (place/local.ts findTool).
 import { envError } from '../errors.js';
-import { exec, which } from './exec.js';
+import { localPlace, type Place } from '../place/index.js';
+import { exec } from './exec.js';
 
-/** The repository root (works from sources under tsx and from dist/). */
-export const PROJECT_ROOT = (() => {
-  let d = dirname(fileURLToPath(import.meta.url));
-  while (d !== '/' && !existsSync(join(d, 'package.json'))) d = dirname(d);
-  return d;
-})();
+export { PROJECT_ROOT } from './host.js';
 
 export const FORTIO_VERSION = '1.68.2';
 
-const cache = new Map<string, string | undefined>();
-
-export async function findTool(name: string): Promise<string | undefined> {
-  if (cache.has(name)) return cache.get(name);
-  let p = await which(name);
-  if (!p) {
-    const local = resolve(PROJECT_ROOT, '.tools/bin', name);
-    if (existsSync(local)) p = local;
-  }
-  cache.set(name, p);
-  return p;
+/** On `place` (default this host): PATH, then <root>/.tools/bin. */
+export function findTool(name: string, place: Place = localPlace): Promise<string | undefined> {
+  return place.findTool(name);
 }
 
 const installHints: Record<string, string> = {
@@ -74,10 +60,10 @@ const versionArgs: Record<string, string[]> = {
 };
 
 /** First line of the tool's version output, or undefined when absent. */
-export async function toolVersion(name: string): Promise<string | undefined> {
-  const p = await findTool(name);
+export async function toolVersion(name: string, place?: Place): Promise<string | undefined> {
+  const p = await findTool(name, place);
   if (!p) return undefined;
-  const r = await exec(p, versionArgs[name] ?? ['--version'], { allowFail: true, timeoutMs: 5000 });
+  const r = await exec(p, versionArgs[name] ?? ['--version'], { allowFail: true, timeoutMs: 5000, place });
   const line = (r.stdout || r.stderr).split('\n').find((l) => l.trim());
   return line?.trim();
 }
