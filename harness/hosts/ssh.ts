@@ -139,6 +139,16 @@ export class RemoteHost {
     return this.runner.raw(this.target, remoteCommand(argv, useSudo(this.target)), o);
   }
 
+  /** Whether commands there go through `sudo -n` (a user other than root, unless the inventory says). */
+  get sudo(): boolean {
+    return useSudo(this.target);
+  }
+
+  /** Run remote shell text as is: the caller quotes (remoteCommand, shq) and adds `sudo -n` itself (place/remote.ts). */
+  async sh(remote: string, o: RunOptions = {}): Promise<ExecResult> {
+    return this.runner.raw(this.target, remote, o);
+  }
+
   /** True when a trivial command runs there (no error for an unreachable host). */
   async reachable(timeoutMs = 15_000): Promise<boolean> {
     try {
