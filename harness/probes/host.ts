@@ -751,36 +751,33 @@ async function ebpfChecks(root: boolean, featuresP: Promise<FeatureProbe | undef
     for (const t of MAP_TYPES) out.push(mk(EBPF, `map ${t}`, 'skipped', false, why));
     return out;
   }
-  for (const t of PROG_TYPES) {
-    const v = j.program_types?.[`have_${t}_prog_type`];
-    out.push(
-      v === true
-        ? mk(EBPF, `prog ${t}`, 'ok', false, 'program type loads')
-        : mk(
-            EBPF,
-            `prog ${t}`,
-            'warn',
-            false,
-            v === false ? 'program type not supported by this kernel' : "not in bpftool's report",
-            'use a newer kernel (6.1 or later has every type the lab uses)',
-          ),
-    );
-  }
-  for (const t of MAP_TYPES) {
-    const v = j.map_types?.[`have_${t}_map_type`];
-    out.push(
-      v === true
-        ? mk(EBPF, `map ${t}`, 'ok', false, 'map type creatable')
-        : mk(
-            EBPF,
-            `map ${t}`,
-            'warn',
-            false,
-            v === false ? 'map type not supported by this kernel' : "not in bpftool's report",
-            'use a newer kernel (6.1 or later has every type the lab uses)',
-          ),
-    );
-  }
+  // One line per program or map type the lab uses, from bpftool's feature report.
+  const typeChecks = (
+    kind: 'prog' | 'map',
+    types: readonly string[],
+    report: Record<string, boolean> | undefined,
+    key: (t: string) => string,
+    okText: string,
+    noun: string,
+  ) => {
+    for (const t of types) {
+      const v = report?.[key(t)];
+      out.push(
+        v === true
+          ? mk(EBPF, `${kind} ${t}`, 'ok', false, okText)
+          : mk(
+              EBPF,
+              `${kind} ${t}`,
+              'warn',
+              false,
+              v === false ? `${noun} not supported by this kernel` : "not in bpftool's report",
+              'use a newer kernel (6.1 or later has every type the lab uses)',
+            ),
+      );
+    }
+  };
+  typeChecks('prog', PROG_TYPES, j.program_types, (t) => `have_${t}_prog_type`, 'program type loads', 'program type');
+  typeChecks('map', MAP_TYPES, j.map_types, (t) => `have_${t}_map_type`, 'map type creatable', 'map type');
   return out;
 }
 
