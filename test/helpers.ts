@@ -384,3 +384,31 @@ export function pathRouteSets(namespace: string): Record<string, RouteInput[]> {
     ],
   };
 }
+
+/**
+ * A fleet of `count` debian-6.1 VMs (real sshd, lab NIC eth1) whose places are registered as
+ * nodes 1..count, so lab namespaces P-n<i>… route to VM i; `fn` runs with them, then the places
+ * are closed and reset and the fleet stopped, however `fn` ends. 2 GiB per VM by default: the
+ * process group keeps 1 GiB free on every machine.
+ */
+export async function withFleetPlaces<T>(
+  prefix: string,
+  count: number,
+  fn: (places: RemotePlace[], fleet: Fleet) => Promise<T>,
+  o: { memoryMiB?: number; pollMs?: number } = {},
+): Promise<T> {
+  const fleet = await startFleet({ prefix, kernel: 'debian-6.1', count, memoryMiB: o.memoryMiB ?? 2048 });
+  const places = fleet.inventory().hosts.map((h) => RemotePlace.of(fleet.ssh, h, { pollMs: o.pollMs ?? 250 }));
+  places.forEach((p, i) => registerPlace(i + 1, p));
+  try {
+    return await fn(places, fleet);
+  } finally {
+    for (const p of places) p.close();
+    resetPlaces();
+    await fleet.stop();
+  }
+}
+
+import { registerPlace, resetPlaces } from '../harness/place/index.js';
+import { RemotePlace } from '../harness/place/remote.js';
+import { startFleet, type Fleet } from '../harness/vm/fleet.js';

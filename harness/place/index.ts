@@ -2,11 +2,12 @@
 // (topology/graph.ts: P-n<i>, P-n<i>p<j>, P-n<i>w<k>), so a command or process in a node's or
 // pod's namespace goes to that node's place without its call site knowing; everything else (the
 // root namespace, the fabric, the test fleet) runs where meshbench runs unless the caller names a
-// place. Nothing registers another place yet: one host today (docs/hosts.md, refactor step 2).
+// place. `meshbench run --hosts` registers one remote place per node (run/hosts.ts).
 import { localPlace } from './local.js';
 import type { Place } from './types.js';
 
 export { LocalPlace, localPlace, nsCommand } from './local.js';
+export { makeDir, pullDir, putFile } from './files.js';
 export type { ExecResult, Mount, Place, PlaceExecOptions, PlaceProcess, PlaceStartSpec } from './types.js';
 
 // Kept here rather than imported from graph.ts: graph.ts reaches util/tools.ts, which reaches
@@ -30,6 +31,18 @@ export function registerPlace(index: number, place: Place): void {
 export function resetPlaces(): void {
   places.clear();
 }
+
+/** True while some node runs on another machine (a run with --hosts). */
+export function onHosts(): boolean {
+  return places.size > 0;
+}
+
+/** The distinct places of these nodes, in node order: each machine once (for once-per-machine work). */
+export function placesOf(nodes: { index: number }[]): Place[] {
+  return [...new Set(nodes.map((n) => placeOfNode(n.index)))];
+}
+
+export const isLocal = (p: Place): boolean => p === localPlace;
 
 export function placeOfNode(index: number): Place {
   return places.get(index) ?? localPlace;

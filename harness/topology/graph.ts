@@ -84,6 +84,12 @@ export interface Cluster {
   client: PodSpec;
   /** Prefix length of every node's pod CIDR (24 unless a node holds more than 250 pods). */
   podBlockBits: number;
+  /**
+   * Backend hosts (`run --hosts`): node name → its machine's lab interface (inventory
+   * labInterface), moved into the node namespace and renamed P-ul for the run; no fabric
+   * namespace or bridge then: the real network between the machines is the underlay.
+   */
+  labInterfaces?: Record<string, string>;
 }
 
 export const names = {
@@ -149,7 +155,7 @@ function matches(labels: Record<string, string>, selector: Record<string, string
 }
 
 /** Declare the cluster for one case. Throws on impossible sizes (schema limits make that rare). */
-export function buildCluster(s: Scenario, prefix: string): Cluster {
+export function buildCluster(s: Scenario, prefix: string, opts: { labInterfaces?: Record<string, string> } = {}): Cluster {
   const mtu = s.topology.underlay.mtu;
   const nodes: NodeSpec[] = nodeNames(s.topology).map((name, k) => {
     const index = k + 1;
@@ -228,7 +234,9 @@ export function buildCluster(s: Scenario, prefix: string): Cluster {
     const extra = pods.filter((p) => p.role === 'app' && p.namespace === svc.namespace && !svc.backends.includes(p) && matches(p.labels, svc.selector));
     svc.backends.push(...extra);
   }
-  return { prefix, fabricNetns: names.fabric(prefix), bridge: names.bridge(prefix), mtu, nodes, pods, services, client, podBlockBits: bits };
+  const cluster: Cluster = { prefix, fabricNetns: names.fabric(prefix), bridge: names.bridge(prefix), mtu, nodes, pods, services, client, podBlockBits: bits };
+  if (opts.labInterfaces) cluster.labInterfaces = opts.labInterfaces;
+  return cluster;
 }
 
 /** A one-screen summary for `validate` and logs. */
