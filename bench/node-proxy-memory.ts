@@ -76,7 +76,7 @@ for (const n of sizes) {
   } finally {
     await procs.stopAll();
     await dp.teardown(ctx);
-    procs.close();
+    await procs.close();
     await sweep(prefix);
   }
 }

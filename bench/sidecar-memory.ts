@@ -87,7 +87,7 @@ for (const n of sizes)
       );
     } finally {
       await procs.stopAll();
-      procs.close();
+      await procs.close();
       await sweep(prefix);
     }
   }

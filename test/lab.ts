@@ -65,7 +65,7 @@ export async function withLab(
     await d?.beforeStop?.();
     await procs.stopAll();
     await dp.teardown(ctx);
-    procs.close();
+    await procs.close();
     await sweep(prefix);
   }
 }

@@ -338,7 +338,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     // Kernel counters are cumulative: read them at both ends of the window.
     const kernelBefore = deployed.kernelResources ? await deployed.kernelResources() : {};
     probe = new ResourceProbe();
-    probe.begin(procs.procs.filter((p) => p.role !== 'load'));
+    await probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     windowStart = performance.now();
     const run = startFortio({
       procs,
@@ -356,7 +356,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     probe.watch(run.proc);
     const measured = await run.done;
     const kernel = deployed.kernelResources ? windowed(kernelBefore, await deployed.kernelResources()) : {};
-    result.resources = probe.end(kernel);
+    result.resources = await probe.end(kernel);
     result.resources.normalized = normalize(result.resources, cluster.pods.filter((p) => p.role !== 'idle').length, cluster.nodes.length);
     const sum = measured.summary!;
     result.load.actual = {
@@ -409,7 +409,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     await procs.stopAll();
     await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));
     await sweep(e.prefix);
-    procs.close();
+    await procs.close();
     // After teardown, so mb-flowd and the L7 proxies have written their last records; failed
     // cases too, where drops may say why. Only the summary goes into run.json, never the flows.
     try {

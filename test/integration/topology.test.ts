@@ -65,7 +65,7 @@ rootTest('a pod on node1 reaches a pod on node2 through the Service VIP (baselin
     for (const pid of pids) t.false(pidAlive(pid));
   } finally {
     await procs.stopAll();
-    procs.close();
+    await procs.close();
     await sweep('mbtop2');
   }
   t.deepEqual(await labNetns(), []);
@@ -89,7 +89,7 @@ rootTest('a call chain goes client → frontend-api → order-service → invent
     t.regex(r.stdout, new RegExp(`Host: ${inventory.vip.replace(/\./g, '\\.')}:80`), "through inventory-service's VIP");
   } finally {
     await procs.stopAll();
-    procs.close();
+    await procs.close();
     await sweep('mbtop3');
   }
 });

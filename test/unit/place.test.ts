@@ -52,7 +52,10 @@ class FakePlace implements Place {
   async readFiles(p: string[]) {
     return p.map(() => undefined);
   }
-  async writeFile() {}
+  files = new Map<string, string>();
+  async writeFile(path: string, text: string) {
+    this.files.set(path, text);
+  }
   async mkdir() {}
   async exists() {
     return false;
@@ -149,12 +152,15 @@ test.serial('a place registered for node 2 gets exactly the commands of node 2 n
     const state = JSON.parse(readFileSync(join(stateDir, `${g.prefix}.json`), 'utf8'));
     t.deepEqual(
       state.pids.map((p: { name: string }) => p.name),
-      ['srv', 'here', 'here2'],
+      ['here', 'here2'],
+      "this host's state file: this host's processes only",
     );
+    const there = JSON.parse(fake.files.get(join(stateDir, `${g.prefix}.json`)) ?? '{}');
+    t.deepEqual(there.pids, [{ pid: 999_999_999, startTime: 7, name: 'srv' }], "node 2's process: in the state file on node 2's place");
   } finally {
     g.procs.splice(0, g.procs.length, ...g.procs.filter((p) => p.child)); // the fake's process is nobody's to stop
     await g.stopAll();
-    g.close();
+    await g.close();
     resetPlaces();
   }
 });
