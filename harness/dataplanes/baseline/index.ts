@@ -1,6 +1,7 @@
 // `baseline`: no mesh. Service VIPs are load-balanced by kube-proxy-style iptables DNAT chains in
 // the node namespaces and nothing else sits in the path. Every other dataplane's overhead is
 // measured against this one in the same run.
+import { placeOfNode } from '../../place/index.js';
 import { toolVersion } from '../../util/tools.js';
 import { applyKubeProxy, kubeProxyRules } from '../mesh/kube-proxy.js';
 import type { Dataplane } from '../types.js';
@@ -16,7 +17,8 @@ export const baseline: Dataplane = {
 
   async deploy(ctx) {
     const { rulesBytes } = await applyKubeProxy(ctx.cluster);
-    const version = (await toolVersion('iptables')) ?? 'unknown';
+    // The iptables that holds the rules: node 1's machine (this host unless --hosts placed it).
+    const version = (await toolVersion('iptables', placeOfNode(1))) ?? 'unknown';
     return {
       provenance: {
         'service-lb': {

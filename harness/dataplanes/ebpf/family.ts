@@ -9,21 +9,26 @@
 // (<bpffs>/<node>/…) and for the socket LB (<bpffs>/lb/…), the socket-LB programs attached to the
 // run's cgroup (detached at teardown before the cgroup goes; `down` detaches leftovers); tc
 // filters live on links inside the lab's node namespaces and go with them.
+// Nodes on several machines (`run --hosts`): the bpffs, the socket LB and its map entries once per
+// machine (on that machine's run cgroup), everything of a node on its machine; kernel costs are
+// summed over the machines (docs/hosts.md, ebpf/).
 // Over 500 lines: deploy, plan and the L7 proxy planning share the pin layout and node-id scheme.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { envError, inputError } from '../../errors.js';
+import { envError, inputError, runError } from '../../errors.js';
+import { shq } from '../../hosts/ssh.js';
+import { isLocal, localPlace, makeDir, onHosts, placeOfNode, placesOf, putFile, type Place } from '../../place/index.js';
 import { exec } from '../../util/exec.js';
 import { detachCgroupPrograms } from '../../topology/cleanup.js';
 import { STATE_DIR } from '../../util/host.js';
-import { PROJECT_ROOT, findTool, toolVersion } from '../../util/tools.js';
+import { PROJECT_ROOT, findTool, installHint, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
 import type { Dataplane, DataplaneContext, Deployed, PlanContext } from '../types.js';
 import type { Need } from '../needs.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
-import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice } from './wireguard.js';
+import { WG_PORT, wireguardTxBytes, wireguardUp, wgDevice, type WireGuard } from './wireguard.js';
 import { compileEgress, compileIngress, policyName } from '../mesh/policy/model.js';
 import { ConfigWordError, haproxy, renderL7Proxy, spawnHaproxy, statsCommand, type NodeProxyConfig } from '../engine/haproxy.js';
 import { L7_STATS_SUFFIX } from '../../probes/flows.js';
@@ -35,7 +40,8 @@ import { createMeshCA } from '../mesh/ca.js';
 import type { AuthAgentConfig } from './auth-agent.js';
 
 export const BPF_OBJECTS = { sockLb: 'sock_lb.o', lxc: 'lxc.o' } as const;
-const objectPath = (name: string) => join(PROJECT_ROOT, 'bpf', 'build', name);
+/** A built object in the meshbench checkout of the machine that loads it. */
+const objectPath = (name: string, place: Place) => join(place.root, 'bpf', 'build', name);
 export const bpffsDir = (prefix: string) => join(STATE_DIR, prefix, 'bpffs');
 export const SOCK_HOOKS = [
   ['connect4', 'sock4_connect'],
@@ -68,11 +74,11 @@ async function links(netns: string): Promise<Map<string, LinkInfo>> {
   );
 }
 
-/** Each pod's eth0 MAC, read with one shell for all of a node's pods. */
-async function podMacs(n: NodeSpec): Promise<Map<string, string>> {
+/** Each pod's eth0 MAC, read with one shell for all of a node's pods (on the node's machine). */
+async function podMacs(n: NodeSpec, place: Place): Promise<Map<string, string>> {
   // /sys under nsenter --net still shows the root namespace's links, so ask ip.
   const script = n.pods.map((p) => `nsenter --net=/run/netns/${p.netns} ip -br link show ${p.podIf} | awk '{print $3}'`).join('\n');
-  const r = await exec('sh', ['-s'], { input: script + '\n' });
+  const r = await exec('sh', ['-s'], { input: script + '\n', place });
   const macs = r.stdout.trim().split('\n');
   return new Map(n.pods.map((p, i) => [p.name, macs[i]]));
 }
@@ -324,12 +330,16 @@ async function writeL7Stats(prefix: string, nodes: string[], flowDir: string): P
 export const AUTH_PORT = 4250;
 const AUTH_EXPIRY_SECONDS = 3600;
 
-/** The agent's entry point: compiled JavaScript next to this file, or the TypeScript source under tsx (tests). */
-function authAgentCommand(config: string): { cmd: string; args: string[] } {
-  const here = fileURLToPath(import.meta.url);
+/**
+ * The agent's entry point: compiled JavaScript next to this file, or the TypeScript source under
+ * tsx (tests); on another machine the same file of that machine's checkout, run by its `node`.
+ */
+export function authAgentCommand(config: string, place: Place = localPlace, here = fileURLToPath(import.meta.url)): { cmd: string; args: string[] } {
   const ts = here.endsWith('.ts');
   const file = join(dirname(here), ts ? 'auth-agent.ts' : 'auth-agent.js');
-  return { cmd: process.execPath, args: [...(ts ? ['--import', 'tsx'] : []), file, config] };
+  const flags = ts ? ['--import', 'tsx'] : [];
+  if (isLocal(place)) return { cmd: process.execPath, args: [...flags, file, config] };
+  return { cmd: 'node', args: [...flags, join(place.root, relative(PROJECT_ROOT, file)), config] };
 }
 
 /**
@@ -364,10 +374,28 @@ async function startAuthAgents(c: Cluster, ids: Identities, procs: ProcessGroup,
         nodes: Object.fromEntries(c.nodes.map((o) => [o.name, { agentIp: o.underlayIp, nodeId: nodeIdSeenFrom(n, o) }])),
         expirySeconds: AUTH_EXPIRY_SECONDS,
       };
+      const place = placeOfNode(n.index);
+      // Another machine gets the files its agent reads: the root certificate, its identities' certificates and keys.
+      if (!isLocal(place)) {
+        await putFile(place, ca.rootCertFile, readFileSync(ca.rootCertFile, 'utf8'));
+        for (const id of local) {
+          const x = certs.get(id)!;
+          await putFile(place, x.certFile, readFileSync(x.certFile, 'utf8'));
+          await putFile(place, x.keyFile, readFileSync(x.keyFile, 'utf8'), { mode: 0o600 });
+        }
+      }
       const file = join(dir, `${n.name}.json`);
-      writeFileSync(file, JSON.stringify(config, null, 1));
-      const { cmd, args } = authAgentCommand(file);
-      const proc = procs.start({ name: `authd-${n.name}`, role: 'agent', cmd, args, netns: n.netns, logFile: join(dir, `${n.name}.log`), cwd: PROJECT_ROOT });
+      await putFile(place, file, JSON.stringify(config, null, 1));
+      const { cmd, args } = authAgentCommand(file, place);
+      const proc = await procs.startAsync({
+        name: `authd-${n.name}`,
+        role: 'agent',
+        cmd,
+        args,
+        netns: n.netns,
+        logFile: join(dir, `${n.name}.log`),
+        cwd: place.root,
+      });
       await waitListening(n.netns, AUTH_PORT, 15000, proc);
     }),
   );
@@ -390,29 +418,84 @@ function lbUpdates(c: Cluster, skip: { vip: string; port: number }[] = []): MapU
   return u;
 }
 
-/** Sum of map memory and program run time of everything pinned for this run. */
-async function kernelCost(prefix: string, c: Cluster): Promise<{ bpfMapBytes: number; bpfRunTimeNs: number; bpfRunCount: number }> {
-  const maps = [lbPins(prefix).dir, ...c.nodes.map((n) => nodePins(prefix, n).dir)].map((d) => join(d, 'maps'));
-  const progs = [
-    ...SOCK_HOOKS.map(([, p]) => lbPins(prefix).prog(p)),
-    ...c.nodes.flatMap((n) => ['from_container', 'from_network', 'from_netdev'].map((p) => nodePins(prefix, n).prog(p))),
-  ];
-  let bpfMapBytes = 0;
-  let bpfRunTimeNs = 0;
-  let bpfRunCount = 0;
-  const mapFiles = maps.filter(existsSync).flatMap((d) => readdirSync(d).map((f) => join(d, f)));
-  for (const f of mapFiles) {
-    const r = await exec('bpftool', ['-j', 'map', 'show', 'pinned', f], { allowFail: true });
-    if (r.code === 0) bpfMapBytes += Number(JSON.parse(r.stdout).bytes_memlock ?? 0);
+export interface KernelCost {
+  bpfMapBytes: number;
+  bpfRunTimeNs: number;
+  bpfRunCount: number;
+}
+
+/** One shell for one machine: `M <bpftool json>` per map pinned in `mapDirs`, `P <bpftool json>` per program in `progs`. */
+export function kernelCostScript(mapDirs: string[], progs: string[]): string {
+  return (
+    [
+      `for d in ${mapDirs.map(shq).join(' ')}; do for f in "$d"/*; do [ -e "$f" ] || continue; echo "M $(bpftool -j map show pinned "$f" 2>/dev/null)"; done; done`,
+      `for f in ${progs.map(shq).join(' ')}; do echo "P $(bpftool -j prog show pinned "$f" 2>/dev/null)"; done`,
+    ].join('\n') + '\n'
+  );
+}
+
+/** kernelCostScript's output summed (a map or program bpftool could not show counts 0). */
+export function parseKernelCost(out: string): KernelCost {
+  const k: KernelCost = { bpfMapBytes: 0, bpfRunTimeNs: 0, bpfRunCount: 0 };
+  for (const line of out.split('\n')) {
+    let j: Record<string, unknown> | null;
+    try {
+      j = JSON.parse(line.slice(2));
+    } catch {
+      continue;
+    }
+    if (!j || typeof j !== 'object') continue;
+    if (line.startsWith('M ')) k.bpfMapBytes += Number(j.bytes_memlock ?? 0);
+    else if (line.startsWith('P ')) {
+      k.bpfRunTimeNs += Number(j.run_time_ns ?? 0);
+      k.bpfRunCount += Number(j.run_cnt ?? 0);
+    }
   }
-  for (const f of progs) {
-    const r = await exec('bpftool', ['-j', 'prog', 'show', 'pinned', f], { allowFail: true });
-    if (r.code !== 0) continue;
-    const j = JSON.parse(r.stdout);
-    bpfRunTimeNs += Number(j.run_time_ns ?? 0);
-    bpfRunCount += Number(j.run_cnt ?? 0);
+  return k;
+}
+
+/**
+ * Sum of map memory and program run time of everything pinned for this run: one shell per
+ * machine (its socket LB and its nodes' programs), summed over machines (the socket LB is one
+ * copy per machine, as Cilium's is per node).
+ */
+async function kernelCost(prefix: string, c: Cluster): Promise<KernelCost> {
+  const each = await Promise.all(
+    placesOf(c.nodes).map(async (place) => {
+      const nodes = c.nodes.filter((n) => placeOfNode(n.index) === place);
+      const mapDirs = [lbPins(prefix).dir, ...nodes.map((n) => nodePins(prefix, n).dir)].map((d) => join(d, 'maps'));
+      const progs = [
+        ...SOCK_HOOKS.map(([, p]) => lbPins(prefix).prog(p)),
+        ...nodes.flatMap((n) => ['from_container', 'from_network', 'from_netdev'].map((p) => nodePins(prefix, n).prog(p))),
+      ];
+      const r = await exec('sh', ['-s'], { input: kernelCostScript(mapDirs, progs), allowFail: true, place });
+      return parseKernelCost(r.stdout);
+    }),
+  );
+  return each.reduce((a, k) => ({
+    bpfMapBytes: a.bpfMapBytes + k.bpfMapBytes,
+    bpfRunTimeNs: a.bpfRunTimeNs + k.bpfRunTimeNs,
+    bpfRunCount: a.bpfRunCount + k.bpfRunCount,
+  }));
+}
+
+/** How the nodes encrypt, for the record: one kind, or each node's when machines differ. */
+export function wgSummary(wg: Pick<WireGuard, 'implementation' | 'perNode'>): { mechanism: string; path: string } {
+  if (wg.implementation === 'mixed') {
+    const each = Object.entries(wg.perNode)
+      .map(([node, kind]) => `${node} ${kind}`)
+      .join(', ');
+    return {
+      mechanism: `per node, as each machine's kernel allows: ${each} (wireguard-go's CPU and memory are counted under the wireguard role)`,
+      path: `mixed: ${each}`,
+    };
   }
-  return { bpfMapBytes, bpfRunTimeNs, bpfRunCount };
+  return wg.implementation === 'wireguard-go'
+    ? {
+        mechanism: 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role',
+        path: 'wireguard-go, in user space',
+      }
+    : { mechanism: 'the kernel module', path: 'kernel' };
 }
 
 /** Identities, endpoint policies and (ebpf-l7) every node L7 proxy config: pure, for plan() and deploy. */
@@ -469,35 +552,56 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
 
     async deploy(ctx: DataplaneContext): Promise<Deployed> {
       const { cluster: c, scenario: s } = ctx;
-      const cgroup = ctx.procs.cgroupBase;
-      if (!cgroup)
-        throw envError('cgroup v2 is not mounted: the socket load balancer attaches to a cgroup v2 directory', 'mount cgroup2 (see meshbench doctor)');
+      if (o.l7 && onHosts())
+        throw runError(
+          `${o.name} does not run on the hosts backend yet: its node L7 proxies' configs, maps and admin sockets are on this host only; run ebpf (L3/L4) with --hosts`,
+        );
+      // Each machine of the run once (one, this host, unless an inventory placed the nodes).
+      const places = placesOf(c.nodes);
+      const cgroups = new Map<Place, string>();
+      for (const place of places) {
+        const cgroup = await ctx.procs.cgroupBaseOn(place);
+        if (!cgroup)
+          throw envError(
+            `cgroup v2 is not mounted${isLocal(place) ? '' : ` on ${place.name}`}: the socket load balancer attaches to a cgroup v2 directory`,
+            'mount cgroup2 (see meshbench doctor)',
+          );
+        cgroups.set(place, cgroup);
+      }
       // Everything that can be bad input is worked out before the host is touched (plan() did it first).
       const { ids, policyOf, plan, l7Configs } = planEbpf(ctx, o.l7, join(ctx.caseDir, 'l7-proxy'));
       const fs = bpffsDir(c.prefix);
-      mkdirSync(fs, { recursive: true });
-      await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs]);
+      for (const place of places) {
+        await place.mkdir(fs);
+        await exec('mount', ['-t', 'bpf', `${c.prefix}-bpffs`, fs], { place });
+      }
       const t0 = performance.now();
 
-      // Socket LB: one copy for the whole lab, attached to the run's cgroup (every lab process is
-      // below it), the way Cilium attaches once at its cgroup root.
+      // Socket LB: one copy per machine, attached to its run cgroup (every lab process there is
+      // below it), the way Cilium attaches once per node at its cgroup root. Same entries on each.
       const lb = lbPins(c.prefix);
-      await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.sockLb), lb.dir, 'pinmaps', join(lb.dir, 'maps')]);
-      for (const [hook, prog] of SOCK_HOOKS) await exec('bpftool', ['cgroup', 'attach', cgroup, hook, 'pinned', lb.prog(prog), 'multi']);
-      await applyUpdates(lbUpdates(c, plan?.routed), join(ctx.caseDir, 'bpf-lb.batch'));
+      const lbEntries = lbUpdates(c, plan?.routed);
+      for (const place of places) {
+        await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.sockLb, place), lb.dir, 'pinmaps', join(lb.dir, 'maps')], { place });
+        for (const [hook, prog] of SOCK_HOOKS)
+          await exec('bpftool', ['cgroup', 'attach', cgroups.get(place)!, hook, 'pinned', lb.prog(prog), 'multi'], { place });
+        await applyUpdates(lbEntries, join(ctx.caseDir, 'bpf-lb.batch'), place);
+      }
 
       const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
       if (wg.handshakes.done < wg.handshakes.of)
         ctx.log(`WireGuard: ${wg.handshakes.done} of ${wg.handshakes.of} node pairs handshook before the load; the others will on their first packet`);
+      // Each machine's flow files land in its copy of the case directory (the run pulls them back);
+      // identities.json is the controller's own.
       const flowDir = join(ctx.caseDir, 'flows');
-      mkdirSync(flowDir, { recursive: true });
-      const flowd = (await findTool('mb-flowd'))!;
+      for (const place of places) await makeDir(place, flowDir);
       await Promise.all(
         c.nodes.map(async (n) => {
+          const place = placeOfNode(n.index);
           const pin = nodePins(c.prefix, n);
-          await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.lxc), pin.dir, 'pinmaps', join(pin.dir, 'maps')]);
-          const [hostLinks, macs] = await Promise.all([links(n.netns), podMacs(n)]);
-          await applyUpdates(nodeUpdates(c, n, ids, policyOf, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`));
+          await exec('bpftool', ['prog', 'loadall', objectPath(BPF_OBJECTS.lxc, place), pin.dir, 'pinmaps', join(pin.dir, 'maps')], { place });
+          const [hostLinks, macs] = await Promise.all([links(n.netns), podMacs(n, place)]);
+          await applyUpdates(nodeUpdates(c, n, ids, policyOf, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`), place);
           const tc = [
             ...n.pods.flatMap((p) => [`qdisc add dev ${p.hostIf} clsact`, `filter add dev ${p.hostIf} ingress bpf da pinned ${pin.prog('from_container')}`]),
             `qdisc add dev ${wgDevice(c, n)} clsact`,
@@ -506,12 +610,15 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             `filter add dev ${c.prefix}-ul ingress bpf da pinned ${pin.prog('from_netdev')}`,
           ];
           await exec('tc', ['-batch', '-'], { netns: n.netns, input: tc.join('\n') + '\n' });
-          ctx.procs.start({
+          const flowd = await findTool('mb-flowd', place);
+          if (!flowd) throw envError(`mb-flowd not found${isLocal(place) ? '' : ` on ${place.name}`}`, installHint('mb-flowd'));
+          await ctx.procs.startAsync({
             name: `flowd-${n.name}`,
             role: 'agent',
             cmd: flowd,
             args: [pin.map('mb_events'), n.name, join(flowDir, `${n.name}.jsonl`)],
             logFile: join(flowDir, `${n.name}.log`),
+            place,
           });
         }),
       );
@@ -532,14 +639,21 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         ),
       );
       const deployMs = Math.round(performance.now() - t0);
-      const clang = (await exec('clang', ['--version'], { allowFail: true })).stdout.split('\n')[0];
+      // Tools from the first machine; the kernel of each (the distinct releases).
+      const [clang, bpftool, releases] = await Promise.all([
+        exec('clang', ['--version'], { allowFail: true, place: places[0] }).then((r) => r.stdout.split('\n')[0]),
+        toolVersion('bpftool', places[0]),
+        Promise.all(places.map(async (place) => (await exec('uname', ['-r'], { place })).stdout.trim())),
+      ]);
+      const kernels = [...new Set(releases)];
+      const wgText = wgSummary(wg);
       return {
         provenance: {
           ebpf: {
             engine: 'eBPF (clang -target bpf, loaded with bpftool, attached with bpftool cgroup and tc)',
-            version: `${clang}; bpftool ${(await toolVersion('bpftool')) ?? '?'}; kernel ${(await exec('uname', ['-r'])).stdout.trim()}`,
+            version: `${clang}; bpftool ${bpftool ?? '?'}; kernel${kernels.length > 1 ? 's' : ''} ${kernels.join(', ')}`,
             mechanism:
-              'cgroup/connect4, sendmsg4, recvmsg4 on the run cgroup rewrite Service VIP:port to a random backend at connect() (no DNAT rule anywhere); ' +
+              `cgroup/connect4, sendmsg4, recvmsg4 on the run cgroup${places.length > 1 ? ` of each of the ${places.length} machines` : ''} rewrite Service VIP:port to a random backend at connect() (no DNAT rule anywhere); ` +
               'tc ingress on every pod host-side veth (from_container: egress policy, local ingress policy, bpf_redirect_peer to local pods) and on the WireGuard and underlay devices (ingress policy for local pods); ' +
               `identities from security labels (${ids.labels.size} in this run, from ${256}); policy keyed (endpoint, peer identity, direction, protocol, port); connection tracking per node; ` +
               (o.l7
@@ -551,7 +665,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             engine: wg.implementation,
             version: wg.version,
             handshakesBeforeLoad: `${wg.handshakes.done} of ${wg.handshakes.of} node pairs`,
-            mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wg.implementation === 'wireguard-go' ? 'user-space wireguard-go (this kernel has no WireGuard module): its CPU and memory are counted under the wireguard role' : 'the kernel module'}`,
+            mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wgText.mechanism}`,
           },
           ...(plan && l7?.nodes.length
             ? {
@@ -586,7 +700,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           userSpaceHops: plan && l7?.nodes.length ? l7Hops(c, s, plan, ctx.chain ?? []) : 0,
           loopbackLegs: 0,
           redirect: `eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)${l7?.nodes.length ? '; ports with L7 rules and routed Services: tc mark + TPROXY to the node L7 proxy' : ''}`,
-          encryption: `WireGuard between nodes (${wg.implementation}${wg.implementation === 'wireguard-go' ? ', in user space' : ''}); no per-connection handshake`,
+          encryption: `WireGuard between nodes (${wgText.path}); no per-connection handshake`,
           serviceRouting: `at connect() by cgroup/connect4 (no kube-proxy rules)${plan?.routed.length ? '; Services with routes by the node L7 proxy (route, then a random endpoint)' : ''}`,
         },
         kernelResources: async () => {
@@ -598,18 +712,20 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
     },
 
     async teardown(ctx: DataplaneContext) {
-      // Detach while the run cgroup still exists (the process group removes it only at close):
+      // Detach while each run cgroup still exists (the process group removes them only at close):
       // programs on a removed cgroup stay loaded, out of reach, until the kernel frees it. By id,
-      // so it works when the pins are gone too.
-      const cgroup = ctx.procs.cgroupBase;
-      if (cgroup && existsSync(cgroup)) await detachCgroupPrograms(cgroup);
-      await unmountBpffs(ctx.cluster.prefix);
+      // so it works when the pins are gone too. Then each machine's bpffs.
+      for (const place of placesOf(ctx.cluster.nodes)) {
+        const cgroup = await ctx.procs.cgroupBaseOn(place);
+        if (cgroup && (await place.exists(cgroup))) await detachCgroupPrograms(cgroup, place);
+        await unmountBpffs(ctx.cluster.prefix, place);
+      }
     },
   };
 }
 
-/** Unmount a run's private bpffs (the pins go with it; attached programs stay until their hooks go). */
-export async function unmountBpffs(prefix: string): Promise<void> {
+/** Unmount a run's private bpffs on `place` (the pins go with it; attached programs stay until their hooks go). */
+export async function unmountBpffs(prefix: string, place: Place = localPlace): Promise<void> {
   const fs = bpffsDir(prefix);
-  if (existsSync(fs)) await exec('umount', ['-l', fs], { allowFail: true });
+  if (await place.exists(fs)) await exec('umount', ['-l', fs], { allowFail: true, place });
 }

@@ -1,7 +1,8 @@
 // The eBPF dataplane's map entries as bytes, laid out exactly like the structs in bpf/meshbench.h
 // (x86-64: little-endian host order; addresses and ports in network order where the header says
-// so), and written with one `bpftool batch file` per map set.
-import { writeFileSync } from 'node:fs';
+// so), and written with one `bpftool batch file` per map set, on the machine whose kernel holds
+// the maps (the batch file is kept with the case here too).
+import { localPlace, putFile, type Place } from '../../place/index.js';
 import { exec } from '../../util/exec.js';
 
 class Bytes {
@@ -97,9 +98,13 @@ export interface MapUpdate {
 
 export const update = (map: string, key: Bytes, value: Bytes): MapUpdate => ({ map, key, value });
 
-/** Apply many updates with one bpftool process (`bpftool batch file`). */
-export async function applyUpdates(updates: MapUpdate[], batchFile: string): Promise<void> {
+/** The `bpftool batch file` text for these updates. */
+export const batchText = (updates: MapUpdate[]): string =>
+  updates.map((u) => `map update pinned ${u.map} key hex ${u.key.hex()} value hex ${u.value.hex()}`).join('\n') + '\n';
+
+/** Apply many updates with one bpftool process (`bpftool batch file`) on `place`. */
+export async function applyUpdates(updates: MapUpdate[], batchFile: string, place: Place = localPlace): Promise<void> {
   if (!updates.length) return;
-  writeFileSync(batchFile, updates.map((u) => `map update pinned ${u.map} key hex ${u.key.hex()} value hex ${u.value.hex()}`).join('\n') + '\n');
-  await exec('bpftool', ['batch', 'file', batchFile]);
+  await putFile(place, batchFile, batchText(updates));
+  await exec('bpftool', ['batch', 'file', batchFile], { place });
 }

@@ -1,13 +1,17 @@
 // Node-to-node encryption the way Cilium does it: one WireGuard device per node
 // (cilium_wg0, UDP 51871), one key pair per node, each peer allowed the other node's pod CIDR, and
 // routes to other nodes' pods through the device. The kernel's WireGuard where it exists, else
-// wireguard-go (a user-space process per node, whose CPU and memory the results count).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// wireguard-go (a user-space process per node, whose CPU and memory the results count). With
+// nodes on several machines each machine's kernel is probed (its first node's namespace): the
+// record then says which nodes run which. Keys are made here; each private key file is written on
+// its node's machine too (`wg set` reads it there).
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../../errors.js';
+import { makeDir, placeOfNode, placesOf, putFile, type Place } from '../../place/index.js';
 import { exec } from '../../util/exec.js';
 import { WG_SOCKET_DIR } from '../../util/host.js';
+import { findTool } from '../../util/tools.js';
 import type { ProcessGroup } from '../../util/procs.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
 
@@ -15,20 +19,37 @@ export const WG_PORT = 51871;
 /** The WireGuard device of node i: unique across nodes, because wireguard-go's control socket is /var/run/wireguard/<name>.sock. */
 export const wgDevice = (c: Cluster, n: NodeSpec) => `${c.prefix}-wg${n.index}`;
 
+export type WgKind = 'kernel' | 'wireguard-go';
+
 export interface WireGuard {
-  implementation: 'kernel' | 'wireguard-go';
+  /** One kind for every node, or `mixed` when machines differ (then see `perNode`). */
+  implementation: WgKind | 'mixed';
+  /** Each node's kind (they differ only when nodes are on machines with different kernels). */
+  perNode: Record<string, WgKind>;
   version: string;
   devices: Record<string, string>;
   /** Node pairs with a handshake before the workloads started (the rest handshake on their first packet). */
   handshakes: { done: number; of: number };
 }
 
-async function keyPair(dir: string, node: string): Promise<{ priv: string; pub: string }> {
+async function keyPair(dir: string, node: string, place: Place): Promise<{ priv: string; pub: string }> {
   const priv = join(dir, `${node}.key`);
   const key = (await exec('wg', ['genkey'])).stdout.trim();
-  writeFileSync(priv, key + '\n', { mode: 0o600 });
+  await putFile(place, priv, key + '\n', { mode: 0o600 });
   const pub = (await exec('wg', ['pubkey'], { input: key + '\n' })).stdout.trim();
   return { priv, pub };
+}
+
+/** The common kind, `mixed` when nodes differ. */
+export function wgImplementation(perNode: Record<string, WgKind>): WgKind | 'mixed' {
+  const kinds = [...new Set(Object.values(perNode))];
+  return kinds.length === 1 ? kinds[0] : 'mixed';
+}
+
+/** One version string: the value when every machine says the same, else `<machine>: <value>` for each. */
+export function joinVersions(byPlace: { place: string; version: string }[]): string {
+  const distinct = [...new Set(byPlace.map((v) => v.version))];
+  return distinct.length <= 1 ? (distinct[0] ?? '') : byPlace.map((v) => `${v.place}: ${v.version}`).join('; ');
 }
 
 /**
@@ -37,8 +58,9 @@ async function keyPair(dir: string, node: string): Promise<{ priv: string; pub: 
  */
 async function waitForDevice(c: Cluster, n: NodeSpec, ms: number): Promise<void> {
   const dev = wgDevice(c, n);
+  const place = placeOfNode(n.index);
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    if (!existsSync(join(WG_SOCKET_DIR, `${dev}.sock`))) continue;
+    if (!(await place.exists(join(WG_SOCKET_DIR, `${dev}.sock`)))) continue;
     const r = await exec('ip', ['link', 'show', dev], { netns: n.netns, allowFail: true });
     if (r.code === 0) return;
   }
@@ -68,42 +90,61 @@ async function waitForHandshakes(c: Cluster, ms: number): Promise<number[]> {
   return done;
 }
 
-/** Bytes the run's WireGuard devices have sent (encrypted), summed over nodes and peers. */
+/** Bytes the run's WireGuard devices have sent (encrypted), summed over nodes and peers: machines at once, a machine's nodes one by one. */
 export async function wireguardTxBytes(c: Cluster): Promise<number> {
-  let tx = 0;
-  for (const n of c.nodes) {
-    const r = await exec('wg', ['show', wgDevice(c, n), 'transfer'], { netns: n.netns, allowFail: true });
-    for (const l of r.stdout.split('\n').filter(Boolean)) tx += Number(l.split(/\s+/)[2] ?? 0);
-  }
-  return tx;
+  const perPlace = await Promise.all(
+    placesOf(c.nodes).map(async (place) => {
+      let tx = 0;
+      for (const n of c.nodes.filter((x) => placeOfNode(x.index) === place))
+        tx += transferTxBytes((await exec('wg', ['show', wgDevice(c, n), 'transfer'], { netns: n.netns, allowFail: true })).stdout);
+      return tx;
+    }),
+  );
+  return perPlace.reduce((a, b) => a + b, 0);
 }
 
+/** The sent bytes in `wg show <dev> transfer` output (peer, received, sent per line). */
+export const transferTxBytes = (out: string): number =>
+  out
+    .split('\n')
+    .filter(Boolean)
+    .reduce((a, l) => a + Number(l.split(/\s+/)[2] ?? 0), 0);
+
 export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string): Promise<WireGuard> {
-  mkdirSync(dir, { recursive: true });
-  // The kernel module, if this kernel has it: try it in the first node's namespace.
-  const probe = await exec('ip', ['link', 'add', wgDevice(c, c.nodes[0]), 'type', 'wireguard'], { netns: c.nodes[0].netns, allowFail: true });
-  const implementation = probe.code === 0 ? 'kernel' : 'wireguard-go';
+  const places = placesOf(c.nodes);
+  for (const place of places) await makeDir(place, dir);
+  // The kernel module, if a machine's kernel has it: try it in that machine's first node's namespace.
+  const kindOf = new Map<Place, WgKind>();
+  for (const place of places) {
+    const first = c.nodes.find((n) => placeOfNode(n.index) === place)!;
+    const probe = await exec('ip', ['link', 'add', wgDevice(c, first), 'type', 'wireguard'], { netns: first.netns, allowFail: true });
+    kindOf.set(place, probe.code === 0 ? 'kernel' : 'wireguard-go');
+  }
+  const probed = new Set(places.map((place) => c.nodes.find((n) => placeOfNode(n.index) === place)!));
+  const perNode = Object.fromEntries(c.nodes.map((n) => [n.name, kindOf.get(placeOfNode(n.index))!])) as Record<string, WgKind>;
   const keys = new Map<string, { priv: string; pub: string }>();
-  for (const n of c.nodes) keys.set(n.name, await keyPair(dir, n.name));
+  for (const n of c.nodes) keys.set(n.name, await keyPair(dir, n.name, placeOfNode(n.index)));
   await Promise.all(
     c.nodes.map(async (n) => {
       const dev = wgDevice(c, n);
-      if (implementation === 'kernel') {
-        if (n !== c.nodes[0]) await exec('ip', ['link', 'add', dev, 'type', 'wireguard'], { netns: n.netns });
+      const place = placeOfNode(n.index);
+      if (perNode[n.name] === 'kernel') {
+        if (!probed.has(n)) await exec('ip', ['link', 'add', dev, 'type', 'wireguard'], { netns: n.netns });
       } else {
-        const p = procs.start({
+        const log = join(dir, `${n.name}.log`);
+        const p = await procs.startAsync({
           name: `wireguard-${n.name}`,
           role: 'wireguard',
-          cmd: 'wireguard-go',
+          cmd: (await findTool('wireguard-go', place)) ?? 'wireguard-go',
           args: ['-f', dev],
           netns: n.netns,
-          logFile: join(dir, `${n.name}.log`),
+          logFile: log,
           env: { ...process.env, LOG_LEVEL: 'error' },
         });
         await Promise.race([
           waitForDevice(c, n, 5000),
-          p.exited.then((code) =>
-            Promise.reject(runError(`wireguard-go for ${n.name} exited with ${code}: ${readFileSync(join(dir, `${n.name}.log`), 'utf8').trim()}`)),
+          p.exited.then(async (code) =>
+            Promise.reject(runError(`wireguard-go for ${n.name} exited with ${code}: ${((await place.readFile(log)) ?? '').trim()}`)),
           ),
         ]);
       }
@@ -131,9 +172,21 @@ export async function wireguardUp(c: Cluster, procs: ProcessGroup, dir: string):
   const done = await waitForHandshakes(c, 15000 + 500 * c.nodes.length);
   const pairs = done.reduce((a, b) => a + b, 0) / 2;
   const allPairs = (c.nodes.length * (c.nodes.length - 1)) / 2;
-  const version =
-    implementation === 'kernel'
-      ? (await exec('uname', ['-r'])).stdout.trim()
-      : (await exec('wireguard-go', ['--version'], { allowFail: true })).stdout.trim().split('\n')[0];
-  return { implementation, version, devices: Object.fromEntries(c.nodes.map((n) => [n.name, wgDevice(c, n)])), handshakes: { done: pairs, of: allPairs } };
+  // Per machine: its kernel release, or its wireguard-go's version.
+  const versions = await Promise.all(
+    places.map(async (place) => ({
+      place: place.name,
+      version:
+        kindOf.get(place) === 'kernel'
+          ? (await exec('uname', ['-r'], { place })).stdout.trim()
+          : (await exec((await findTool('wireguard-go', place)) ?? 'wireguard-go', ['--version'], { allowFail: true, place })).stdout.trim().split('\n')[0],
+    })),
+  );
+  return {
+    implementation: wgImplementation(perNode),
+    perNode,
+    version: joinVersions(versions),
+    devices: Object.fromEntries(c.nodes.map((n) => [n.name, wgDevice(c, n)])),
+    handshakes: { done: pairs, of: allPairs },
+  };
 }
