@@ -59,6 +59,10 @@ program
   )
   .option('--kernels <list>', 'comma-separated kernels: the scenario once per kernel, each in its own VM, one report side by side', list)
   .option('--vm-memory <MiB>', 'memory of the VM with --kernel/--kernels', positiveInt, 4096)
+  .option(
+    '--hosts <inventory.yaml|vagrant>',
+    `each topology node on a machine of this inventory, over SSH (\`vagrant\`: this directory's \`vagrant ssh-config\`); dataplanes baseline and ebpf (docs/hosts.md)`,
+  )
   .action(async (file: string, o) => {
     const progress = new Progress(o.json ? 'quiet' : undefined);
     const runOpts = {
@@ -69,8 +73,10 @@ program
       quick: o.quick,
       resultsRoot: o.results,
       progress,
+      hosts: o.hosts,
     };
     if (o.kernel && o.kernels) throw inputError('--kernel and --kernels together', [], 'give one kernel with --kernel, or a list with --kernels');
+    if (o.hosts !== undefined) (await import('../hosts/doctor.js')).checkHostsOptions(o);
     let outcomes: RunOutcome[];
     if (o.kernel || o.kernels) {
       const { runKernelMatrix } = await import('../vm/lab.js');
@@ -282,8 +288,21 @@ program
   )
   .option('--prefix <prefix>', 'only this run prefix (mb + 4 characters of 0-9a-z, as `run` prints it)')
   .option('--force', 'remove lab objects even while a run holds the run lock (that run fails)')
+  .option(
+    '--hosts <inventory.yaml|vagrant>',
+    'instead, on every machine of an inventory over SSH (after a `run --hosts` that was killed); the lab interfaces get their names back',
+  )
   .action(async (o) => {
     const { down, checkPrefix } = await import('../topology/cleanup.js');
+    if (o.hosts !== undefined) {
+      const { downOnHosts } = await import('../run/hosts.js');
+      const r = await downOnHosts(o.hosts, o.prefix, (m) => process.stderr.write(`${m}\n`));
+      for (const [host, x] of r)
+        process.stdout.write(
+          `${host}: removed ${x.namespaces} namespace(s), ${x.processes} process(es), ${x.bpfPrograms} BPF program attachment(s), ${x.cgroups} cgroup tree(s), ${x.interfaces ?? 0} lab interface(s) given back\n`,
+        );
+      return;
+    }
     if (o.prefix !== undefined) checkPrefix(o.prefix);
     if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
     const r = await down({ prefix: o.prefix, force: o.force, warn: (m) => process.stderr.write(`warning: ${m}\n`) });

@@ -164,12 +164,12 @@ export async function doctorOnInventory(inv: Inventory, o: HostsDoctorOptions): 
   return c.exitCode;
 }
 
-/** `--hosts` excludes `--kernel`/`--kernels` (doctor runs on the machines, not in a local VM). */
+/** `--hosts` excludes `--kernel`/`--kernels` (doctor or run on the machines, or in local VMs). */
 export function checkHostsOptions(o: { hosts?: string; kernel?: string; kernels?: string[] }): void {
   if (o.hosts !== undefined && (o.kernel || o.kernels))
     throw inputError(
       `--hosts and --${o.kernel ? 'kernel' : 'kernels'} together`,
       [],
-      "run doctor on the inventory's machines with --hosts, or inside local VMs with --kernel/--kernels",
+      "choose one: the inventory's machines with --hosts, or local VMs with --kernel/--kernels",
     );
 }

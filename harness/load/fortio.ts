@@ -2,7 +2,6 @@
 // Latency figures come from fortio's per-request access log (1 µs resolution), not from its
 // bucketed histogram, whose buckets are 50–100 µs wide between 200 µs and 1 ms even at -r 1e-5;
 // fortio's own percentiles are kept beside them as a cross-check.
-import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runError } from '../errors.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
@@ -152,10 +151,13 @@ export interface FortioRun {
   done: Promise<{ summary?: FortioSummary; latency?: LatencyUs; accessErrors: number }>;
 }
 
-/** Start one fortio load; `done` resolves once it has exited and its output is parsed. */
-export function startFortio(s: FortioRunSpec): FortioRun {
+/**
+ * Start one fortio load (on the machine of the client's namespace); `done` resolves once it has
+ * exited and its output, read there, is parsed.
+ */
+export async function startFortio(s: FortioRunSpec): Promise<FortioRun> {
   const out = s.record ? { json: join(s.dir, `${s.name}.json`), accessLog: join(s.dir, `${s.name}.access.jsonl`) } : undefined;
-  const proc = s.procs.start({
+  const proc = await s.procs.startAsync({
     name: s.name,
     role: 'load',
     cmd: s.fortio,
@@ -167,14 +169,16 @@ export function startFortio(s: FortioRunSpec): FortioRun {
   });
   const onAbort = () => void s.procs.stop(proc, 500);
   s.signal?.addEventListener('abort', onAbort, { once: true });
-  const done = proc.exited.then((code) => {
+  const done = proc.exited.then(async (code) => {
     s.signal?.removeEventListener('abort', onAbort);
     if (s.signal?.aborted) throw runError('load interrupted');
-    if (code !== 0) throw runError(`fortio load exited with code ${code}; see ${join(s.dir, `${s.name}.log`)}`);
+    if (code !== 0)
+      throw runError(`fortio load exited with code ${code}; see ${join(s.dir, `${s.name}.log`)}${proc.place.name === 'local' ? '' : ` on ${proc.place.name}`}`);
     if (!out) return { accessErrors: 0 };
-    if (!existsSync(out.json)) throw runError(`fortio wrote no JSON to ${out.json}`);
-    const summary = parseFortioJson(readFileSync(out.json, 'utf8'));
-    const { latenciesUs, errors } = parseAccessLog(existsSync(out.accessLog) ? readFileSync(out.accessLog, 'utf8') : '');
+    const [json, accessLog] = await proc.place.readFiles([out.json, out.accessLog]);
+    if (json === undefined) throw runError(`fortio wrote no JSON to ${out.json}${proc.place.name === 'local' ? '' : ` on ${proc.place.name}`}`);
+    const summary = parseFortioJson(json);
+    const { latenciesUs, errors } = parseAccessLog(accessLog ?? '');
     return { summary, latency: latencySummary(latenciesUs, summary), accessErrors: errors };
   });
   return { proc, done };

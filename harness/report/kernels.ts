@@ -22,9 +22,9 @@ export function runHead(run: RunRecord): string {
 
 /** The banner for runs whose kernel was emulated (TCG): their timings say what works, not what it costs. */
 export function functionalOnlyNote(runs: RunRecord[]): string {
-  const tcg = runs.filter((r) => r.environment?.kernelFacts?.functionalOnly);
+  const tcg = runs.filter((r) => r.environment?.kernelFacts?.functionalOnly || r.environment?.hosts?.some((h) => h.functionalOnly));
   if (!tcg.length) return '';
-  return `<p class="run-error"><strong>Functional only:</strong> ${tcg.length === runs.length ? 'every run on this page' : `run${tcg.length > 1 ? 's' : ''} ${tcg.map((r) => `<code>${esc(r.runId)}</code>`).join(', ')}`} ran in a VM under TCG (CPU emulation, no KVM): its latency, CPU and memory figures show what works on that kernel, not what it costs; compare them with nothing measured outside it.</p>`;
+  return `<p class="run-error"><strong>Functional only:</strong> ${tcg.length === runs.length ? 'every run on this page' : `run${tcg.length > 1 ? 's' : ''} ${tcg.map((r) => `<code>${esc(r.runId)}</code>`).join(', ')}`} ran in a VM under TCG${tcg.some((r) => r.environment?.hosts?.length) ? ' (with --hosts: some or all of its machines)' : ''} (CPU emulation, no KVM): its latency, CPU and memory figures show what works on that kernel, not what it costs; compare them with nothing measured outside it.</p>`;
 }
 
 const est = (i: Interval | undefined, show: (x: number) => string) => (i && Number.isFinite(i.estimate) ? show(i.estimate) : DASH);

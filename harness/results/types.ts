@@ -217,6 +217,8 @@ export interface CaseResult {
     topologyUpMs: number;
     dataplaneDeployMs: number;
     firstRequestMs: number;
+    /** How the phases were timed when that is not plain (run --hosts: this controller's clock, SSH round trips included). */
+    clock?: string;
   };
   provenance: Record<string, Provenance>;
   path?: DataplanePath;
@@ -239,6 +241,27 @@ export interface Environment {
   pinning: { load?: string; apps?: string; note: string };
   /** What the kernel is and can do, and how it ran (bare metal, KVM, TCG): harness/probes/kernel.ts. */
   kernelFacts?: KernelFactsRecord;
+  /**
+   * `run --hosts`: the machines the nodes ran on (the fields above then describe the controller,
+   * where meshbench ran, not the lab's kernels).
+   */
+  hosts?: HostRecord[];
+}
+
+/** One machine of a `run --hosts`: the node it played and what it is. */
+export interface HostRecord {
+  /** The topology node (inventory host name). */
+  name: string;
+  address: string;
+  kernel: string;
+  cpus: number;
+  memoryBytes: number;
+  labInterface: string;
+  /** As KernelFactsRecord's: bare metal, KVM, TCG (emulated) or another VM. */
+  virtualisation: KernelFactsRecord['virtualisation'];
+  hypervisor?: string;
+  /** Emulated (TCG): its figures say what works, not what it costs. */
+  functionalOnly: boolean;
 }
 
 /** The part of harness/probes/kernel.ts's KernelFacts that readers of a record rely on; the record holds all of it (config options, modules, BTF). */

@@ -14,7 +14,7 @@ import { applyOverrides, expandCases, type Case, type RunOverrides } from '../sc
 import type { Scenario } from '../scenario/schema.js';
 import { buildCluster, type Cluster } from '../topology/graph.js';
 import { clusterUp } from '../topology/netns.js';
-import { sweep } from '../topology/cleanup.js';
+import { sweep, sweepPlace } from '../topology/cleanup.js';
 import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
 import type { Deployed } from '../dataplanes/types.js';
 import { missingNeeds } from '../dataplanes/needs.js';
@@ -23,16 +23,7 @@ import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
 import { summarizeCaseFlows } from '../probes/flows.js';
-import {
-  RUN_SCHEMA,
-  type CaseResult,
-  type Environment,
-  type KernelResources,
-  type Resources,
-  type RunRecord,
-  type RunReference,
-  type ClaimsTable,
-} from '../results/types.js';
+import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type RunRecord, type RunReference, type ClaimsTable } from '../results/types.js';
 import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { judgeCase, notOkSummary, processesDown, validityLimits, type ValidityLimits } from './validity.js';
 import { exec } from '../util/exec.js';
@@ -41,6 +32,9 @@ import { ProcessGroup } from '../util/procs.js';
 import { acquireRunLock, type RunLock } from '../util/lock.js';
 import { Progress } from '../util/progress.js';
 import { PROJECT_ROOT, requireTool } from '../util/tools.js';
+import { makeDir, placeOf, placeOfNode, pullDir, type Place } from '../place/index.js';
+import { checkHostsDataplanes, connectHosts, fortioOnHosts, makeRunDirOn, removeRunDirOn, type Hosts } from './hosts.js';
+import { normalize, podStartup } from './case-figures.js';
 
 export interface RunOptions extends RunOverrides {
   resultsRoot?: string;
@@ -49,6 +43,8 @@ export interface RunOptions extends RunOverrides {
   signal?: AbortSignal;
   /** Called after a case's measured window, while its topology still stands (bench scripts). */
   beforeTeardown?: (cluster: Cluster, result: CaseResult) => Promise<void>;
+  /** Each node on a machine of this inventory file (or `vagrant`), over SSH (run/hosts.ts). */
+  hosts?: string;
 }
 
 export interface RunOutcome {
@@ -61,8 +57,9 @@ export interface RunOutcome {
 const TOOLS = ['ip', 'iptables-restore', 'ss', 'taskset', 'fortio'];
 
 /** Everything a run needs, checked before anything is built: every dataplane's configs render (bad input, exit 2), then the host (exit 3). */
-export async function preflight(s: Scenario): Promise<void> {
+export async function preflight(s: Scenario, o: { hosts?: boolean } = {}): Promise<void> {
   planDataplanes(s);
+  if (o.hosts) return checkHostsDataplanes(s); // each machine is checked when it is reached (run/hosts.ts)
   if (!isRoot())
     throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
   const missing: string[] = [];
@@ -111,22 +108,25 @@ function runReference(s: Scenario): RunReference | undefined {
 export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   // The host's run lock (one run at a time: CPUs, results, `down`), taken by runLocked once the
   // input is known good, released however the run ends (a killed process releases it too).
-  const lock: { held?: RunLock } = {};
+  const lock: { held?: RunLock; hosts?: Hosts } = {};
   try {
     return await runLocked(file, opts, lock);
   } finally {
+    await lock.hosts?.close();
     await lock.held?.release();
   }
 }
 
-async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock }): Promise<RunOutcome> {
+async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock; hosts?: Hosts }): Promise<RunOutcome> {
   const progress = opts.progress ?? new Progress();
   const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   checkScenarioPolicies(loaded, (m) => progress.warn(m));
   const s = applyOverrides(loaded, opts, dataplaneNames());
-  await preflight(s);
+  await preflight(s, { hosts: opts.hosts !== undefined });
   const cases = expandCases(s);
-  const fortio = await requireTool('fortio');
+  // Bad inventories (exit 2), unreachable or unready machines (exit 3), before anything is built.
+  const hosts = opts.hosts !== undefined ? (lock.hosts = await connectHosts(opts.hosts, s, (m) => progress.log(m))) : undefined;
+  const fortio = hosts ? await fortioOnHosts(hosts) : await requireTool('fortio');
 
   const { runId, prefix } = newRunId();
   lock.held = await acquireRunLock({ command: 'run', scenario: s.name, prefix });
@@ -134,7 +134,10 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
   const out = runFile(dir);
   // Before anything is built: a results directory that cannot take the record stops the run here.
   ensureWritableDir(dir, 'run records', 'choose a writable directory with --results <dir>, or make this one writable (and not full)');
-  const env = await collectEnvironment(pinning(s, (await import('node:os')).cpus().length), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool']);
+  // With --hosts the tools are those of the client's machine, pinning fits the smallest machine.
+  const cores = hosts ? Math.min(...hosts.records.map((h) => h.cpus)) : (await import('node:os')).cpus().length;
+  const env = await collectEnvironment(pinning(s, cores), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool'], hosts ? placeOfNode(1) : undefined);
+  if (hosts) env.hosts = hosts.records;
   const record: RunRecord = {
     schema: RUN_SCHEMA,
     runId,
@@ -172,9 +175,17 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
   process.on('SIGTERM', onSignal);
   opts.signal?.addEventListener('abort', () => onSignal('SIGTERM'), { once: true });
 
+  // Every machine of the run: this host, and with --hosts each node's (swept after every case).
+  const sweepAll = async () => {
+    await sweep(prefix);
+    for (const p of hosts?.places ?? []) await sweepPlace(prefix, p);
+  };
   // A stale object of a crashed earlier run with the same prefix is astronomically unlikely;
   // sweeping our own prefix first still costs nothing.
-  await sweep(prefix);
+  await sweepAll();
+  // The run's directory on each machine (case files its processes read and write); removed at the end.
+  const remoteDirs = new Map<Place, string | undefined>();
+  for (const p of hosts?.places ?? []) remoteDirs.set(p, await makeRunDirOn(p, dir));
   const perCaseS = (c: Case) => c.workload.durationS + c.workload.warmupS + 3;
   const limits = validityLimits(s);
   // A record write that fails stops the run (nothing more could be recorded); the file on disk
@@ -205,6 +216,8 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
         secondsLeft: left,
         beforeTeardown: opts.beforeTeardown,
         limits,
+        hosts,
+        sweepAll,
       });
       record.cases.push(result);
       if (!save(`after case ${c.index}, with ${record.cases.length} case(s)`)) {
@@ -215,7 +228,8 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock 
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    await sweep(prefix).catch(() => undefined);
+    await sweepAll().catch(() => undefined);
+    for (const [p, made] of remoteDirs) await removeRunDirOn(p, made);
     progress.done();
   }
   record.finishedAt = new Date().toISOString();
@@ -248,13 +262,15 @@ interface CaseEnv {
   secondsLeft: number;
   beforeTeardown?: RunOptions['beforeTeardown'];
   limits: ValidityLimits;
+  hosts?: Hosts;
+  sweepAll: () => Promise<void>;
 }
 
 async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise<CaseResult> {
   const w = c.workload;
   const dp = getDataplane(c.dataplane);
   const caseDir = join(e.dir, 'cases', `${String(c.index).padStart(3, '0')}-${c.dataplane}-${w.name}-r${c.repeat}`);
-  const cluster = buildCluster(s, e.prefix);
+  const cluster = buildCluster(s, e.prefix, { labInterfaces: e.hosts?.labInterfaces });
   const entry = cluster.services.find((x) => x.name === w.chain[0])!;
   const target = { host: entry.vip, port: entry.port };
   const result: CaseResult = {
@@ -297,6 +313,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   let measuredLoad = false;
   try {
     mkdirSync(caseDir, { recursive: true });
+    for (const p of e.hosts?.places ?? []) await makeDir(p, caseDir);
     phase('building topology');
     const up = await clusterUp(cluster);
     check();
@@ -314,11 +331,13 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     phase('starting workloads');
     const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
     check();
-    const firstMs = await firstRequest(e.fortio, cluster.client.netns, procs.cgroupFor('probe'), w, targetUrl(w, target), e.signal);
+    const probeCgroup = await procs.cgroupForOn(placeOf(cluster.client.netns), 'probe');
+    const firstMs = await firstRequest(e.fortio, cluster.client.netns, probeCgroup, w, targetUrl(w, target), e.signal);
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
+    if (e.hosts) result.startup.clock = "this controller's clock: every phase includes the SSH round trips of its commands";
 
     phase(`warm-up ${w.warmupS}s`);
-    const warm = startFortio({
+    const warm = await startFortio({
       procs,
       fortio: e.fortio,
       netns: cluster.client.netns,
@@ -340,7 +359,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     probe = new ResourceProbe();
     await probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     windowStart = performance.now();
-    const run = startFortio({
+    const run = await startFortio({
       procs,
       fortio: e.fortio,
       netns: cluster.client.netns,
@@ -408,7 +427,12 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     await deployed?.beforeStop?.().catch((err) => e.progress.warn(`${c.dataplane}: before stopping: ${err instanceof Error ? err.message : String(err)}`));
     await procs.stopAll();
     await dp.teardown(ctx).catch((err) => e.progress.warn(`${c.dataplane} teardown: ${err.message}`));
-    await sweep(e.prefix);
+    // Before the sweep removes the state directories: the logs and flow records the machines wrote.
+    for (const p of e.hosts?.places ?? [])
+      await pullDir(p, caseDir).catch((err) =>
+        e.progress.warn(`case ${c.index + 1}: files of ${p.name} not fetched: ${err instanceof Error ? err.message : String(err)}`),
+      );
+    await e.sweepAll();
     await procs.close();
     // After teardown, so mb-flowd and the L7 proxies have written their last records; failed
     // cases too, where drops may say why. Only the summary goes into run.json, never the flows.
@@ -452,43 +476,4 @@ async function firstRequest(fortio: string, netns: string, cgroup: string | unde
   }
   if (signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
   throw runError(`no request through the Service succeeded within 15 s (${url}): ${last}`);
-}
-
-const r1 = (x: number) => Math.round(x * 10) / 10;
-
-/** Per pod and per node, so a per-pod sidecar and a per-node proxy compare on the same scale. */
-function normalize(r: Resources, pods: number, nodes: number): NonNullable<Resources['normalized']> {
-  const per = (n: number) =>
-    Object.fromEntries(
-      Object.entries(r.byRole).map(([role, x]) => [
-        role,
-        { rssBytes: Math.round(x.rssBytes / n), pssBytes: Math.round(x.pssBytes / n), cpuSeconds: Math.round((x.cpuSeconds / n) * 1e6) / 1e6 },
-      ]),
-    );
-  return { pods, nodes, perPod: per(pods), perNode: per(nodes) };
-}
-
-/**
- * Per pod, the phases it goes through in order — namespace (the bulk topology build), what the
- * dataplane adds (certificate, capture rules, proxy start), then the app until it listens — each
- * measured; podReadyMs is their sum, the pod's sequential start-up path as Kubernetes would run it.
- */
-function podStartup(
-  c: Cluster,
-  upMs: number,
-  d: Deployed,
-  appMs: Record<string, number>,
-  deployMs: number,
-  firstMs: number,
-): NonNullable<CaseResult['startup']> {
-  const phases: Record<string, Record<string, number>> = {};
-  const podReadyMs: Record<string, number> = {};
-  for (const pod of c.pods.filter((p) => p.role !== 'idle')) {
-    const ph: Record<string, number> = { namespaceMs: upMs };
-    for (const [k, v] of Object.entries(d.startup?.[pod.name] ?? {})) if (typeof v === 'number') ph[k] = v;
-    if (appMs[pod.name] !== undefined) ph.appMs = appMs[pod.name];
-    phases[pod.name] = Object.fromEntries(Object.entries(ph).map(([k, v]) => [k, r1(v)]));
-    podReadyMs[pod.name] = r1(Object.values(ph).reduce((a, b) => a + b, 0));
-  }
-  return { podReadyMs, phases, topologyUpMs: r1(upMs), dataplaneDeployMs: r1(deployMs), firstRequestMs: r1(firstMs) };
 }

@@ -56,7 +56,7 @@ export async function startApps(opts: {
     for (const pod of svc.backends) {
       if (started.some((s) => s.pod === pod)) continue; // a pod matched by two selectors runs once
       const t0 = performance.now();
-      const proc = opts.procs.start({
+      const proc = await opts.procs.startAsync({
         name: `app-${pod.name}`,
         role: 'app',
         cmd: opts.fortio,
