@@ -9,6 +9,7 @@ import { isRoot } from '../util/host.js';
 import { Progress } from '../util/progress.js';
 import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
 import { metricNames } from '../analysis/metrics.js';
+import { registerHistory } from './history.js';
 
 const program = new Command();
 
@@ -356,6 +357,8 @@ program
     ))
       process.stdout.write((o.json ? JSON.stringify(f) : formatFlow(f)) + '\n');
   });
+
+registerHistory(program);
 
 program
   .command('dataplanes')
