@@ -3,6 +3,7 @@
 // bucketed histogram, whose buckets are 50–100 µs wide between 200 µs and 1 ms even at -r 1e-5;
 // fortio's own percentiles are kept beside them as a cross-check.
 import { join } from 'node:path';
+import { durationSeconds } from '../scenario/schema.js';
 import { runError } from '../errors.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
 import type { LatencyUs } from '../results/types.js';
@@ -17,8 +18,12 @@ export interface LoadTarget {
 
 export function targetUrl(w: ResolvedWorkload, t: LoadTarget): string {
   if (w.protocol === 'grpc') return `${t.host}:${t.port}`;
-  const q = w.responseBytes > 0 ? `?size=${w.responseBytes}` : '';
-  return `http://${t.host}:${t.port}/echo${q}`;
+  const q = [
+    ...(w.responseBytes > 0 ? [`size=${w.responseBytes}`] : []),
+    // fortio's echo handler sleeps `delay` before answering.
+    ...(w.serverDelay !== undefined ? [`delay=${Math.round(durationSeconds(w.serverDelay) * 1e6)}us`] : []),
+  ];
+  return `http://${t.host}:${t.port}/echo${q.length ? `?${q.join('&')}` : ''}`;
 }
 
 /** Arguments for one fortio load run of `durationS` seconds. */

@@ -200,6 +200,8 @@ export interface CaseResult {
       warmupS: number;
       payloadBytes: number;
       responseBytes: number;
+      /** The echo server's wait before each response (workload serverDelay), when set. */
+      serverDelayS?: number;
       protocol: string;
       chain: string[];
     };

@@ -11,7 +11,7 @@ import { CLAIMS_FILE, loadScenario, readClaimsTables } from '../scenario/load.js
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
 import { checkScenarioPolicies, planDataplanes } from './checks.js';
 import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
-import type { Scenario } from '../scenario/schema.js';
+import { durationSeconds, type Scenario } from '../scenario/schema.js';
 import { buildCluster, type Cluster } from '../topology/graph.js';
 import { clusterUp } from '../topology/netns.js';
 import { sweep, sweepPlace } from '../topology/cleanup.js';
@@ -287,6 +287,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
         warmupS: w.warmupS,
         payloadBytes: w.payloadBytes,
         responseBytes: w.responseBytes,
+        ...(w.serverDelay !== undefined ? { serverDelayS: durationSeconds(w.serverDelay) } : {}),
         protocol: w.protocol,
         chain: w.chain,
       },

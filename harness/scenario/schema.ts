@@ -148,10 +148,16 @@ export const WorkloadSchema = z
     payloadBytes: z.number().int().min(0).max(1_048_576).default(0),
     /** Response body bytes asked of the echo server. */
     responseBytes: z.number().int().min(0).max(1_048_576).default(0),
+    /** Time the echo server waits before each response (fortio's `delay`): an app's think time, e.g. 2ms; at most 10s; HTTP only. */
+    serverDelay: durationUpTo(10).optional(),
     /** Services called in turn for each request: the client calls chain[0], which calls chain[1] … */
     chain: z.array(dnsLabel).min(1).max(8),
   })
-  .strict();
+  .strict()
+  .refine((w) => w.serverDelay === undefined || w.protocol !== 'grpc', {
+    message: "serverDelay is for http1 and http2 workloads (the echo server's delay)",
+    path: ['serverDelay'],
+  });
 
 export const ScenarioSchema = z
   .object({
