@@ -2,7 +2,7 @@
 // skipped with the reason (so a rootless `npm test` still runs every unit test).
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { type Dirent, readFileSync, readdirSync } from 'node:fs';
+import { type Dirent, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isRoot } from '../harness/util/host.js';
 import { sweep } from '../harness/topology/cleanup.js';
@@ -412,3 +412,16 @@ export async function withFleetPlaces<T>(
 import { registerPlace, resetPlaces } from '../harness/place/index.js';
 import { RemotePlace } from '../harness/place/remote.js';
 import { startFleet, type Fleet } from '../harness/vm/fleet.js';
+
+/**
+ * scenarios/quick.yaml copied into `dir` (its topology by absolute path) with `qps`, and name and
+ * workload lines edited by `edit`: for TCG guests, which do not always keep 200 qps.
+ */
+export function quickScenarioCopy(dir: string, qps: number, edit: (text: string) => string = (x) => x): string {
+  const file = join(dir, `quick-${qps}qps.yaml`);
+  const text = readFileSync('scenarios/quick.yaml', 'utf8')
+    .replace('qps: 200', `qps: ${qps}`)
+    .replace('../topologies/two-node.yaml', join(process.cwd(), 'topologies/two-node.yaml'));
+  writeFileSync(file, edit(text));
+  return file;
+}

@@ -13,7 +13,7 @@ import { renderInventory } from '../../harness/hosts/inventory.js';
 import type { RunRecord } from '../../harness/results/types.js';
 import { QEMU } from '../../harness/vm/boot.js';
 import { startFleet } from '../../harness/vm/fleet.js';
-import { cli, cleanAround, hostSnapshot, newLabPrefix, quickArgs, rootTestNeeding } from '../helpers.js';
+import { cli, cleanAround, hostSnapshot, newLabPrefix, quickArgs, quickScenarioCopy, rootTestNeeding } from '../helpers.js';
 
 const vmTest = await rootTestNeeding([QEMU, 'dropbear', 'dropbearkey', 'ssh']);
 
@@ -35,13 +35,7 @@ vmTest('run --hosts: baseline and ebpf with node1 and node2 on two VMs; files pu
 
     // The quick scenario at 50 qps: two single-CPU TCG guests (load in one, server in the other)
     // do not always keep 200 qps (186 once), nor 100 while the host's CPUs are busy (87 once).
-    const scenario = join(dir, 'quick-50qps.yaml');
-    writeFileSync(
-      scenario,
-      readFileSync('scenarios/quick.yaml', 'utf8')
-        .replace('qps: 200', 'qps: 50')
-        .replace('../topologies/two-node.yaml', join(process.cwd(), 'topologies/two-node.yaml')),
-    );
+    const scenario = quickScenarioCopy(dir, 50);
     const r = await cli(
       [
         'run',

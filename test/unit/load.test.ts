@@ -2,6 +2,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { loadArgs, parseFortioJson, parseAccessLog, latencySummary, percentile, targetUrl, loadModel } from '../../harness/load/fortio.js';
 import type { ResolvedWorkload } from '../../harness/scenario/expand.js';
+import { WorkloadSchema } from '../../harness/scenario/schema.js';
 
 const w = (o: Partial<ResolvedWorkload> = {}): ResolvedWorkload => ({
   name: 'w',
@@ -37,6 +38,11 @@ test('protocols and max qps map to fortio flags', (t) => {
   t.is(g[g.length - 1], '198.18.64.1:80');
   t.true(loadArgs(w({ protocol: 'http2' }), target, 5).includes('-h2'));
   t.is(targetUrl(w(), target), 'http://198.18.64.1:80/echo');
+  t.is(
+    targetUrl(w({ responseBytes: 128, serverDelay: '2ms' }), target),
+    'http://198.18.64.1:80/echo?size=128&delay=2000us',
+    'serverDelay: the echo server waits',
+  );
   t.regex(loadModel(w({ qps: 'max' })), /closed loop/);
   t.regex(loadModel(w()), /constant rate: 200 qps/);
 });
@@ -105,4 +111,13 @@ test('recorded access log agrees with fortio on the count and roughly on the med
     300,
   );
   t.true(l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
+});
+
+test('serverDelay: a duration up to 10s for HTTP workloads; refused for gRPC and beyond 10s', (t) => {
+  const base = { protocol: 'http1', qps: 100, duration: '5s', chain: ['echo'] };
+  t.true(WorkloadSchema.safeParse({ ...base, serverDelay: '2ms' }).success);
+  const grpc = WorkloadSchema.safeParse({ ...base, protocol: 'grpc', serverDelay: '2ms' });
+  t.false(grpc.success);
+  t.regex(JSON.stringify(grpc.error?.issues), /serverDelay is for http1 and http2/);
+  t.false(WorkloadSchema.safeParse({ ...base, serverDelay: '11s' }).success);
 });
