@@ -295,15 +295,8 @@ program
   )
   .action(async (o) => {
     const { down, checkPrefix } = await import('../topology/cleanup.js');
-    if (o.hosts !== undefined) {
-      const { downOnHosts } = await import('../run/hosts.js');
-      const r = await downOnHosts(o.hosts, o.prefix, (m) => process.stderr.write(`${m}\n`));
-      for (const [host, x] of r)
-        process.stdout.write(
-          `${host}: removed ${x.namespaces} namespace(s), ${x.processes} process(es), ${x.bpfPrograms} BPF program attachment(s), ${x.cgroups} cgroup tree(s), ${x.interfaces ?? 0} lab interface(s) given back\n`,
-        );
-      return;
-    }
+    if (o.hosts !== undefined)
+      return void process.stdout.write(await (await import('../run/hosts.js')).downOnHosts(o.hosts, o.prefix, (m) => process.stderr.write(`${m}\n`)));
     if (o.prefix !== undefined) checkPrefix(o.prefix);
     if (!isRoot()) throw new MeshbenchError('E_ENV', 'meshbench down needs root to delete network namespaces', { hint: 'run it as root' });
     const r = await down({ prefix: o.prefix, force: o.force, warn: (m) => process.stderr.write(`warning: ${m}\n`) });

@@ -317,7 +317,8 @@ export const LOCATION_WINDOW = 2;
  * Refines the split tau0 of values[s..e): posterior of a single mean shift at tau (Gaussian noise,
  * flat priors on both means, Jeffreys prior on sigma: p(tau) ∝ (ab/m)^-1/2 · RSS(tau)^-(m-2)/2),
  * and the centre of the (2·LOCATION_WINDOW + 1)-run window with the most mass, within
- * tau0 ± minSegment. Returns a local index in [minSegment, m − minSegment].
+ * tau0 ± minSegment; of equal windows (a short segment: each may hold all the mass) the likelier
+ * centre. Returns a local index in [minSegment, m − minSegment].
  */
 export function refineLocation(values: ArrayLike<number>, s: number, e: number, tau0: number, minSegment: number): number {
   const m = e - s;
@@ -345,7 +346,7 @@ export function refineLocation(values: ArrayLike<number>, s: number, e: number, 
   for (let c = Math.max(minSegment, tau0 - minSegment); c <= Math.min(m - minSegment, tau0 + minSegment); c++) {
     let mass = 0;
     for (let t = c - LOCATION_WINDOW; t <= c + LOCATION_WINDOW; t++) if (t >= minSegment && t <= m - minSegment) mass += Math.exp(lp[t] - top);
-    if (mass > bestMass) {
+    if (mass > bestMass * (1 + 1e-9) || (mass >= bestMass * (1 - 1e-9) && lp[c] > lp[best])) {
       bestMass = mass;
       best = c;
     }

@@ -203,13 +203,10 @@ export async function prefixesOn(place: Place): Promise<string[]> {
 
 /**
  * `meshbench down --hosts`: on every machine of the inventory, what `down` does here, for one run
- * prefix or every one found there (a controller killed mid-run leaves its objects on the machines).
+ * prefix or every one found there (a controller killed mid-run leaves its objects on the machines);
+ * one line per machine saying what went.
  */
-export async function downOnHosts(
-  spec: string,
-  prefix?: string,
-  log: (m: string) => void = () => {},
-): Promise<Map<string, DownReport & { prefixes: string[] }>> {
+export async function downOnHosts(spec: string, prefix?: string, log: (m: string) => void = () => {}): Promise<string> {
   if (prefix !== undefined) checkPrefix(prefix);
   const inventory = await hostsInventory(spec);
   if (!(await which('ssh'))) throw envError('ssh (the OpenSSH client) is not installed', 'install openssh-client (scripts/setup.sh does)');
@@ -228,7 +225,9 @@ export async function downOnHosts(
       log(`${p.name}: ${prefixes.length ? `swept ${prefixes.join(', ')}` : 'nothing of the lab there'}`);
       out.set(p.name, total);
     }
-    return out;
+    const line = ([host, x]: [string, DownReport]) =>
+      `${host}: removed ${x.namespaces} namespace(s), ${x.processes} process(es), ${x.bpfPrograms} BPF program attachment(s), ${x.cgroups} cgroup tree(s), ${x.interfaces ?? 0} lab interface(s) given back\n`;
+    return [...out].map(line).join('');
   } finally {
     for (const p of places) p.close();
     await ssh.close();

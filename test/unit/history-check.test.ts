@@ -55,7 +55,11 @@ test('a 20 % p50 step at run 20 of 30 is a new regression, named by the commits 
     t.true(Math.abs(s.open!.index - 20) <= 2, `found at ${s.open!.index}`);
     t.true(s.open!.relChange > 0.1 && s.open!.interval[0] > 0);
     const at = s.open!.index;
-    t.deepEqual([s.open!.range.from.commit, s.open!.range.to.commit], [step.commits[at - 1], step.commits[at]], 'the commit range is the runs either side of the change');
+    t.deepEqual(
+      [s.open!.range.from.commit, s.open!.range.to.commit],
+      [step.commits[at - 1], step.commits[at]],
+      'the commit range is the runs either side of the change',
+    );
     t.regex(formatCheck(c), /^NEW REGRESSION: quick baseline http1-200qps p50 .* \+2\d\.\d %/m);
 
     const q = checkHistory(readHistory(join(quiet.dir, 'h')), { metrics: ['p50', 'p99'] });
