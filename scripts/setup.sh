@@ -6,13 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 FORTIO_VERSION=1.68.2 # the last release whose module graph resolves from the Go module proxy alone
+ACTIONLINT_VERSION=1.7.12 # lints .github/workflows in the tests (test/unit/nightly.test.ts)
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: %s\n' "$1" >&2; exit "${2:-3}"; }
 
 [ "$(id -u)" = 0 ] || die "needs root (it installs Debian packages and the lab creates network namespaces): run it as root" 3
 
 # 1. Debian packages. Installed only when one is missing.
-PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod dropbear-bin openssh-client)
+PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod dropbear-bin openssh-client shellcheck)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -95,6 +96,19 @@ else
   say "fortio: go install fortio.org/fortio@v$FORTIO_VERSION into .tools/bin (about a minute)"
   mkdir -p .tools/bin
   GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "fortio.org/fortio@v$FORTIO_VERSION"
+fi
+
+# 3b. actionlint, pinned, into .tools/bin unless that version is on PATH (the tests lint the
+#     nightly workflow with it). It needs Go 1.25; an older go fetches that toolchain itself.
+if [ "$(actionlint -version 2>/dev/null | head -1)" = "v$ACTIONLINT_VERSION" ]; then
+  say "actionlint: $(command -v actionlint) v$ACTIONLINT_VERSION found on PATH, used as is"
+elif [ "$(.tools/bin/actionlint -version 2>/dev/null | head -1)" = "v$ACTIONLINT_VERSION" ]; then
+  say "actionlint: .tools/bin/actionlint v$ACTIONLINT_VERSION present"
+else
+  command -v go >/dev/null || die "actionlint is not installed and Go is not installed to build it: install Go (1.25 or later, or an older one that can fetch that toolchain) or put actionlint v$ACTIONLINT_VERSION on PATH"
+  say "actionlint: go install github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION into .tools/bin"
+  mkdir -p .tools/bin
+  GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
 fi
 
 # 4. The eBPF dataplane: its programs (clang -target bpf) and the flow reader (libbpf). make only
