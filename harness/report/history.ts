@@ -15,7 +15,7 @@ import type { HistoryCheck, SeriesCheck } from '../history/check.js';
 import type { RunRecord } from '../results/types.js';
 import { makeDir, writeError, writeFileAtomic } from '../results/write.js';
 import { renderChart, type RenderedChart } from './charts.js';
-import { byString, esc, fixed } from './format.js';
+import { BASE_CSS, byString, esc, fixed } from './format.js';
 import { type TrendRun, trendSpec, unitView } from './history-charts.js';
 import { functionalOnlyNote } from './kernels.js';
 
@@ -383,17 +383,9 @@ function methodSection(check: HistoryCheck): string {
 </section>`;
 }
 
-// The run report's palette and table look (report.ts), reduced to what this page uses.
+// The run report's look (format.ts BASE_CSS, report.ts), reduced to what this page uses.
 const CSS = `
-:root{--fg:#1f2328;--muted:#59636e;--line:#d0d7de;--soft:#f6f8fa;--accent:#0969da;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e}
-*{box-sizing:border-box}
-body{margin:0;background:#fff;color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:24px 20px 48px}
-h1{font-size:1.7rem;margin:.1rem 0 .4rem}
-h2{font-size:1.3rem;margin:2.2rem 0 .6rem;padding-bottom:.25rem;border-bottom:1px solid var(--line)}
-h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
-code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--soft);padding:.05em .3em;border-radius:4px}
-a{color:var(--accent)}
+${BASE_CSS}a{color:var(--accent)}
 .kicker{margin:0;color:var(--muted);text-transform:uppercase;letter-spacing:.06em;font-size:.8rem}
 .meta,.label{color:var(--muted);font-size:.88rem}
 .note{color:var(--muted);font-size:.88rem;max-width:70em}

@@ -30,7 +30,7 @@ import {
   type RenderedChart,
   type RoleRow,
 } from './charts.js';
-import { DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
+import { BASE_CSS, DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
 import { edgeState, renderFlowMap } from './flowmap.js';
 import { CLAIMS_CSS, claimsSection } from './claims.js';
 import { caseAddedOverBaseline, cpuPercent, notOkReason } from '../analysis/figures.js';
@@ -1002,15 +1002,7 @@ ${list(models, 'No load model recorded.')}
 // ---------------------------------------------------------------------------------------------
 
 const CSS = `
-:root{--fg:#1f2328;--muted:#59636e;--line:#d0d7de;--soft:#f6f8fa;--accent:#0969da;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e}
-*{box-sizing:border-box}
-body{margin:0;background:#fff;color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1180px;margin:0 auto;padding:24px 20px 48px}
-h1{font-size:1.7rem;margin:.1rem 0 .4rem}
-h2{font-size:1.3rem;margin:2.2rem 0 .6rem;padding-bottom:.25rem;border-bottom:1px solid var(--line)}
-h3{font-size:1.05rem;margin:1.4rem 0 .4rem}
-code{font:.9em ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--soft);padding:.05em .3em;border-radius:4px}
-.kicker{margin:0;color:var(--muted);text-transform:uppercase;letter-spacing:.06em;font-size:.8rem}
+${BASE_CSS}.kicker{margin:0;color:var(--muted);text-transform:uppercase;letter-spacing:.06em;font-size:.8rem}
 .description{font-size:1.05rem;margin:.2rem 0 .6rem}
 .meta{color:var(--muted);font-size:.88rem}
 .note{color:var(--muted);font-size:.88rem;max-width:70em}

@@ -19,6 +19,7 @@ import { loadScenario } from '../../harness/scenario/load.js';
 import { exec } from '../../harness/util/exec.js';
 import { PROJECT_ROOT } from '../../harness/util/host.js';
 import type { DataplaneContext } from '../../harness/dataplanes/types.js';
+import { NullPlace } from '../fake-place.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mb-ebpf-places-'));
 test.after.always(() => {
@@ -27,14 +28,16 @@ test.after.always(() => {
 });
 
 /** A machine that answers every command with `answer(cmd, args)` and records what it was asked. */
-class FakePlace implements Place {
+class FakePlace extends NullPlace {
   readonly root = '/srv/meshbench';
   calls: { cmd: string; args: string[]; netns?: string; input?: string }[] = [];
   files = new Map<string, { text: string; mode?: number }>();
   constructor(
     readonly name: string,
     private answer: (cmd: string, args: string[]) => string = () => '',
-  ) {}
+  ) {
+    super();
+  }
   async exec(cmd: string, args: string[], opts: { netns?: string; input?: string } = {}) {
     this.calls.push({ cmd, args, netns: opts.netns, input: opts.input });
     return { code: 0, stdout: this.answer(cmd, args), stderr: '' };
@@ -42,12 +45,6 @@ class FakePlace implements Place {
   async start(spec: PlaceStartSpec): Promise<PlaceProcess> {
     this.calls.push({ cmd: spec.cmd, args: spec.args, netns: spec.netns });
     return { pid: 999_999_999, exited: new Promise(() => {}) };
-  }
-  async alive() {
-    return false;
-  }
-  async kill() {
-    return false;
   }
   async readFile(p: string) {
     return this.files.get(p)?.text;
@@ -58,15 +55,8 @@ class FakePlace implements Place {
   async writeFile(path: string, text: string, opts: { mode?: number } = {}) {
     this.files.set(path, { text, mode: opts.mode });
   }
-  async mkdir() {}
   async exists() {
     return true;
-  }
-  async list() {
-    return [];
-  }
-  async mounts() {
-    return [];
   }
   async findTool(name: string) {
     return `${this.root}/.tools/bin/${name}`;

@@ -13,7 +13,6 @@ const stateDir = mkdtempSync(join(tmpdir(), 'mb-place-test-'));
 process.env.MESHBENCH_STATE_DIR = stateDir;
 const { MeshbenchError } = await import('../../harness/errors.js');
 const { localPlace, nodeOfNetns, placeOf, placeOfNode, registerPlace, resetPlaces } = await import('../../harness/place/index.js');
-type Place = import('../../harness/place/index.js').Place;
 type PlaceProcess = import('../../harness/place/index.js').PlaceProcess;
 const { exec, ipBatch, which } = await import('../../harness/util/exec.js');
 const { findTool } = await import('../../harness/util/tools.js');
@@ -21,6 +20,7 @@ const { isRoot } = await import('../../harness/util/host.js');
 const { ProcessGroup } = await import('../../harness/util/procs.js');
 const { buildCluster, infraPod, names } = await import('../../harness/topology/graph.js');
 const { loadScenario } = await import('../../harness/scenario/load.js');
+import { NullPlace } from '../fake-place.js';
 
 test.after.always(() => {
   resetPlaces();
@@ -28,7 +28,7 @@ test.after.always(() => {
 });
 
 /** A place that answers everything and records what it was asked. */
-class FakePlace implements Place {
+class FakePlace extends NullPlace {
   readonly name = 'fake-node2';
   readonly root = '/opt/meshbench';
   calls: unknown[][] = [];
@@ -40,31 +40,9 @@ class FakePlace implements Place {
     this.calls.push(['start', spec.cmd, spec.args, spec.netns]);
     return { pid: 999_999_999, startTime: 7, exited: new Promise(() => {}) };
   }
-  async alive() {
-    return false;
-  }
-  async kill() {
-    return false;
-  }
-  async readFile() {
-    return undefined;
-  }
-  async readFiles(p: string[]) {
-    return p.map(() => undefined);
-  }
   files = new Map<string, string>();
   async writeFile(path: string, text: string) {
     this.files.set(path, text);
-  }
-  async mkdir() {}
-  async exists() {
-    return false;
-  }
-  async list() {
-    return [];
-  }
-  async mounts() {
-    return [];
   }
   async findTool(name: string) {
     this.calls.push(['findTool', name]);

@@ -16,9 +16,9 @@ const stateDir = join(tmp, 'state-here');
 process.env.MESHBENCH_STATE_DIR = stateDir;
 const { MeshbenchError } = await import('../../harness/errors.js');
 const { localPlace } = await import('../../harness/place/index.js');
-type Place = import('../../harness/place/index.js').Place;
 const { isRoot, STATE_DIR } = await import('../../harness/util/host.js');
 const { checkMemory, ProcessGroup, REMOVE_REMOTE_SCRIPT, stateFileText } = await import('../../harness/util/procs.js');
+import { NullPlace } from '../fake-place.js';
 
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -79,7 +79,7 @@ test('the remote clean-up script: empty cgroup dirs deepest first, a busy one (a
  * Another machine, played by this host: real processes (localPlace.start), but its own cgroup2
  * mount, meminfo and STATE_DIR. It records what it is asked.
  */
-class OtherPlace implements Place {
+class OtherPlace extends NullPlace {
   readonly name = 'other';
   readonly root = '/opt/meshbench';
   readonly cgroupRoot = join(tmp, 'other-cgroup2');

@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { localPlace, type Place } from '../../harness/place/index.js';
 import { parseCpuStat, parseProcStatCpu, parseSample, parseSmapsRollup, ResourceProbe, samplePaths, softirqSeconds } from '../../harness/probes/resources.js';
 import type { LabProcess } from '../../harness/util/procs.js';
+import { NullPlace } from '../fake-place.js';
 
 const CPU_STAT = 'usage_usec 16139913972\nuser_usec 13367692254\nsystem_usec 2772221718\nnice_usec 42951622\n';
 // comm "a) b": the fields are counted after the last ")"; utime 1234, stime 56 ticks.
@@ -64,7 +65,7 @@ test('one sample: /proc/stat first when asked, then per process its CPU file (cg
 });
 
 /** A machine whose files are scripted: per pid usage_usec and Rss (kB), its softirq ticks; readFiles takes `delayMs`. */
-class ScriptedPlace implements Place {
+class ScriptedPlace extends NullPlace {
   readonly root = '/opt/meshbench';
   readonly reads: string[][] = [];
   inFlight = 0;
@@ -75,7 +76,9 @@ class ScriptedPlace implements Place {
   constructor(
     readonly name: string,
     readonly delayMs = 0,
-  ) {}
+  ) {
+    super();
+  }
   text(path: string): string | undefined {
     if (path === '/proc/stat') return procStat(this.softirqTicks);
     const pid = Number(path.match(/\/(\d+)(\/|$)/)?.[1]);
@@ -96,29 +99,6 @@ class ScriptedPlace implements Place {
   }
   exec(): never {
     throw new Error('not used');
-  }
-  start(): never {
-    throw new Error('not used');
-  }
-  async alive() {
-    return false;
-  }
-  async kill() {
-    return false;
-  }
-  async writeFile() {}
-  async mkdir() {}
-  async exists() {
-    return false;
-  }
-  async list() {
-    return [];
-  }
-  async mounts() {
-    return [];
-  }
-  async findTool() {
-    return undefined;
   }
 }
 

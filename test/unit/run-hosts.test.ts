@@ -7,28 +7,22 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MeshbenchError } from '../../harness/errors.js';
-import { localPlace, pullDir, putFile, type ExecResult, type Place, type PlaceExecOptions } from '../../harness/place/index.js';
+import { localPlace, pullDir, putFile, type ExecResult, type PlaceExecOptions } from '../../harness/place/index.js';
 import { checkHostsDataplanes, makeRunDirOn, removeRunDirOn } from '../../harness/run/hosts.js';
 import { loadScenario } from '../../harness/scenario/load.js';
+import { NullPlace } from '../fake-place.js';
 
-class RecordingPlace implements Place {
+class RecordingPlace extends NullPlace {
   readonly name = 'node2';
   readonly root = '/opt/meshbench';
   calls: string[] = [];
   files = new Map<string, string>();
-  constructor(private readonly answer: (cmd: string, args: string[]) => ExecResult = () => ({ code: 0, stdout: '', stderr: '' })) {}
+  constructor(private readonly answer: (cmd: string, args: string[]) => ExecResult = () => ({ code: 0, stdout: '', stderr: '' })) {
+    super();
+  }
   async exec(cmd: string, args: string[], _o?: PlaceExecOptions) {
     this.calls.push([cmd, ...args].join(' '));
     return this.answer(cmd, args);
-  }
-  async start(): Promise<never> {
-    throw new Error('not here');
-  }
-  async alive() {
-    return false;
-  }
-  async kill() {
-    return false;
   }
   async readFile(p: string) {
     return this.files.get(p);
@@ -45,15 +39,6 @@ class RecordingPlace implements Place {
   }
   async exists(p: string) {
     return this.files.has(p);
-  }
-  async list() {
-    return [];
-  }
-  async mounts() {
-    return [];
-  }
-  async findTool() {
-    return undefined;
   }
 }
 

@@ -17,7 +17,6 @@ import { join } from 'node:path';
 const stateDir = mkdtempSync(join(tmpdir(), 'mb-topo-hosts-'));
 process.env.MESHBENCH_STATE_DIR = stateDir;
 const { localPlace, registerPlace, resetPlaces } = await import('../../harness/place/index.js');
-type Place = import('../../harness/place/index.js').Place;
 type PlaceExecOptions = import('../../harness/place/index.js').PlaceExecOptions;
 const { buildCluster } = await import('../../harness/topology/graph.js');
 const { loadScenario } = await import('../../harness/scenario/load.js');
@@ -26,6 +25,7 @@ const { clusterUp, podUp, configJobs, rootLines, LAB_IF_CHECK_SCRIPT, labInterfa
 );
 const { SWEEP_SCRIPT, detachCgroupPrograms, parseSweepOutput, sweepPlace, sweepScriptArgs } = await import('../../harness/topology/cleanup.js');
 const { pidStartTime } = await import('../../harness/util/host.js');
+import { NullPlace } from '../fake-place.js';
 
 const realExec = localPlace.exec;
 test.after.always(() => {
@@ -47,7 +47,7 @@ function recordLocal(): Call[] {
 }
 
 /** A machine that answers the lab-interface check with `check` and records everything else. */
-class FakeMachine implements Place {
+class FakeMachine extends NullPlace {
   readonly root = '/opt/meshbench';
   calls: unknown[][] = [];
   constructor(
@@ -55,7 +55,9 @@ class FakeMachine implements Place {
     private readonly check: string,
     private readonly answer: string = '',
     private readonly stateFile?: string,
-  ) {}
+  ) {
+    super();
+  }
   async exec(cmd: string, args: string[], opts: PlaceExecOptions = {}) {
     if (cmd === 'sh' && args[1] === LAB_IF_CHECK_SCRIPT) {
       this.calls.push(['check', args.slice(3)]);
@@ -64,39 +66,15 @@ class FakeMachine implements Place {
     this.calls.push(['exec', cmd, cmd === 'sh' && args[0] === '-c' ? ['-c', '<script>', ...args.slice(2)] : args, opts.input ?? '']);
     return { code: 0, stdout: this.answer, stderr: '' };
   }
-  async start(): Promise<never> {
-    throw new Error('not here');
-  }
-  async alive() {
-    return false;
-  }
-  async kill() {
-    return false;
-  }
   async readFile(path: string) {
     this.calls.push(['readFile', path]);
     return this.stateFile;
-  }
-  async readFiles(p: string[]) {
-    return p.map(() => undefined);
   }
   async writeFile(path: string, text: string) {
     this.calls.push(['writeFile', path, text]);
   }
   async mkdir(path: string) {
     this.calls.push(['mkdir', path]);
-  }
-  async exists() {
-    return false;
-  }
-  async list() {
-    return [];
-  }
-  async mounts() {
-    return [];
-  }
-  async findTool() {
-    return undefined;
   }
 }
 
