@@ -115,7 +115,8 @@ rootTest(
   async (t) => {
     const a = tmp();
     const b = tmp();
-    const runA = startRun(runArgs(a, '--duration', '4'), /prefix mb[0-9a-z]{4}/);
+    // Long enough that B's start-up (Node, tsx, pre-flight) on a busy machine still finds A running.
+    const runA = startRun(runArgs(a, '--duration', '10'), /prefix mb[0-9a-z]{4}/);
     const childA = await runA.at;
     t.truthy(childA, 'run A started');
     const holder = readHolder();
