@@ -1,6 +1,6 @@
 // `meshbench history …` (docs/history.md): options only; harness/history/commands.ts does the work.
 import { type Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_HISTORY_DIR, print } from '../history/commands.js';
+import { DEFAULT_HISTORY_DIR, print } from '../history/output.js';
 
 const num = (ok: (n: number) => boolean, what: string) => (v: string) => {
   const n = Number(v);

@@ -1,24 +1,10 @@
 // What `meshbench history add|check|report|export` do, so cli/history.ts only declares options.
-// Each returns the text to print and the exit code; `print` puts them out.
+// Each returns the text to print and the exit code (output.ts `print` puts them out). Loaded only
+// when a history command runs: the store, the checks and the exports stay off every other start-up.
 import { checkHistory, checkJson, formatCheck, newRegressions, type CheckOptions } from './check.js';
 import { exportHistory, writeExport, type ExportFormat } from './export.js';
 import { historyAdd, readHistory } from './store.js';
-
-/** Where the history lives unless --history says: beside the run records (ignored by git). */
-export const DEFAULT_HISTORY_DIR = 'results/history';
-
-export interface Printed {
-  stdout: string;
-  stderr?: string;
-  exitCode: number;
-}
-
-/** Write a command's output and set the process's exit code. */
-export function print(p: Printed): void {
-  process.stdout.write(p.stdout);
-  if (p.stderr) process.stderr.write(p.stderr);
-  process.exitCode = p.exitCode;
-}
+import type { Printed } from './output.js';
 
 export async function addCommand(historyDir: string, files: string[]): Promise<Printed> {
   const r = await historyAdd(historyDir, files);
