@@ -4,7 +4,7 @@
 // it is open and starts within the last `recent` runs of its series: only new regressions fail
 // the check, so an old, known step does not fail every later night once it is older than that.
 // Series of TCG-emulated kernels (functional only) and series too short to hold two segments are
-// skipped, and said so.
+// skipped, and said so; a short series keeps its points (`short`) so the trend page still draws it.
 import { attribute, defaults, detectChangePoints, type AttributedChangePoint } from './changepoints.js';
 import { series as seriesOf, type HistoryRow, type Series } from './store.js';
 
@@ -30,11 +30,15 @@ export interface SeriesCheck {
   open?: AttributedChangePoint;
   /** `open`, when it starts within the last `recent` runs. */
   isNew: boolean;
+  /** Too short to check: drawn on the trend page only. */
+  unchecked?: boolean;
 }
 
 export interface HistoryCheck {
   series: SeriesCheck[];
   skipped: { key: string; reason: string }[];
+  /** The skipped series that were only too short: drawn on the trend page, never checked. */
+  short: { key: string; series: Series }[];
   options: Required<Omit<CheckOptions, 'metrics' | 'includeFunctionalOnly'>>;
 }
 
@@ -48,7 +52,7 @@ export function checkHistory(rows: readonly HistoryRow[], opts: CheckOptions = {
     minEffect: opts.minEffect ?? defaults.minEffect,
     recent: opts.recent ?? DEFAULT_RECENT,
   };
-  const out: HistoryCheck = { series: [], skipped: [], options: o };
+  const out: HistoryCheck = { series: [], skipped: [], short: [], options: o };
   for (const [key, s] of seriesOf(rows)) {
     if (opts.metrics && !opts.metrics.includes(s.metric)) continue;
     if (s.functionalOnly && !opts.includeFunctionalOnly) {
@@ -57,6 +61,7 @@ export function checkHistory(rows: readonly HistoryRow[], opts: CheckOptions = {
     }
     if (s.points.length < 2 * o.minSegment) {
       out.skipped.push({ key, reason: `${s.points.length} run(s): fewer than two segments of ${o.minSegment}` });
+      out.short.push({ key, series: s });
       continue;
     }
     const values = s.points.map((p) => p.value);

@@ -84,7 +84,8 @@ export async function writeHistoryReport(check: HistoryCheck, reportsRoot: strin
 /** The page and its charts (no file system access). */
 export async function renderHistoryReport(check: HistoryCheck, opts: HistoryReportOptions = {}): Promise<{ html: string; charts: RenderedChart[] }> {
   const repo = repositoryOf(opts.repository);
-  const figures = figuresOf(check.series);
+  // Too-short series are drawn too (a new nightly's first runs), without change points.
+  const figures = figuresOf([...check.series, ...check.short.map((s) => ({ ...s, changePoints: [], isNew: false, unchecked: true }))]);
   const figureOf = new Map(figures.flatMap((f) => f.members.map((m) => [m.key, f] as const)));
   const charts: RenderedChart[] = [];
   for (const f of figures) {
@@ -299,7 +300,13 @@ function seriesNote(sc: SeriesCheck, repo: string | undefined): string {
   const s = sc.series;
   const last = s.points.at(-1);
   const parts = [`${s.points.length} run${s.points.length === 1 ? '' : 's'}${last ? `, latest ${valueText(last.value, s.unit)}` : ''}`];
-  parts.push(sc.changePoints.length ? `change points: ${sc.changePoints.map((cp) => cpNote(sc, cp, repo)).join('; ')}` : 'no change point');
+  parts.push(
+    sc.unchecked
+      ? 'not checked yet (fewer than two segments of runs)'
+      : sc.changePoints.length
+        ? `change points: ${sc.changePoints.map((cp) => cpNote(sc, cp, repo)).join('; ')}`
+        : 'no change point',
+  );
   if (s.gaps.length)
     parts.push(
       `<span class="gap">not ok in ${s.gaps.length} run${s.gaps.length === 1 ? '' : 's'}:</span> ${s.gaps.map((g) => `<code>${esc(g.runId)}</code> (${esc([...new Set(g.statuses)].join(', '))})`).join(', ')}`,
@@ -338,7 +345,7 @@ function trendSections(figures: Figure[], charts: Map<string, RenderedChart>, re
     }
     return { id: `s-${i + 1}`, title: `Scenario <code>${esc(scenario)}</code> · workload <code>${esc(workload)}</code>`, html: metrics.join('\n') };
   });
-  if (!sections.length) return '<section id="trends">\n<h2>Trends</h2>\n<p class="note">No series has enough runs to check yet.</p>\n</section>';
+  if (!sections.length) return '<section id="trends">\n<h2>Trends</h2>\n<p class="note">No series in the history yet.</p>\n</section>';
   const nav = `<nav class="toc"><span class="label">Trends:</span> ${sections.map((s) => `<a href="#${s.id}">${s.title}</a>`).join(' · ')}</nav>`;
   return [nav, ...sections.map((s) => `<section id="${s.id}" class="trends">\n<h2>${s.title}</h2>\n${s.html}\n</section>`)].join('\n');
 }
@@ -379,7 +386,7 @@ function methodSection(check: HistoryCheck): string {
 <tr><th>minimum segment</th><td class="num">${esc(o.minSegment)} runs</td></tr>
 </tbody>
 </table></div>
-<p class="note">Series with fewer than two segments' worth of runs, and series of TCG-emulated kernels (unless asked), are not checked and have no chart. The figures of a run whose case was not ok are never used: such runs are gaps.</p>
+<p class="note">Series with fewer than two segments' worth of runs are drawn but not checked; series of TCG-emulated kernels (unless asked) are not checked and have no chart. The figures of a run whose case was not ok are never used: such runs are gaps.</p>
 </section>`;
 }
 

@@ -211,16 +211,22 @@ test('TCG series: skipped by default and listed why; when included, the run repo
   t.true(included.html.includes('6.12-tcg (TCG, emulated)'));
 });
 
-test('short series are listed as not checked; the check options are shown', async (t) => {
+test('short series are drawn and listed as not checked; the check options are shown', async (t) => {
   const check = checkHistory(history({ runs: 6 }), { metrics: ['p50'], significance: 0.02, minEffect: 0.07, recent: 4 });
   const { html, charts } = await renderHistoryReport(check);
-  t.is(charts.length, 0);
+  t.true(charts.length > 0);
+  const figs = [...html.matchAll(/<figure class="chart trend"[\s\S]*?<\/figure>/g)].map((m) => m[0]);
+  t.is(figs.length, charts.length);
+  for (const f of figs) {
+    t.regex(f, /<svg /);
+    t.regex(f, /6 runs, latest [^·]+ · not checked yet \(fewer than two segments of runs\)/);
+  }
   t.regex(element(html, 'section', 'skipped'), /6 run\(s\): fewer than two segments of 5<\/strong>: 7 series/);
   const m = element(html, 'section', 'method');
   t.regex(m, /<th>significance<\/th><td class="num">0\.02<\/td>/);
   t.regex(m, /<th>minimum effect<\/th><td class="num">7\.0 %<\/td>/);
   t.regex(m, /<th>new = within the last<\/th><td class="num">4 runs<\/td>/);
-  t.regex(html, /No series has enough runs to check yet/);
+  t.notRegex(html, /No series in the history yet/);
   t.regex(html, /No open regression/);
 });
 
