@@ -121,6 +121,12 @@ function panel(sc: SeriesCheck, runs: TrendRun[], unit: UnitView, last: boolean)
       mark: { type: 'area', opacity: 0.22, color: COLORS.line },
       encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, detail: { field: 'seg', type: 'nominal' } },
     },
+    // The same spread per run as a rule: a band between runs is invisible around a lone run.
+    {
+      data: { values: points.filter((p) => p.hi > p.lo) },
+      mark: { type: 'rule', color: COLORS.line, opacity: 0.45, strokeWidth: 1.5 },
+      encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+    },
     {
       data: { values: points },
       mark: { type: 'line', color: COLORS.line, strokeWidth: 1.5, point: { filled: true, size: n > 120 ? 8 : 22, color: COLORS.line } },

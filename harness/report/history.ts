@@ -320,7 +320,7 @@ function figureHtml(f: Figure, ch: RenderedChart, repo: string | undefined): str
     ? ' <strong class="run-error">Functional only:</strong> <span class="run-error">a TCG-emulated kernel; these figures show what works, not what it costs.</span>'
     : '';
   return `<figure class="chart trend" id="${f.id}" data-testbed="${esc(f.testbed)}" data-kernel="${esc(f.kernel)}">
-<figcaption><strong>${esc(metricTitle(f.metric))} (${esc(u.title)}) · testbed <code>${esc(f.testbed)}</code> · kernel <code>${esc(kernelText(f.kernel, f.virtualisation))}</code>.</strong>${tcg} One panel per dataplane: the median of each run (line, broken where the case was not ok) and the min–max of its repeats (band); purple: the level between change points; red rule: a change for the worse, green: for the better; dashed: a run whose case was not ok. <span class="file">Also as <code>${f.id}.svg</code>.</span></figcaption>
+<figcaption><strong>${esc(metricTitle(f.metric))} (${esc(u.title)}) · testbed <code>${esc(f.testbed)}</code> · kernel <code>${esc(kernelText(f.kernel, f.virtualisation))}</code>.</strong>${tcg} One panel per dataplane: the median of each run (line, broken where the case was not ok) and the min–max of its repeats (band, and a rule at each run); purple: the level between change points; red rule: a change for the worse, green: for the better; dashed: a run whose case was not ok. <span class="file">Also as <code>${f.id}.svg</code>.</span></figcaption>
 ${ch.svg}
 <ul class="series-notes">
 ${f.members.map((m) => seriesNote(m, repo)).join('\n')}
