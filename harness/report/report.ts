@@ -544,16 +544,32 @@ ${standInBox}
 /** This case minus its run's baseline case of the same workload and repeat (analysis/figures.ts). */
 const addedOf = (v: CaseView, metric: 'p50' | 'p99') => caseAddedOverBaseline(v.run.cases, v.c, metric);
 
+/** An open-loop case (engine openloop): its latency is the response time, its service time is beside it. */
+const isOpenLoopCase = (c: CaseResult) => c.load?.requested?.engine === 'openloop';
+
+/** The load model in a few words, for a table that holds open-loop cases (docs/load.md). */
+function modelLabel(c: CaseResult): string {
+  const r = c.load?.requested;
+  if (isOpenLoopCase(c)) return `open loop, ${r?.arrival ?? 'uniform'} arrivals, latency from intended send time`;
+  if (typeof r?.qps === 'number') return 'fixed rate with catch-up (closed loop per connection), latency from actual send';
+  return c.load?.model ?? DASH;
+}
+
 function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
   const withLatency = ctx.cases.filter((v) => isResult(v) && v.c.latencyUs);
   const hasBaseline = withLatency.some((v) => addedOf(v, 'p50') !== undefined);
+  // Only a report with open-loop cases gets the service-time columns: a fortio-only one reads as before.
+  const openLoop = withLatency.some((v) => isOpenLoopCase(v.c));
+  const fromIntended = 'open-loop cases: response time, from the intended send time; other cases: from the actual send';
+  const serviceTitle = 'open-loop cases: service time, from the actual send time (what fortio measures)';
   const head = [
     ...caseHead(ctx),
-    th('p50 µs', true),
-    th('p90 µs', true),
-    th('p99 µs', true),
-    th('p99.9 µs', true),
-    th('max µs', true),
+    th('p50 µs', true, openLoop ? fromIntended : undefined),
+    th('p90 µs', true, openLoop ? fromIntended : undefined),
+    th('p99 µs', true, openLoop ? fromIntended : undefined),
+    th('p99.9 µs', true, openLoop ? fromIntended : undefined),
+    th('max µs', true, openLoop ? fromIntended : undefined),
+    ...(openLoop ? [th('service p50 µs', true, serviceTitle), th('service p99 µs', true, serviceTitle), th('service max µs', true, serviceTitle)] : []),
     ...(hasBaseline
       ? [
           th('p50 added over baseline µs', true, 'this case minus the baseline case with the same workload and repeat in the same run'),
@@ -576,12 +592,13 @@ function latencySection(ctx: Ctx, charts: Map<string, RenderedChart>): string {
       td(us(L.p99), true),
       td(us(L.p999), true),
       td(us(L.max), true),
+      ...(openLoop ? [td(us(v.c.serviceTimeUs?.p50), true), td(us(v.c.serviceTimeUs?.p99), true), td(us(v.c.serviceTimeUs?.max), true)] : []),
       ...(hasBaseline ? [td(signedUs(addedOf(v, 'p50')), true, 'added'), td(signedUs(addedOf(v, 'p99')), true, 'added')] : []),
       td(int(a?.requests), true),
       td(int(a?.errors), true, a?.errors ? 'bad' : ''),
       td(requestedQps(v.c.load?.requested?.qps), true),
       td(qps(a?.qps), true),
-      td(esc(v.c.load?.model ?? DASH), false, 'model'),
+      td(esc(openLoop ? modelLabel(v.c) : (v.c.load?.model ?? DASH)), false, 'model'),
     ].join('')}</tr>`;
   });
   const failed = ctx.cases.filter((v) => !isResult(v) || v.c.error);
@@ -596,6 +613,7 @@ ${failed.map((v) => `<li>${badge(v.c.status)} <strong>${esc(v.label)}</strong>${
 <h2>Latency</h2>
 ${withLatency.length ? table(head, rows, 'latency') : '<p class="note">No case produced latency figures.</p>'}
 <p class="note">Ok cases only${failed.some((v) => !isResult(v)) ? ' (the others are listed below with their reasons)' : ''}. All latencies in µs, 1 decimal. ${hasBaseline ? `“Added over baseline” is this case minus the <code>baseline</code> case with the same workload and repeat in the same run (${DASH} where there is none).` : 'No case has a <code>baseline</code> case with the same workload and repeat in its run to compare with, so there are no “added over baseline” columns.'} qps requested “max” means closed loop as fast as possible.</p>
+${openLoop ? `<p class="note">Open-loop cases (load model “open loop”) send on a schedule fixed in advance whatever the responses, and time each request from its <em>intended</em> send time: p50…max are that response time, which counts the queueing a stall causes; “service” columns time the same requests from their actual send, as a fixed-rate-with-catch-up generator (fortio) does, which hides a stall behind the sends it delayed (coordinated omission). ${DASH} where a case has no service time.</p>` : ''}
 ${failedList}
 ${figure(charts.get('latency-percentiles'), 'No percentile chart: no case produced latency figures.')}
 ${figure(charts.get('latency-cdf'), 'No latency distribution chart: no case has a latency histogram.')}

@@ -181,6 +181,25 @@ export interface CaseValidity {
   rateRatio?: number;
   processesDown: ProcessDown[];
   limits: { maxErrorRate: number; minRateRatio: number };
+  /**
+   * The load generator's CPU, set when it was at or above the bound (the case is then degraded):
+   * cpuSeconds over windowS, as a fraction of the `cpus` it may run on.
+   */
+  generatorCpu?: GeneratorCpu;
+}
+
+/** The load generator's CPU over the measured window, judged against the CPUs it may use. */
+export interface GeneratorCpu {
+  cpuSeconds: number;
+  windowS: number;
+  /** CPUs it may run on (GOMAXPROCS, or its pinned CPUs). */
+  cpus: number;
+  /** cpuSeconds ÷ windowS ÷ cpus. */
+  utilisation: number;
+  /** The bound it was judged against (scenario validity.maxGeneratorCpu). */
+  maxGeneratorCpu: number;
+  /** Where cpuSeconds came from. */
+  source: string;
 }
 
 export interface CaseResult {
@@ -204,13 +223,28 @@ export interface CaseResult {
       serverDelayS?: number;
       protocol: string;
       chain: string[];
+      /** Set for the open-loop engine only (absent: fortio). */
+      engine?: 'openloop';
+      /** Open-loop engine: gaps between intended send times. */
+      arrival?: 'uniform' | 'poisson';
     };
     actual: { qps: number; requests: number; errors: number; durationS: number; retCodes: Record<string, number> };
+    /** In words; an open-loop case's starts with "open-loop". */
     model: string;
     target: string;
     pinnedCpus?: string;
+    /** Open-loop engine: how late requests went out against their intended send times (all requests). */
+    sendLagUs?: { p50: number; p99: number; max: number };
+    /** Open-loop engine: the generator's own CPU over its run (what validity's generator rule judges). */
+    generator?: { engine: string; cpuSeconds: number; wallSeconds: number; cpuUtilisation: number; cpus?: number; source: string };
   };
+  /**
+   * Successful requests' latency. fortio: from the actual send (its access log). Open-loop engine:
+   * the response time, from the intended send time (coordinated-omission free).
+   */
   latencyUs?: LatencyUs;
+  /** Open-loop engine: service time, completion − actual send time, beside latencyUs (docs/load.md). */
+  serviceTimeUs?: LatencyUs;
   resources?: Resources;
   startup?: {
     podReadyMs: Record<string, number>;

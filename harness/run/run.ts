@@ -20,12 +20,13 @@ import type { Deployed } from '../dataplanes/types.js';
 import { missingNeeds } from '../dataplanes/needs.js';
 import { startApps } from '../workloads/fortio-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
+import * as openloop from '../load/openloop.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
 import { summarizeCaseFlows } from '../probes/flows.js';
 import { RUN_SCHEMA, type CaseResult, type Environment, type KernelResources, type RunRecord, type RunReference, type ClaimsTable } from '../results/types.js';
 import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
-import { judgeCase, notOkSummary, processesDown, validityLimits, type ValidityLimits } from './validity.js';
+import { fortioGeneratorCpu, judgeCase, notOkSummary, processesDown, validityLimits, type GeneratorCpuInput, type ValidityLimits } from './validity.js';
 import { exec } from '../util/exec.js';
 import { cgroup2Root, isRoot } from '../util/host.js';
 import { ProcessGroup } from '../util/procs.js';
@@ -64,6 +65,7 @@ export async function preflight(s: Scenario, o: { hosts?: boolean } = {}): Promi
     throw envError('meshbench run needs root: it creates network namespaces, veth links and iptables rules', 'run it as root (sudo -E meshbench run …)');
   const missing: string[] = [];
   for (const t of TOOLS) await requireTool(t).catch((e: MeshbenchError) => missing.push(`${e.message}: ${e.hint}`));
+  if (s.workloads.some(openloop.isOpenLoop) && !openloop.findMbLoad()) missing.push(`mb-load not found (engine openloop needs it): ${openloop.MB_LOAD_HINT}`);
   for (const d of s.dataplanes) missing.push(...(await missingNeeds(getDataplane(d).needs, PROJECT_ROOT)).map((m) => `${d}: ${m}`));
   if (!cgroup2Root()) missing.push('cgroup v2 is not mounted: mount -t cgroup2 none /sys/fs/cgroup/unified (meshbench doctor tells more)');
   if (missing.length) throw envError(`the host lacks what this run needs:\n  - ${missing.join('\n  - ')}`, 'run `meshbench doctor` for the full picture');
@@ -127,6 +129,8 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   // Bad inventories (exit 2), unreachable or unready machines (exit 3), before anything is built.
   const hosts = opts.hosts !== undefined ? (lock.hosts = await connectHosts(opts.hosts, s, (m) => progress.log(m))) : undefined;
   const fortio = hosts ? await fortioOnHosts(hosts) : await requireTool('fortio');
+  // The open-loop engine's binary, only when a workload asks for it (a fortio run's record is as before).
+  const mbLoad = s.workloads.some(openloop.isOpenLoop) ? (hosts ? await openloop.mbLoadOnPlaces(hosts.places) : openloop.requireMbLoad()) : undefined;
 
   const { runId, prefix } = newRunId();
   lock.held = await acquireRunLock({ command: 'run', scenario: s.name, prefix });
@@ -138,6 +142,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   const cores = hosts ? Math.min(...hosts.records.map((h) => h.cpus)) : (await import('node:os')).cpus().length;
   const env = await collectEnvironment(pinning(s, cores), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool'], hosts ? placeOfNode(1) : undefined);
   if (hosts) env.hosts = hosts.records;
+  if (mbLoad) env.tools['mb-load'] = (await openloop.mbLoadVersion(mbLoad, hosts ? placeOfNode(1) : undefined)) ?? 'unknown';
   const record: RunRecord = {
     schema: RUN_SCHEMA,
     runId,
@@ -210,6 +215,8 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
         prefix,
         dir,
         fortio,
+        mbLoad,
+        cores,
         progress,
         env,
         signal: abort.signal,
@@ -256,6 +263,10 @@ interface CaseEnv {
   prefix: string;
   dir: string;
   fortio: string;
+  /** mb-load, when a workload uses engine openloop. */
+  mbLoad?: string;
+  /** CPUs the load generator may use when it is not pinned. */
+  cores: number;
   progress: Progress;
   env: Environment;
   signal: AbortSignal;
@@ -273,6 +284,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
   const cluster = buildCluster(s, e.prefix, { labInterfaces: e.hosts?.labInterfaces });
   const entry = cluster.services.find((x) => x.name === w.chain[0])!;
   const target = { host: entry.vip, port: entry.port };
+  const openLoop = openloop.isOpenLoop(w);
   const result: CaseResult = {
     index: c.index,
     dataplane: c.dataplane,
@@ -290,9 +302,10 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
         ...(w.serverDelay !== undefined ? { serverDelayS: durationSeconds(w.serverDelay) } : {}),
         protocol: w.protocol,
         chain: w.chain,
+        ...(openLoop ? { engine: 'openloop' as const, arrival: openloop.arrivalOf(w) } : {}),
       },
       actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
-      model: loadModel(w),
+      model: openLoop ? openloop.openLoopModel(w) : loadModel(w),
       target: targetUrl(w, target),
       pinnedCpus: e.env.pinning.load,
     },
@@ -324,7 +337,9 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     const deployMs = performance.now() - t0;
     result.provenance = {
       ...deployed.provenance,
-      load: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' },
+      load: openLoop
+        ? { engine: 'mb-load', version: e.env.tools['mb-load'], mechanism: 'mb-load open-loop generator in the client pod namespace' }
+        : { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' },
       app: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' },
     };
     result.path = deployed.path;
@@ -337,20 +352,16 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
     if (e.hosts) result.startup.clock = "this controller's clock: every phase includes the SSH round trips of its commands";
 
+    // One load run of either engine, with the same place, namespace, cgroup role and pinning.
+    const startLoad = (name: string, durationS: number, record: boolean) => {
+      const [netns, cpus, signal] = [cluster.client.netns, e.env.pinning.load, e.signal];
+      const common = { procs, netns, name, workload: w, target, durationS, dir: caseDir, cpus, record, signal };
+      return openLoop
+        ? openloop.startOpenLoop({ ...common, bin: e.mbLoad! }).then((r) => ({ ...r, engine: 'openloop' as const }))
+        : startFortio({ ...common, fortio: e.fortio }).then((r) => ({ ...r, engine: 'fortio' as const }));
+    };
     phase(`warm-up ${w.warmupS}s`);
-    const warm = await startFortio({
-      procs,
-      fortio: e.fortio,
-      netns: cluster.client.netns,
-      name: 'load-warmup',
-      workload: w,
-      target,
-      durationS: w.warmupS,
-      dir: caseDir,
-      cpus: e.env.pinning.load,
-      record: false,
-      signal: e.signal,
-    });
+    const warm = await startLoad('load-warmup', w.warmupS, false);
     await warm.done;
     check();
 
@@ -360,46 +371,42 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     probe = new ResourceProbe();
     await probe.begin(procs.procs.filter((p) => p.role !== 'load'));
     windowStart = performance.now();
-    const run = await startFortio({
-      procs,
-      fortio: e.fortio,
-      netns: cluster.client.netns,
-      name: 'load',
-      workload: w,
-      target,
-      durationS: w.durationS,
-      dir: caseDir,
-      cpus: e.env.pinning.load,
-      record: true,
-      signal: e.signal,
-    });
+    const run = await startLoad('load', w.durationS, true);
     probe.watch(run.proc);
-    const measured = await run.done;
+    const measured = run.engine === 'openloop' ? { engine: run.engine, ...(await run.done) } : { engine: run.engine, ...(await run.done) };
     const kernel = deployed.kernelResources ? windowed(kernelBefore, await deployed.kernelResources()) : {};
     result.resources = await probe.end(kernel);
     result.resources.normalized = normalize(result.resources, cluster.pods.filter((p) => p.role !== 'idle').length, cluster.nodes.length);
-    const sum = measured.summary!;
-    result.load.actual = {
-      qps: Math.round(sum.actualQps * 100) / 100,
-      requests: sum.count,
-      errors: sum.errors,
-      durationS: Math.round(sum.actualDurationS * 1000) / 1000,
-      retCodes: sum.retCodes,
-    };
-    result.latencyUs = measured.latency;
+    let generator: GeneratorCpuInput | undefined;
+    if (measured.engine === 'openloop') generator = openloop.recordOpenLoop(result, measured.figures!);
+    else {
+      const sum = measured.summary!;
+      result.load.actual = {
+        qps: Math.round(sum.actualQps * 100) / 100,
+        requests: sum.count,
+        errors: sum.errors,
+        durationS: Math.round(sum.actualDurationS * 1000) / 1000,
+        retCodes: sum.retCodes,
+      };
+      result.latencyUs = measured.latency;
+      generator = fortioGeneratorCpu(result.resources, e.env.pinning.load, e.cores);
+    }
     measuredLoad = true;
     // Judged before anything else can stop a process: what is down now went down in the case.
+    const down = processesDown(procs.procs, windowStart);
+    const poissonWindowS = openLoop && w.arrival === 'poisson' ? w.durationS : undefined;
     const v = judgeCase(
-      { requestedQps: w.qps, actual: result.load.actual, latencyCount: result.latencyUs?.count, processesDown: processesDown(procs.procs, windowStart) },
+      { requestedQps: w.qps, actual: result.load.actual, latencyCount: result.latencyUs?.count, processesDown: down, generator, poissonWindowS },
       e.limits,
     );
     result.status = v.status;
     result.validity = v.validity;
-    if (sum.errors > 0) e.progress.warn(`case ${c.index + 1}: ${sum.errors} of ${sum.count} requests failed (${JSON.stringify(sum.retCodes)})`);
+    const a = result.load.actual;
+    if (a.errors > 0) e.progress.warn(`case ${c.index + 1}: ${a.errors} of ${a.requests} requests failed (${JSON.stringify(a.retCodes)})`);
     if (e.beforeTeardown) await e.beforeTeardown(cluster, result);
     if (result.status === 'ok')
       e.progress.log(
-        `case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${sum.errors} errors`,
+        `case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat}: p50 ${result.latencyUs?.p50} µs, p99 ${result.latencyUs?.p99} µs, ${result.load.actual.qps} qps, ${result.load.actual.errors} errors`,
       );
     else e.progress.warn(`case ${c.index + 1}/${total} ${c.dataplane} ${w.name} r${c.repeat} ${result.status}, not a result: ${v.validity.reasons.join('; ')}`);
   } catch (err) {

@@ -99,6 +99,10 @@ export const FileRefSchema = z
 
 /** Defaults of `validity`: at most 0.1 % errors, at least 95 % of the requested rate. */
 export const VALIDITY_DEFAULTS = { maxErrorRate: 0.001, minRateRatio: 0.95 } as const;
+/** Default of `validity.maxGeneratorCpu`: the load generator busy at most 90 % of the CPUs it may use. */
+export const MAX_GENERATOR_CPU_DEFAULT = 0.9;
+/** mb-load's highest rate (its -rate bound). */
+export const OPENLOOP_MAX_QPS = 100_000;
 
 export const TopologySchema = z
   .object({
@@ -152,11 +156,39 @@ export const WorkloadSchema = z
     serverDelay: durationUpTo(10).optional(),
     /** Services called in turn for each request: the client calls chain[0], which calls chain[1] … */
     chain: z.array(dnsLabel).min(1).max(8),
+    /**
+     * Load engine (docs/load.md): fortio (the default: fixed rate paced per connection with
+     * catch-up, or closed loop) or openloop (mb-load: sends on a schedule whatever the responses,
+     * latency timed from each request's intended send time). Absent means fortio.
+     */
+    engine: z.enum(['fortio', 'openloop']).optional(),
+    /** engine openloop only: gaps between intended send times, uniform (1/qps, the default) or poisson (exponential). */
+    arrival: z.enum(['uniform', 'poisson']).optional(),
   })
   .strict()
   .refine((w) => w.serverDelay === undefined || w.protocol !== 'grpc', {
     message: "serverDelay is for http1 and http2 workloads (the echo server's delay)",
     path: ['serverDelay'],
+  })
+  .superRefine((w, ctx) => {
+    if (w.engine !== 'openloop') {
+      if (w.arrival !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['arrival'], message: 'arrival is for engine openloop (fortio paces each connection at a uniform rate)' });
+      return;
+    }
+    if (w.qps === 'max')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['qps'],
+        message: 'engine openloop sends on a fixed schedule: qps must be a rate in requests per second (> 0), not max',
+      });
+    else if (w.qps > OPENLOOP_MAX_QPS) ctx.addIssue({ code: 'custom', path: ['qps'], message: `engine openloop sends at most ${OPENLOOP_MAX_QPS} qps` });
+    if (w.protocol === 'grpc')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['engine'],
+        message: "engine openloop does not drive gRPC yet: it arrives with the project's gRPC services (issue 16); use engine fortio for grpc workloads",
+      });
   });
 
 export const ScenarioSchema = z
@@ -219,12 +251,15 @@ export const ScenarioSchema = z
     pinning: z.union([z.literal('auto'), z.literal('none'), z.object({ load: cpuList, apps: cpuList }).strict()]).default('auto'),
     /**
      * When a case counts as valid (harness/run): errors at most `maxErrorRate` of the requests,
-     * and for fixed-rate loads an achieved rate at least `minRateRatio` of the requested one.
+     * for fixed-rate loads an achieved rate at least `minRateRatio` of the requested one, and the
+     * load generator's CPU at most `maxGeneratorCpu` of the CPUs it may use.
      */
     validity: z
       .object({
         maxErrorRate: z.number().min(0).max(1).default(VALIDITY_DEFAULTS.maxErrorRate),
         minRateRatio: z.number().gt(0).max(1).default(VALIDITY_DEFAULTS.minRateRatio),
+        /** Most CPU the load generator may use over the window, as a fraction of the CPUs it may run on (default 0.9). */
+        maxGeneratorCpu: z.number().gt(0).max(1).optional(),
       })
       .strict()
       .default({ ...VALIDITY_DEFAULTS }),
