@@ -85,7 +85,7 @@ type Published = PublishedFigure | { words: string };
 
 /**
  * A published cell: a number, a [low, high] range, or words ("nearly none"). `precision` is the
- * half-width a figure stated in whole units covers (0 s against 2–5 s reads as "under half a
+ * half-width its last stated digit covers (0 s against 2–5 s reads as "under half a
  * second"); it applies only to figures that are not approximate.
  */
 function published(v: unknown, approx: boolean, precision = 0): Published | undefined {
@@ -151,7 +151,7 @@ function figureRow(s: FigureRowSpec): VerdictRow {
       why: `the document says “${doc.words}”, not a figure; ${cell.measured ? `measured ${cell.measured}, shown for the reader to judge` : 'nothing measured either'}`,
     };
   }
-  const read = s.precision && !s.approx ? `${cell.document} (a figure in whole ${s.unit} read as ±${s.precision} ${s.unit})` : s.shown;
+  const read = s.precision && !s.approx ? `${cell.document} (read to its last digit: ±${s.precision} ${s.unit})` : s.shown;
   const v = judgeFigure(doc, s.measured, s.unit, s.missing ?? `${s.dataplane} was not measured in this run`, read);
   if (s.shown) cell.document = s.shown;
   return { ...base, verdict: v.verdict, why: v.why };
@@ -524,6 +524,108 @@ const resourceSizing: Judge = (t, cases) => {
   return { rows };
 };
 
+// Cost per 1000 rps (Istio's way of stating proxy cost): a role's CPU over the window ÷ (achieved
+// rps × its traversals per request ÷ 1000), i.e. vCPU per 1000 rps going through one proxy; memory
+// is one instance's RSS at the case's rate (Istio's memory figure is also not a rate). Published
+// figures are read to their last digit (0.20 vCPU as 0.195–0.205, 60 MB as 59.5–60.5).
+const ROLE_OF: Record<string, { role: string; dataplane: string }> = {
+  sidecar: { role: 'proxy', dataplane: 'istio-sidecar' },
+  waypoint: { role: 'waypoint', dataplane: 'ambient-waypoint' },
+  ztunnel: { role: 'node-proxy', dataplane: 'ambient' },
+};
+
+/** vCPU per 1000 rps through one instance of `role`, and one instance's RSS (MB), of one case. */
+export function costPer1000Rps(c: CaseResult, role: string): { vcpu: number; memoryMB: number; traversals: number } | undefined {
+  const rr = c.resources?.byRole?.[role];
+  const traversals = c.path?.traversalsByRole?.[role];
+  const qps = c.load?.actual?.qps;
+  const windowS = c.resources?.windowS;
+  if (!rr || !traversals || !qps || !windowS || !rr.processes) return undefined;
+  return { vcpu: rr.cpuSeconds / windowS / ((qps * traversals) / 1000), memoryMB: rr.rssBytes / rr.processes / 1e6, traversals };
+}
+
+const proxyCost: Judge = (t, cases) => {
+  const rows: VerdictRow[] = [];
+  const standIn = (dp: string, role: string) => {
+    const p = cases.find((c) => c.dataplane === dp)?.provenance?.[role];
+    return p?.standInFor ? `; ${p.engine} standing in for ${p.standInFor}` : '';
+  };
+  for (const r of rowsOf(t)) {
+    const name = String(r.role);
+    const map = ROLE_OF[name];
+    if (!map) {
+      rows.push(unmapped(`${name} cost per 1000 rps`, name));
+      continue;
+    }
+    const { role, dataplane } = map;
+    const ev = `role ${role} of ${dataplane}: CPU over the window ÷ (achieved rps × traversals per request ÷ 1000) (${caseList(cases, [dataplane])})${standIn(dataplane, role)}`;
+    const vcpu = measure(cases, dataplane, (c) => costPer1000Rps(c, role)?.vcpu, seedOf(t, name, 'vcpu'));
+    const mem = measure(cases, dataplane, (c) => costPer1000Rps(c, role)?.memoryMB, seedOf(t, name, 'mem'));
+    rows.push(
+      figureRow({
+        metric: `${name}: vCPU per 1000 rps`,
+        column: name,
+        dataplane,
+        unit: 'vCPU',
+        value: r.vcpu,
+        approx: false,
+        precision: 0.005,
+        measured: vcpu,
+        evidence: ev,
+      }),
+    );
+    rows.push(
+      figureRow({
+        metric: `${name}: memory per instance`,
+        column: name,
+        dataplane,
+        unit: 'MB',
+        value: r.memory_mb,
+        approx: false,
+        precision: 0.5,
+        measured: mem,
+        evidence: `RSS of one ${role} instance at the case's rate (${caseList(cases, [dataplane])})${standIn(dataplane, role)}`,
+      }),
+    );
+  }
+  // Every proxy role this run measured, published or not (the eBPF node proxy, linkerd's sidecar …).
+  const seen = new Map<string, CaseResult[]>();
+  for (const c of cases)
+    for (const role of Object.keys(c.path?.traversalsByRole ?? {}))
+      if (c.status === 'ok') seen.set(`${c.dataplane}\u0000${role}`, [...(seen.get(`${c.dataplane}\u0000${role}`) ?? []), c]);
+  const here = [...seen.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, cs]) => {
+      const [dp, role] = k.split('\u0000') as [string, string];
+      const v = measure(cs, dp, (c) => costPer1000Rps(c, role)?.vcpu, seedOf(t, dp, role, 'vcpu'));
+      const m = measure(cs, dp, (c) => costPer1000Rps(c, role)?.memoryMB, seedOf(t, dp, role, 'mem'));
+      const eng = cs[0]!.provenance?.[role];
+      return [
+        dp,
+        role,
+        String(costPer1000Rps(cs[0]!, role)?.traversals ?? ''),
+        measuredText(v, 'vCPU') ?? '—',
+        measuredText(m, 'MB') ?? '—',
+        eng ? `${eng.engine}${eng.standInFor ? ` (stand-in for ${eng.standInFor})` : ''}` : '—',
+      ];
+    });
+  return {
+    rows,
+    ...(here.length
+      ? {
+          measuredHere: {
+            caption: 'Cost per 1000 rps of every proxy role measured in this run',
+            head: ['dataplane', 'role', 'traversals per request', 'vCPU per 1000 rps', 'memory per instance', 'engine'],
+            rows: here,
+          },
+        }
+      : {}),
+    notes: [
+      'The published figures are Envoy and ztunnel on Istio 1.24 test machines; the lab measures its own engines on this host, named in each row. CPU per 1000 rps is only as good as the rate: at a few hundred rps a proxy’s fixed cost (timers, health checks) weighs more than at thousands.',
+    ],
+  };
+};
+
 const JUDGES: Record<string, Judge> = {
   'sidecar-cost-per-pod': sidecarCost,
   'sidecar-cost-per-pod-001': sidecarCost,
@@ -533,6 +635,7 @@ const JUDGES: Record<string, Judge> = {
   'proxy-path-latency': proxyPath,
   'http-visibility-p95': visibility,
   'sidecar-resource-sizing': resourceSizing,
+  'proxy-cost-per-1000rps': proxyCost,
 };
 
 function unmapped(metric: string, column: string): VerdictRow {

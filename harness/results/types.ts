@@ -94,6 +94,11 @@ export interface Provenance {
 
 export interface DataplanePath {
   userSpaceHops: number;
+  /**
+   * Proxy traversals of one measured request (its whole chain) per resource role, e.g. a sidecar
+   * mesh {proxy: 2} per hop: what cost per 1000 rps divides a role's CPU by.
+   */
+  traversalsByRole?: Record<string, number>;
   loopbackLegs: number;
   redirect: string;
   encryption: string;

@@ -260,3 +260,41 @@ test('degraded and failed cases are left out of every verdict, and the notes say
   const only = judgeTable(table('mesh-comparison-grpc'), [mk({ dp: 'baseline', p50: 1000 }), bad]);
   t.is(p50(only).verdict, 'not measurable here');
 });
+
+test('proxy cost per 1000 rps: role CPU ÷ (achieved rps × traversals ÷ 1000), memory per instance; every proxy role listed with its engine', (t) => {
+  const withPath = (c: CaseResult, qps: number, traversals: Record<string, number>, processes: Record<string, number>): CaseResult => {
+    for (const [role, n] of Object.entries(processes)) c.resources!.byRole[role]!.processes = n;
+    return {
+      ...c,
+      load: { actual: { qps } } as CaseResult['load'],
+      path: { userSpaceHops: 2, traversalsByRole: traversals, loopbackLegs: 0, redirect: '', encryption: '', serviceRouting: '' },
+    };
+  };
+  const cases = [0, 1, 2].flatMap((r) => [
+    // 2 sidecars × 60 MB; 0.8 CPU-s over 10 s at 200 rps through 2 sidecars: 0.08 vCPU ÷ 0.4 = 0.2 vCPU per 1000 rps.
+    withPath(mk({ dp: 'istio-sidecar', repeat: r, roles: { proxy: { pss: 120e6 / MiB, cpu: 0.8 } } }), 200, { proxy: 2 }, { proxy: 2 }),
+    // ztunnel: 0.5 CPU-s over 10 s at 200 rps, 2 traversals: 0.05 ÷ 0.4 = 0.125 vCPU, beyond 0.06.
+    withPath(mk({ dp: 'ambient', repeat: r, roles: { 'node-proxy': { pss: 24e6 / MiB, cpu: 0.5 } } }), 200, { 'node-proxy': 2 }, { 'node-proxy': 2 }),
+    withPath(mk({ dp: 'ebpf-l7', repeat: r, roles: { 'l7-proxy': { pss: 16, cpu: 0.1 } } }), 200, { 'l7-proxy': 1 }, { 'l7-proxy': 1 }),
+  ]);
+  const v = judgeTable(table('proxy-cost-per-1000rps'), cases);
+  const cpu = row(v, 'sidecar: vCPU per 1000 rps', 'sidecar');
+  t.is(cpu.verdict, 'reproduced', cpu.why);
+  t.is(cpu.cells[0]!.measured, '0.20 vCPU (n = 3)');
+  t.is(row(v, 'sidecar: memory per instance', 'sidecar').verdict, 'reproduced');
+  const zt = row(v, 'ztunnel: vCPU per 1000 rps', 'ztunnel');
+  t.is(zt.verdict, 'same direction, different size', zt.why);
+  t.is(zt.cells[0]!.measured, '0.13 vCPU (n = 3)');
+  t.is(row(v, 'waypoint: vCPU per 1000 rps', 'waypoint').verdict, 'not measurable here');
+  t.deepEqual(
+    v.measuredHere!.rows.map((r) => r.slice(0, 4)),
+    [
+      ['ambient', 'node-proxy', '2', '0.13 vCPU (n = 3)'],
+      ['ebpf-l7', 'l7-proxy', '1', '0.05 vCPU (n = 3)'],
+      ['istio-sidecar', 'proxy', '2', '0.20 vCPU (n = 3)'],
+    ],
+  );
+  // A case without traversals (an older record) gives no figure rather than a wrong one.
+  const old = mk({ dp: 'istio-sidecar', roles: { proxy: { pss: 60, cpu: 1 } } });
+  t.is(row(judgeTable(table('proxy-cost-per-1000rps'), [old]), 'sidecar: vCPU per 1000 rps', 'sidecar').verdict, 'not measurable here');
+});

@@ -271,6 +271,12 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
         },
         path: {
           userSpaceHops: o.waypoint ? 3 : 2,
+          // Source and destination node proxy (the same process when both pods share a node), and the waypoint, at every hop.
+          traversalsByRole: Object.fromEntries(
+            Object.entries({ 'node-proxy': 2, waypoint: o.waypoint ? 1 : 0 })
+              .filter(([, n]) => n > 0)
+              .map(([r, n]) => [r, n * Math.max(1, ctx.chain?.length ?? 1)]),
+          ),
           // app → in-pod listener and listener → app are local deliveries inside each pod's
           // namespace, as with a sidecar; the proxy process just lives outside the pod.
           loopbackLegs: 4,

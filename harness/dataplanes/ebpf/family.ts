@@ -698,6 +698,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         path: {
           // Per request of the measured chain: each routed Service and each port with L7 rules adds a node proxy traversal.
           userSpaceHops: plan && l7?.nodes.length ? l7Hops(c, s, plan, ctx.chain ?? []) : 0,
+          ...(plan && l7?.nodes.length ? { traversalsByRole: { 'l7-proxy': l7Hops(c, s, plan, ctx.chain ?? []) } } : {}),
           loopbackLegs: 0,
           redirect: `eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)${l7?.nodes.length ? '; ports with L7 rules and routed Services: tc mark + TPROXY to the node L7 proxy' : ''}`,
           encryption: `WireGuard between nodes (${wgText.path}); no per-connection handshake`,

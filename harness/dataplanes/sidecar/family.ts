@@ -163,6 +163,8 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
         },
         path: {
           userSpaceHops: 2,
+          // The client's and the server's sidecar, at every hop of the chain.
+          traversalsByRole: { proxy: 2 * Math.max(1, ctx.chain?.length ?? 1) },
           loopbackLegs: profile.loopbackLegs,
           redirect: capture.mechanism,
           encryption: `mTLS between the two proxies (TLS 1.3, ${profile.keyType}), connections pooled`,
