@@ -111,6 +111,16 @@ else
   GOBIN="$ROOT/.tools/bin" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@v$ACTIONLINT_VERSION"
 fi
 
+# 3c. The project's Go programs (apps/: mb-load, the open-loop load generator, and the gRPC test
+#     services) into .tools/bin; go install only rebuilds what changed. Modules come from the Go
+#     module proxy, pinned by apps/go.sum.
+if [ -f apps/go.mod ]; then
+  command -v go >/dev/null || die "Go is not installed: it builds apps/ (mb-load, the gRPC services); install Go 1.26 or later (https://go.dev/dl)"
+  say "apps: go install ./cmd/... into .tools/bin"
+  mkdir -p .tools/bin
+  (cd apps && GOBIN="$ROOT/.tools/bin" go install ./cmd/...) || die "building apps/ failed (see above)"
+fi
+
 # 4. The eBPF dataplane: its programs (clang -target bpf) and the flow reader (libbpf). make only
 #    rebuilds what changed.
 say "eBPF programs: make -C bpf"

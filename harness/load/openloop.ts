@@ -91,7 +91,7 @@ export interface MbLoadResult {
   protocol: string;
   target: string;
   requested: { qps: number; durationS: number; warmupS: number; connections: number; streams: number; payloadBytes: number; timeoutS: number };
-  actual: { qps: number; requests: number; ok: number; errors: number; codes: Record<string, number>; windowS: number };
+  actual: { qps: number; requests: number; ok: number; errors: number; codes: Record<string, number>; windowS: number; sentS?: number };
   responseTimeUs: MbTimes;
   serviceTimeUs: MbTimes;
   sendLagUs?: { p50?: number | null; p99?: number | null; max?: number | null };
@@ -182,7 +182,8 @@ export function openLoopFigures(j: MbLoadResult): OpenLoopFigures {
       qps: Math.round(j.actual.qps * 100) / 100,
       requests: j.actual.requests,
       errors: j.actual.errors,
-      durationS: Math.round(j.actual.windowS * 1000) / 1000,
+      // The window, or longer when the sends ran on past it (a target that could not keep up).
+      durationS: Math.round(Math.max(j.actual.windowS, j.actual.sentS ?? 0) * 1000) / 1000,
       retCodes: j.actual.codes ?? {},
     },
     latencyUs: toLatencyUs(j.responseTimeUs, RESPONSE_TIME_SOURCE),
