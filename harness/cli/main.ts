@@ -10,6 +10,7 @@ import { Progress } from '../util/progress.js';
 import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
 import { metricNames } from '../analysis/metrics.js';
 import { registerHistory } from './history.js';
+import { capacityOptions, capacityRunOptions, capacitySummary } from '../run/capacity-options.js';
 
 const program = new Command();
 
@@ -39,8 +40,7 @@ program
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride();
 
-program
-  .command('run')
+capacityOptions(program.command('run'))
   .description(
     'Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.',
   )
@@ -75,6 +75,7 @@ program
       resultsRoot: o.results,
       progress,
       hosts: o.hosts,
+      ...capacityRunOptions(o),
     };
     if (o.kernel && o.kernels) throw inputError('--kernel and --kernels together', [], 'give one kernel with --kernel, or a list with --kernels');
     if (o.hosts !== undefined) (await import('../hosts/doctor.js')).checkHostsOptions(o);
@@ -89,7 +90,7 @@ program
     // The records are written: their paths are printed whatever happens to the report.
     let report: string | undefined;
     let reportFailure: MeshbenchError | undefined;
-    if (o.report && outcomes.some((res) => res.record.cases.some((c) => c.latencyUs))) {
+    if (o.report && outcomes.some((res) => res.record.cases.some((c) => c.latencyUs) || res.record.capacity)) {
       const { writeReport } = await import('../report/report.js');
       try {
         report = (
@@ -118,7 +119,7 @@ program
           );
           for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
         }
-        if (summary.claimsLine) process.stdout.write(`${summary.claimsLine}\n`);
+        for (const l of [summary.capacityLine, summary.claimsLine]) if (l) process.stdout.write(`${l}\n`);
         process.stdout.write(`run record: ${summary.runJson}\n`);
       }
       if (report) process.stdout.write(`report: ${report}\n`);
@@ -152,6 +153,7 @@ async function runSummary(res: RunOutcome) {
     status: res.record.status,
     kernel: res.record.environment.kernel,
     runJson: res.file,
+    ...capacitySummary(res.record),
     claims: res.record.reference ? Object.fromEntries(claims) : undefined,
     claimsLine: claims.length
       ? `claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)`

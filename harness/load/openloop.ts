@@ -7,7 +7,8 @@
 // after the load stage reads an open-loop case like a fortio one.
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { envError, runError } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MeshbenchError, envError, runError } from '../errors.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
 import type { CaseResult, Histogram, LatencyUs } from '../results/types.js';
 import type { Place } from '../place/index.js';
@@ -26,11 +27,16 @@ export type Arrival = 'uniform' | 'poisson';
 export const isOpenLoop = (w: { engine?: string }): boolean => w.engine === 'openloop';
 export const arrivalOf = (w: { arrival?: Arrival }): Arrival => w.arrival ?? 'uniform';
 
-/** mb-load's -protocol for a workload protocol (gRPC waits for the project's gRPC services). */
-export function openLoopProtocol(p: ResolvedWorkload['protocol']): 'http1' | 'h2c' {
-  if (p === 'http1') return 'http1';
-  if (p === 'http2') return 'h2c';
-  throw runError('engine openloop does not drive gRPC yet (it arrives with the gRPC services)');
+/** mb-load's -protocol for a workload protocol. */
+export function openLoopProtocol(p: ResolvedWorkload['protocol']): 'http1' | 'h2c' | 'grpc' {
+  return p === 'http2' ? 'h2c' : p;
+}
+
+/** gRPC's method and request metadata as mb-load flags (the scenario checked both; gRPC needs a method). */
+function grpcArgs(w: ResolvedWorkload): string[] {
+  if (w.protocol !== 'grpc') return [];
+  if (!w.method) throw runError(`workload ${w.name}: engine openloop over grpc needs a method (/package.Service/Method)`);
+  return ['-method', w.method, ...Object.entries(w.metadata ?? {}).flatMap(([k, v]) => ['-header', `${k}:${v}`])];
 }
 
 /** Go duration for `s` seconds (mb-load takes 1.5s, 250ms …). */
@@ -44,6 +50,7 @@ export function openLoopArgs(w: ResolvedWorkload, t: LoadTarget, durationS: numb
     targetUrl(w, t),
     '-protocol',
     openLoopProtocol(w.protocol),
+    ...grpcArgs(w),
     '-rate',
     String(w.qps),
     '-duration',
@@ -64,7 +71,9 @@ export function openLoopArgs(w: ResolvedWorkload, t: LoadTarget, durationS: numb
 
 /** The record's load model (CaseResult.load.model); it starts with "open-loop". */
 export function openLoopModel(w: ResolvedWorkload): string {
-  return `open-loop: ${w.qps} qps, ${arrivalOf(w)} arrivals over ${w.connections} connections, sent on schedule whatever the responses; latency timed from each request's intended send time (mb-load, no coordinated omission)`;
+  const call =
+    w.protocol === 'grpc' && w.method ? ` calling ${w.method}${Object.keys(w.metadata ?? {}).length ? ` with ${JSON.stringify(w.metadata)}` : ''}` : '';
+  return `open-loop: ${w.qps} qps${call}, ${arrivalOf(w)} arrivals over ${w.connections} connections, sent on schedule whatever the responses; latency timed from each request's intended send time (mb-load, no coordinated omission)`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,4 +325,39 @@ export async function startOpenLoop(s: OpenLoopRunSpec): Promise<OpenLoopRun> {
     return { figures: openLoopFigures(parseMbLoadJson(text)) };
   });
   return { proc, done };
+}
+
+/**
+ * Time until one gRPC call of the workload's method through the Service succeeds, from the client
+ * pod (fortio's grpcping calls fortio's own Ping service, which the project's gRPC apps do not
+ * serve). The call carries no metadata: it asks whether the chain answers, not whether the
+ * workload's own calls are allowed (a Reserve the mesh denies is what such a case measures).
+ */
+export async function firstGrpcRequest(o: {
+  bin: string;
+  netns: string;
+  cgroup?: string;
+  workload: ResolvedWorkload;
+  target: LoadTarget;
+  signal: AbortSignal;
+}): Promise<number> {
+  const t0 = performance.now();
+  const args = ['-target', `${o.target.host}:${o.target.port}`, '-protocol', 'grpc', ...grpcArgs({ ...o.workload, metadata: undefined })];
+  args.push('-rate', '1', '-duration', '1ms', '-warmup', '0s', '-connections', '1', '-timeout', '2s', '-payload', String(o.workload.payloadBytes), '-quiet');
+  let last = '';
+  while (performance.now() - t0 < 15000 && !o.signal.aborted) {
+    const r = await exec(o.bin, args, { netns: o.netns, cgroup: o.cgroup, allowFail: true, timeoutMs: 5000 });
+    if (r.code === 0) {
+      try {
+        const codes = parseMbLoadJson(r.stdout).actual.codes ?? {};
+        if ((codes.OK ?? 0) > 0) return performance.now() - t0;
+        last = JSON.stringify(codes);
+      } catch (e) {
+        last = (e as Error).message;
+      }
+    } else last = r.stderr.trim().split('\n').at(-1) ?? `exit code ${r.code}`;
+    await sleep(20);
+  }
+  if (o.signal.aborted) throw new MeshbenchError('E_INTERRUPTED', 'interrupted');
+  throw runError(`no gRPC call of ${o.workload.method} through the Service succeeded within 15 s (${o.target.host}:${o.target.port}): ${last}`);
 }

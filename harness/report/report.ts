@@ -37,6 +37,7 @@ import { caseAddedOverBaseline, cpuPercent, notOkReason } from '../analysis/figu
 import { metricOf } from '../analysis/metrics.js';
 import { functionalOnlyNote, kernelsSection } from './kernels.js';
 import { OVERVIEW_CSS, overviewSection } from './overview.js';
+import { CAPACITY_CHART, capacityCharts, capacitySection } from './capacity.js';
 
 export interface ReportOptions {
   /** Reports go to `<reportsRoot>/<scenario>/`; default `reports`. */
@@ -63,6 +64,7 @@ export const CHART_NAMES = [
   'cpu-per-pod',
   'cpu-per-node',
   'startup-timeline',
+  CAPACITY_CHART,
 ] as const;
 
 /** At most this many points per case in the CDF chart (every point kept is exact; ones between are dropped). */
@@ -122,7 +124,7 @@ export async function writeReport(files: string[], opts: ReportOptions = {}): Pr
 /** Render the page and its charts from run records of one scenario (no file system access). */
 export async function renderReport(records: RunRecord[]): Promise<{ html: string; charts: RenderedChart[] }> {
   const ctx = context(records);
-  const charts = await buildCharts(ctx);
+  const charts = [...(await buildCharts(ctx)), ...(await capacityCharts(ctx.runs))];
   const byName = new Map(charts.map((c) => [c.name, c]));
   const scenario = ctx.runs[0]!.scenario;
 
@@ -132,6 +134,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
     overviewSection(ctx.runs),
     claimsSection(ctx.runs),
     latencySection(ctx, byName),
+    capacitySection(ctx.runs, byName.get(CAPACITY_CHART)),
     resourcesSection(ctx, byName),
     kernelSection(ctx),
     startupSection(ctx, byName),

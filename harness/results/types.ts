@@ -352,3 +352,74 @@ export interface RunRecord {
   reference?: RunReference;
   cases: CaseResult[];
 }
+
+/** `run --find-capacity`'s objective: `metric` of the response time at or below `maxUs`, errors at most `maxErrorRate`. */
+export interface CapacityObjective {
+  metric: 'p50' | 'p90' | 'p99' | 'p999';
+  maxUs: number;
+  /** Errors ÷ requests (0.001 = 0.1 %). */
+  maxErrorRate: number;
+  /** Normalised, e.g. "p99<=5ms,errors<=0.1%". */
+  text: string;
+}
+
+/** meets / misses the objective; invalid: not a measurement of the dataplane (generator saturated, rate not reached), so it counts as missing. */
+export type CapacityStepStatus = 'meets' | 'misses' | 'invalid';
+
+/** One fixed-rate step of a capacity search (open-loop response times, µs). */
+export interface CapacityStep {
+  offeredRps: number;
+  achievedRps?: number;
+  requests?: number;
+  errors?: number;
+  errorRate?: number;
+  p50Us?: number;
+  p99Us?: number;
+  maxUs?: number;
+  /** The objective's metric (p50/p90/p99/p999) of this step. */
+  metricUs?: number;
+  /** Service time p99 (from the actual send), beside the response time. */
+  serviceP99Us?: number;
+  generatorCpu?: number;
+  /** 2 for the repeat of a rate whose first attempt did not meet the objective (absent for the first). */
+  attempt?: number;
+  status: CapacityStepStatus;
+  reasons: string[];
+}
+
+/**
+ * One search, per dataplane × workload. found: `foundRps` met the objective (`capped` when that is
+ * the search's cap); none: no rate met it, even the lowest tried (a finding); failed/interrupted:
+ * the search could not finish (`error`), which fails the run.
+ */
+export interface CapacitySearch {
+  dataplane: string;
+  workload: string;
+  objective: CapacityObjective;
+  foundRps: number | null;
+  outcome: 'found' | 'none' | 'failed' | 'interrupted';
+  capped?: boolean;
+  /** Set when the step just above the rate found was invalid (e.g. the load generator's limit, not the dataplane's): its capacity is at least foundRps. */
+  lowerBound?: string;
+  why: string;
+  error?: string;
+  steps: CapacityStep[];
+  stepDurationS: number;
+  stepWarmupS: number;
+  /** Share of the host's CPU time idle over 1 s before the lab was built: other work on the host (below 0.8 the log warns) lowers what a search finds. */
+  hostIdleBefore?: number;
+  /** Always openloop: the search forces it whatever the workload's engine (`engineNote` says so). */
+  engine: 'openloop';
+  engineNote: string;
+  arrival: 'uniform' | 'poisson';
+  connections: number;
+  limits: { startRps: number; maxRps: number; minRps: number; maxSteps: number; tolerance: number; maxGeneratorCpu: number; retriesOnMiss: number };
+  startedAt: string;
+  finishedAt?: string;
+}
+
+// Declaration merging keeps the record's interface above untouched (several features add fields).
+export interface RunRecord {
+  /** `run --find-capacity` only: one search per dataplane × workload; such a run has no cases. */
+  capacity?: CapacitySearch[];
+}

@@ -2,6 +2,7 @@
 // The record is written before the first case (status incomplete), after every case, and at the
 // end; teardown of a case always runs, on success, error or signal. A signal stops the current
 // case, tears it down and leaves the record marked incomplete.
+// Over 500 lines by choice: a case's whole life (build, measure, judge, tear down) reads in one place.
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,7 @@ import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
 import type { Deployed } from '../dataplanes/types.js';
 import { missingNeeds } from '../dataplanes/needs.js';
 import { startApps } from '../workloads/fortio-server.js';
+import * as mbgrpc from '../workloads/mb-grpc-server.js';
 import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
 import * as openloop from '../load/openloop.js';
 import { ResourceProbe } from '../probes/resources.js';
@@ -36,6 +38,7 @@ import { PROJECT_ROOT, requireTool } from '../util/tools.js';
 import { makeDir, placeOf, placeOfNode, pullDir, type Place } from '../place/index.js';
 import { checkHostsDataplanes, connectHosts, fortioOnHosts, makeRunDirOn, removeRunDirOn, type Hosts } from './hosts.js';
 import { normalize, podStartup } from './case-figures.js';
+import { capacityProblems, capacityScenario, findCapacity, type CapacityOptions } from './capacity.js';
 
 export interface RunOptions extends RunOverrides {
   resultsRoot?: string;
@@ -46,6 +49,8 @@ export interface RunOptions extends RunOverrides {
   beforeTeardown?: (cluster: Cluster, result: CaseResult) => Promise<void>;
   /** Each node on a machine of this inventory file (or `vagrant`), over SSH (run/hosts.ts). */
   hosts?: string;
+  /** Instead of the cases: a capacity search per dataplane × workload (run/capacity.ts). */
+  findCapacity?: CapacityOptions;
 }
 
 export interface RunOutcome {
@@ -66,6 +71,7 @@ export async function preflight(s: Scenario, o: { hosts?: boolean } = {}): Promi
   const missing: string[] = [];
   for (const t of TOOLS) await requireTool(t).catch((e: MeshbenchError) => missing.push(`${e.message}: ${e.hint}`));
   if (s.workloads.some(openloop.isOpenLoop) && !openloop.findMbLoad()) missing.push(`mb-load not found (engine openloop needs it): ${openloop.MB_LOAD_HINT}`);
+  if (mbgrpc.usesMbGrpc(s) && !mbgrpc.findMbGrpc()) missing.push(`mb-grpc not found (services with app mb-grpc need it): ${mbgrpc.MB_GRPC_HINT}`);
   for (const d of s.dataplanes) missing.push(...(await missingNeeds(getDataplane(d).needs, PROJECT_ROOT)).map((m) => `${d}: ${m}`));
   if (!cgroup2Root()) missing.push('cgroup v2 is not mounted: mount -t cgroup2 none /sys/fs/cgroup/unified (meshbench doctor tells more)');
   if (missing.length) throw envError(`the host lacks what this run needs:\n  - ${missing.join('\n  - ')}`, 'run `meshbench doctor` for the full picture');
@@ -123,7 +129,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   const progress = opts.progress ?? new Progress();
   const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
   checkScenarioPolicies(loaded, (m) => progress.warn(m));
-  const s = applyOverrides(loaded, opts, dataplaneNames());
+  const s = capacityScenario(applyOverrides(loaded, opts, dataplaneNames()), opts.findCapacity, (m) => progress.warn(m));
   await preflight(s, { hosts: opts.hosts !== undefined });
   const cases = expandCases(s);
   // Bad inventories (exit 2), unreachable or unready machines (exit 3), before anything is built.
@@ -131,6 +137,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   const fortio = hosts ? await fortioOnHosts(hosts) : await requireTool('fortio');
   // The open-loop engine's binary, only when a workload asks for it (a fortio run's record is as before).
   const mbLoad = s.workloads.some(openloop.isOpenLoop) ? (hosts ? await openloop.mbLoadOnPlaces(hosts.places) : openloop.requireMbLoad()) : undefined;
+  const mbGrpc = mbgrpc.usesMbGrpc(s) ? (hosts ? await mbgrpc.mbGrpcOnPlaces(hosts.places) : mbgrpc.requireMbGrpc()) : undefined;
 
   const { runId, prefix } = newRunId();
   lock.held = await acquireRunLock({ command: 'run', scenario: s.name, prefix });
@@ -143,6 +150,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   const env = await collectEnvironment(pinning(s, cores), ['fortio', 'ip', 'iptables', 'haproxy', 'clang', 'bpftool'], hosts ? placeOfNode(1) : undefined);
   if (hosts) env.hosts = hosts.records;
   if (mbLoad) env.tools['mb-load'] = (await openloop.mbLoadVersion(mbLoad, hosts ? placeOfNode(1) : undefined)) ?? 'unknown';
+  if (mbGrpc) env.tools['mb-grpc'] = (await mbgrpc.mbGrpcVersion(mbGrpc, hosts ? placeOfNode(1) : undefined)) ?? 'unknown';
   const record: RunRecord = {
     schema: RUN_SCHEMA,
     runId,
@@ -208,7 +216,9 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
     }
   };
   try {
-    for (const c of cases) {
+    if (opts.findCapacity)
+      await findCapacity(s, opts.findCapacity, record, { prefix, dir, fortio, mbLoad, progress, env, abort, limits, sweepAll, save, firstRequest });
+    for (const c of opts.findCapacity ? [] : cases) {
       if (abort.signal.aborted) break;
       const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);
       const result = await runCase(c, cases.length, s, {
@@ -216,6 +226,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
         dir,
         fortio,
         mbLoad,
+        mbGrpc,
         cores,
         progress,
         env,
@@ -241,7 +252,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   }
   record.finishedAt = new Date().toISOString();
   // complete only when every case is a result (ok); a degraded or failed case fails the run.
-  const notOk = notOkSummary(record.cases.filter((c) => c.status !== 'interrupted'));
+  const notOk = [...notOkSummary(record.cases.filter((c) => c.status !== 'interrupted')), ...capacityProblems(record)];
   record.status = abort.signal.aborted ? 'incomplete' : writeFailure || notOk.length ? 'failed' : 'complete';
   if (abort.signal.aborted) record.error = `interrupted by ${String(abort.signal.reason)}`;
   else if (writeFailure)
@@ -265,6 +276,8 @@ interface CaseEnv {
   fortio: string;
   /** mb-load, when a workload uses engine openloop. */
   mbLoad?: string;
+  /** mb-grpc, when a service runs it (app: mb-grpc). */
+  mbGrpc?: string;
   /** CPUs the load generator may use when it is not pinned. */
   cores: number;
   progress: Progress;
@@ -340,15 +353,24 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
       load: openLoop
         ? { engine: 'mb-load', version: e.env.tools['mb-load'], mechanism: 'mb-load open-loop generator in the client pod namespace' }
         : { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio load in the client pod namespace' },
-      app: { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' },
+      app: w.chain.some((n) => cluster.services.find((x) => x.name === n)?.app === 'mb-grpc')
+        ? {
+            engine: 'mb-grpc',
+            version: e.env.tools['mb-grpc'],
+            mechanism: 'mb-grpc gRPC chain services (frontend → order → inventory), each hop calling the next Service',
+          }
+        : { engine: 'fortio', version: e.env.tools.fortio, mechanism: 'fortio server (echo) or -M multi-target proxy for chain links' },
     };
     result.path = deployed.path;
     check();
     phase('starting workloads');
-    const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
+    const apps = await startApps({ cluster, workload: w, procs, fortio: e.fortio, mbGrpc: e.mbGrpc, logDir: caseDir, cpus: e.env.pinning.apps });
     check();
     const probeCgroup = await procs.cgroupForOn(placeOf(cluster.client.netns), 'probe');
-    const firstMs = await firstRequest(e.fortio, cluster.client.netns, probeCgroup, w, targetUrl(w, target), e.signal);
+    const firstMs =
+      openLoop && w.protocol === 'grpc'
+        ? await openloop.firstGrpcRequest({ bin: e.mbLoad!, netns: cluster.client.netns, cgroup: probeCgroup, workload: w, target, signal: e.signal })
+        : await firstRequest(e.fortio, cluster.client.netns, probeCgroup, w, targetUrl(w, target), e.signal);
     result.startup = podStartup(cluster, up.totalMs, deployed, apps.readyMs, deployMs, firstMs);
     if (e.hosts) result.startup.clock = "this controller's clock: every phase includes the SSH round trips of its commands";
 

@@ -9,7 +9,7 @@ import { readInputFile, safeLine, safeToJS, token, yamlErrorMessage, yamlLine, Y
 import type { z } from 'zod';
 import { inputError } from '../errors.js';
 import { PROJECT_ROOT } from '../util/tools.js';
-import { FileRefSchema, MAX_COUNT, ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
+import { FileRefSchema, MAX_COUNT, mbGrpcChainProblems, ScenarioSchema, TopologySchema, type Scenario, type Topology } from './schema.js';
 import type { Policy } from './policy-schema.js';
 import type { ClaimsTable } from '../results/types.js';
 
@@ -314,16 +314,24 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
   const workloads = arr(s.workloads);
   workloads.forEach((w, i) => {
     const chain = arr(w?.chain);
+    // A chain of mb-grpc services is gRPC on every hop (schema.ts checks it); fortio's chains are HTTP.
+    const appOf = (n: unknown) => {
+      const svc = services.find((x) => x?.name === n);
+      return svc ? (svc.app ?? 'fortio') : undefined;
+    };
+    const grpcChain = chain.length > 0 && chain.every((n) => appOf(n) === 'mb-grpc');
+    for (const pr of mbGrpcChainProblems(appOf, w ?? {})) err(['workloads', i, ...pr.path], pr.message);
     chain.forEach((name, j) => {
       const svc = services.find((x) => x?.name === name);
       const proto = svc?.protocol ?? 'http';
       if (!svc) err(['workloads', i, 'chain', j], `unknown service ${token(name)} (declared: ${names([...seen.keys()]) || 'none'})`);
-      else if (j > 0 && proto !== 'http')
+      else if (j > 0 && proto !== 'http' && !grpcChain)
         err(['workloads', i, 'chain', j], `service ${token(name)} speaks ${token(proto)}; only http services can be later links of a call chain`);
       else if (j === 0 && typeof w.protocol === 'string' && (w.protocol === 'grpc') !== (proto === 'grpc'))
         err(['workloads', i, 'protocol'], `workload protocol ${token(w.protocol)} does not match service ${token(name)} (protocol ${token(proto)})`);
     });
-    if (chain.length > 1 && w.protocol === 'grpc') err(['workloads', i, 'chain'], 'a call chain needs an http1 or http2 workload (the chain hops are HTTP)');
+    if (chain.length > 1 && w.protocol === 'grpc' && !grpcChain)
+      err(['workloads', i, 'chain'], 'a gRPC call chain needs app: mb-grpc on each of its services (fortio chain hops are HTTP)');
     if (new Set(chain).size !== chain.length) err(['workloads', i, 'chain'], 'a service appears twice in the call chain');
   });
   const wnames = workloads.map((w) => w?.name ?? 'default');

@@ -120,6 +120,69 @@ export const TopologySchema = z
   })
   .strict();
 
+/**
+ * What a Service's pods run (services[].app): fortio (the default: an echo server, or fortio's -M
+ * forwarder for a link of an HTTP call chain) or mb-grpc (apps/cmd/mb-grpc: the project's gRPC
+ * chain services, each hop calling the next Service's VIP over gRPC with a 1 KB message).
+ */
+export const APP_KINDS = ['fortio', 'mb-grpc'] as const;
+export type AppKind = (typeof APP_KINDS)[number];
+
+/**
+ * mb-grpc's roles, last hop first: a chain of mb-grpc services takes them from its end (the last
+ * link is inventory, the one before it order, the one before that frontend), so a chain has at
+ * most three links. Each role's gRPC service and methods, as apps/cmd/mb-grpc/main.go serves them.
+ */
+export const MB_GRPC_ROLES = [
+  { role: 'inventory', service: 'inventory.v1.InventoryService', methods: ['CheckStock', 'Reserve'] },
+  { role: 'order', service: 'order.v1.OrderService', methods: ['Create'] },
+  { role: 'frontend', service: 'frontend.v1.FrontendService', methods: ['Get'] },
+] as const;
+export type MbGrpcRole = (typeof MB_GRPC_ROLES)[number];
+
+/** The mb-grpc role of link `i` of a chain of `n` mb-grpc services (undefined past three links). */
+export const mbGrpcRoleAt = (i: number, n: number): MbGrpcRole | undefined => MB_GRPC_ROLES[n - 1 - i];
+/** Full method names (/pkg.Service/Method) a role serves. */
+export const mbGrpcMethods = (r: MbGrpcRole): string[] => r.methods.map((m) => `/${r.service}/${m}`);
+
+/** A gRPC full method name: /package.Service/Method. */
+const GRPC_METHOD_RE = /^\/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\/[A-Za-z_][A-Za-z0-9_]*$/;
+/** Request metadata keys: lowercase tokens, not gRPC's own (grpc-*) nor binary (-bin) ones (mb-load's -header). */
+const METADATA_KEY_RE = /^(?!grpc-)(?!.*-bin$)[a-z0-9][a-z0-9._-]{0,63}$/;
+export const MAX_METADATA = 16;
+
+/**
+ * The chain checks that need the services: a chain is all mb-grpc or none, at most three
+ * mb-grpc links, and a workload into an mb-grpc chain is gRPC through engine openloop calling a
+ * method its first link serves. `appOf` gives a service's app (fortio when it names none,
+ * undefined when the service is not declared; an unknown app is the schema's to report).
+ */
+export function mbGrpcChainProblems(
+  appOf: (service: string) => string | undefined,
+  w: { chain?: unknown; protocol?: unknown; engine?: unknown; method?: unknown },
+): { path: (string | number)[]; message: string }[] {
+  const chain = Array.isArray(w.chain) ? w.chain.filter((x): x is string => typeof x === 'string') : [];
+  const grpcLinks = chain.filter((n) => appOf(n) === 'mb-grpc');
+  if (!grpcLinks.length) return [];
+  const out: { path: (string | number)[]; message: string }[] = [];
+  chain.forEach((n, j) => {
+    if (appOf(n) === 'fortio')
+      out.push({ path: ['chain', j], message: `service "${n}" runs fortio but ${grpcLinks[0]} runs mb-grpc: a call chain is all mb-grpc or all fortio` });
+  });
+  if (chain.length > MB_GRPC_ROLES.length)
+    out.push({ path: ['chain'], message: `an mb-grpc chain has at most ${MB_GRPC_ROLES.length} links (frontend → order → inventory), not ${chain.length}` });
+  if (w.protocol !== 'grpc') out.push({ path: ['protocol'], message: `service "${chain[0]}" runs mb-grpc: the workload's protocol must be grpc` });
+  if (w.engine !== 'openloop')
+    out.push({ path: ['engine'], message: "an mb-grpc chain is driven by engine openloop with a method (fortio's gRPC load calls fortio's own Ping service)" });
+  const role = mbGrpcRoleAt(0, chain.length);
+  if (role && typeof w.method === 'string' && !mbGrpcMethods(role).includes(w.method))
+    out.push({
+      path: ['method'],
+      message: `service "${chain[0]}" is mb-grpc's ${role.role} here (link 1 of ${chain.length}); it serves ${mbGrpcMethods(role).join(', ')}, not ${w.method}`,
+    });
+  return out;
+}
+
 export const ServiceSchema = z
   .object({
     name: dnsLabel,
@@ -136,8 +199,14 @@ export const ServiceSchema = z
     labels: labelMap.optional(),
     /** Nodes the replicas are placed on, round-robin; default all nodes. */
     nodes: z.array(dnsLabel).min(1).max(MAX_COUNT.nodesOfService).optional(),
+    /** What the pods run: fortio (default) or mb-grpc (the gRPC chain services; needs protocol grpc). */
+    app: z.enum(APP_KINDS).optional(),
   })
-  .strict();
+  .strict()
+  .refine((svc) => svc.app !== 'mb-grpc' || svc.protocol === 'grpc', {
+    message: 'app mb-grpc serves gRPC: set protocol: grpc',
+    path: ['protocol'],
+  });
 
 export const WorkloadSchema = z
   .object({
@@ -164,6 +233,19 @@ export const WorkloadSchema = z
     engine: z.enum(['fortio', 'openloop']).optional(),
     /** engine openloop only: gaps between intended send times, uniform (1/qps, the default) or poisson (exponential). */
     arrival: z.enum(['uniform', 'poisson']).optional(),
+    /** engine openloop, protocol grpc: the full method each request calls, /package.Service/Method. */
+    method: z.string().max(256).regex(GRPC_METHOD_RE, 'must be a gRPC full method name such as /frontend.v1.FrontendService/Get').optional(),
+    /** engine openloop, protocol grpc: request metadata sent with every call (e.g. x-inventory-method: Reserve). */
+    metadata: z
+      .record(
+        z.string().regex(METADATA_KEY_RE, 'metadata keys are lowercase letters, digits, ".", "_", "-" (at most 64), not grpc-* or *-bin'),
+        z
+          .string()
+          .max(256)
+          .regex(/^[\x20-\x7e]*$/, 'must be printable ASCII'),
+      )
+      .refine((m) => Object.keys(m).length <= MAX_METADATA, `at most ${MAX_METADATA} entries`)
+      .optional(),
   })
   .strict()
   .refine((w) => w.serverDelay === undefined || w.protocol !== 'grpc', {
@@ -171,6 +253,13 @@ export const WorkloadSchema = z
     path: ['serverDelay'],
   })
   .superRefine((w, ctx) => {
+    for (const k of ['method', 'metadata'] as const)
+      if (w[k] !== undefined && (w.engine !== 'openloop' || w.protocol !== 'grpc'))
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: `${k} is for protocol grpc with engine openloop (fortio's gRPC load calls fortio's own Ping service)`,
+        });
     if (w.engine !== 'openloop') {
       if (w.arrival !== undefined)
         ctx.addIssue({ code: 'custom', path: ['arrival'], message: 'arrival is for engine openloop (fortio paces each connection at a uniform rate)' });
@@ -183,11 +272,11 @@ export const WorkloadSchema = z
         message: 'engine openloop sends on a fixed schedule: qps must be a rate in requests per second (> 0), not max',
       });
     else if (w.qps > OPENLOOP_MAX_QPS) ctx.addIssue({ code: 'custom', path: ['qps'], message: `engine openloop sends at most ${OPENLOOP_MAX_QPS} qps` });
-    if (w.protocol === 'grpc')
+    if (w.protocol === 'grpc' && w.method === undefined)
       ctx.addIssue({
         code: 'custom',
-        path: ['engine'],
-        message: "engine openloop does not drive gRPC yet: it arrives with the project's gRPC services (issue 16); use engine fortio for grpc workloads",
+        path: ['method'],
+        message: 'engine openloop over grpc calls one method: add method: /package.Service/Method (e.g. /frontend.v1.FrontendService/Get)',
       });
   });
 

@@ -1,7 +1,10 @@
 // The applications: one fortio server per app pod. A service that is not the last link of the
 // workload's call chain runs fortio's multi-target proxy (-M) instead, forwarding every request
 // (path mirrored) to the next service's VIP, so client → A → B → C is one request per hop.
+// Services with `app: mb-grpc` run the project's gRPC chain services instead (mb-grpc-server.ts).
 import { join } from 'node:path';
+import { envError } from '../errors.js';
+import { MB_GRPC_HINT, mbGrpcArgs } from './mb-grpc-server.js';
 import type { Cluster, PodSpec, ServiceSpec } from '../topology/graph.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
 import { waitListening } from '../util/net.js';
@@ -40,6 +43,8 @@ export async function startApps(opts: {
   workload: ResolvedWorkload;
   procs: ProcessGroup;
   fortio: string;
+  /** mb-grpc, when a service runs it (app: mb-grpc). */
+  mbGrpc?: string;
   logDir: string;
   cpus?: string;
 }): Promise<StartedApps> {
@@ -55,12 +60,14 @@ export async function startApps(opts: {
   for (const svc of cluster.services)
     for (const pod of svc.backends) {
       if (started.some((s) => s.pod === pod)) continue; // a pod matched by two selectors runs once
+      const grpcApp = svc.app === 'mb-grpc';
+      if (grpcApp && !opts.mbGrpc) throw envError(`service ${svc.name} runs mb-grpc, which was not found`, MB_GRPC_HINT);
       const t0 = performance.now();
       const proc = await opts.procs.startAsync({
         name: `app-${pod.name}`,
         role: 'app',
-        cmd: opts.fortio,
-        args: serverArgs(svc, nextOf.get(svc.name)),
+        cmd: grpcApp ? opts.mbGrpc! : opts.fortio,
+        args: grpcApp ? mbGrpcArgs(svc, workload, cluster.services) : serverArgs(svc, nextOf.get(svc.name)),
         netns: pod.netns,
         cpus: opts.cpus,
         logFile: join(opts.logDir, `app-${pod.name}.log`),

@@ -61,7 +61,11 @@ test('command line: target URL, protocol, rate, window, connections, arrival, JS
   t.is(flag(h2, '-payload'), '1024');
   t.is(flag(h2, '-rate'), '250.5');
   t.is(flag(h2, '-duration'), '0.5s');
-  t.throws(() => openLoopArgs(w({ protocol: 'grpc' }), target, 2, 'x.json'), { message: /gRPC/ });
+  t.throws(
+    () => openLoopArgs(w({ protocol: 'grpc' }), target, 2, 'x.json'),
+    { message: /needs a method/ },
+    'gRPC calls one method (grpc-chain.test.ts covers the rest)',
+  );
   t.throws(() => openLoopArgs(w({ qps: 'max' }), target, 2, 'x.json'), { message: /fixed rate/ });
 });
 
@@ -196,7 +200,7 @@ test('scenario: engine and arrival load; no engine stays fortio with nothing add
   t.false('arrival' in plain.workloads[0]);
 });
 
-test('scenario: openloop without a fixed rate, over gRPC, or arrival without openloop is E_INPUT at its line', (t) => {
+test('scenario: openloop without a fixed rate, over gRPC without a method, or arrival without openloop is E_INPUT at its line', (t) => {
   // TEMPLATE: line 15 is qps, line 14 protocol, 13 the workload; an inserted line after qps is 16.
   const max = problems(scenario((x) => x.replace('    qps: 200', '    qps: max\n    engine: openloop')));
   t.is(max.length, 1);
@@ -215,7 +219,7 @@ test('scenario: openloop without a fixed rate, over gRPC, or arrival without ope
     ),
   );
   t.is(grpc.length, 1, grpc.join('\n'));
-  t.regex(grpc[0], /ol\.yaml:17: workloads\.0\.engine: engine openloop does not drive gRPC yet: it arrives with the project's gRPC services/);
+  t.regex(grpc[0], /ol\.yaml:\d+: workloads\.0\.method: engine openloop over grpc calls one method: add method/);
   const arrival = problems(scenario((x) => x.replace('    qps: 200', '    qps: 200\n    arrival: poisson')));
   t.regex(arrival.join('\n'), /ol\.yaml:16: workloads\.0\.arrival: arrival is for engine openloop/);
 });

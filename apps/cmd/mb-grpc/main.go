@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -156,7 +157,7 @@ func run(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mb-grpc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	role := fs.String("role", "", "inventory|order|frontend")
-	listen := fs.String("listen", "", "198.18.x.y:port to serve on")
+	listen := fs.String("listen", "", "198.18.x.y:port to serve on, or :port for every address of the (pod's) namespace")
 	next := fs.String("next", "", "198.18.x.y:port of the next hop (order and frontend)")
 	nextMethod := fs.String("next-method", "", "full method to call on the next hop (default: frontend → Create, order → CheckStock)")
 	fail := func(format string, a ...any) int {
@@ -182,8 +183,15 @@ func run(args []string, stderr io.Writer) int {
 	case spec.defaultNext != "" && *next == "":
 		return fail("-next is required for %s", *role)
 	}
+	// :port listens on every address of the namespace: a sidecar hands inbound calls to 127.0.0.1,
+	// a node proxy or a peer to the pod's IP. Only the dialled address (-next) must be a lab one.
+	if p, ok := strings.CutPrefix(*listen, ":"); ok {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fail("-listen %q: :port needs a port in 1..65535", *listen)
+		}
+	}
 	for _, a := range []string{*listen, *next} {
-		if a == "" {
+		if a == "" || a == *listen && strings.HasPrefix(a, ":") {
 			continue
 		}
 		if err := labAddr(a); err != nil {

@@ -118,6 +118,9 @@ func TestFlags(t *testing.T) {
 		{"-role", "order", "-listen", "198.18.0.2:9000"},
 		{"-role", "order", "-listen", "10.0.0.2:9000", "-next", "198.18.0.3:9000"},
 		{"-role", "frontend", "-listen", "198.18.0.2:9000", "-next", "127.0.0.1:9000"},
+		{"-role", "inventory", "-listen", ":0"},
+		{"-role", "inventory", "-listen", ":http"},
+		{"-role", "order", "-listen", ":9000", "-next", ":9001"},
 	} {
 		if code := run(args, io.Discard); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

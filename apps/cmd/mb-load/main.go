@@ -35,6 +35,52 @@ type config struct {
 	seed                                        uint64
 	quiet                                       bool
 	host                                        string // host:port to dial
+	headers                                     headerList
+}
+
+// headerList is the repeatable -header k:v: request metadata (gRPC) or HTTP headers on every request.
+type headerList [][2]string
+
+// maxHeaders bounds -header; mesh rules match a few headers, not hundreds.
+const maxHeaders = 16
+
+func (h *headerList) String() string { return strings.Join(h.pairs(), ",") }
+
+func (h headerList) pairs() []string {
+	out := make([]string, 0, len(h))
+	for _, kv := range h {
+		out = append(out, kv[0]+":"+kv[1])
+	}
+	return out
+}
+
+// Set takes "key:value": a lowercase token key (gRPC metadata keys are lowercase; grpc-* and
+// pseudo-headers are the transport's own) and a value of printable ASCII.
+func (h *headerList) Set(s string) error {
+	k, v, found := strings.Cut(s, ":")
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	switch {
+	case !found || k == "":
+		return fmt.Errorf("must be key:value, got %q", s)
+	case len(*h) >= maxHeaders:
+		return fmt.Errorf("at most %d headers", maxHeaders)
+	case strings.HasPrefix(k, "grpc-"):
+		return fmt.Errorf("key %q: grpc-* keys are reserved by gRPC", k)
+	case strings.HasSuffix(k, "-bin"):
+		return fmt.Errorf("key %q: binary metadata (-bin) is not supported", k)
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("key %q must be lowercase letters, digits, '-', '_' or '.'", k)
+		}
+	}
+	for _, r := range v {
+		if r < 0x20 || r > 0x7e {
+			return fmt.Errorf("value of %q must be printable ASCII", k)
+		}
+	}
+	*h = append(*h, [2]string{k, v})
+	return nil
 }
 
 type usageError struct{ msg string }
@@ -61,6 +107,7 @@ func parseArgs(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "per request")
 	fs.StringVar(&c.jsonFile, "json", "", "write the result JSON here (default stdout)")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+	fs.Var(&c.headers, "header", "key:value sent with every request (gRPC metadata or HTTP header); repeatable")
 	if err := fs.Parse(args); err != nil {
 		return nil, usageError{err.Error()}
 	}
@@ -141,6 +188,7 @@ type Output struct {
 	Protocol    string     `json:"protocol"`
 	Target      string     `json:"target"`
 	Method      string     `json:"method"`
+	Headers     []string   `json:"headers,omitempty"` // -header, as key:value
 	Requested   Requested  `json:"requested"`
 	Actual      Actual     `json:"actual"`
 	Response    Summary    `json:"responseTimeUs"`
@@ -321,7 +369,7 @@ func execute(sigCtx context.Context, c *config, tr Transport, stderr io.Writer) 
 	}
 	out := Output{
 		Schema: "meshbench/mb-load/v1", Engine: "mb-load", Version: version, LoadModel: "open-loop",
-		Arrival: c.arrival, Protocol: c.protocol, Target: c.target, Method: c.method,
+		Arrival: c.arrival, Protocol: c.protocol, Target: c.target, Method: c.method, Headers: c.headers.pairs(),
 		Requested: Requested{QPS: c.rate, DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds(), Connections: c.conns,
 			Streams: streams, PayloadBytes: c.payload, TimeoutS: c.timeout.Seconds()},
 		Actual:   Actual{Requests: ok + errs, OK: ok, Errors: errs, Codes: tl.codes, WindowS: round(window.Seconds(), 6)},
@@ -395,10 +443,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "mb-load: grpc client: %v\n", err)
 			return 3
 		}
+		g.setHeaders(c.headers)
 		g.Connect(min(c.timeout, time.Second))
 		tr = g
 	} else {
-		tr = newHTTP(c.protocol, c.target, c.conns, payload)
+		h := newHTTP(c.protocol, c.target, c.conns, payload)
+		h.headers = c.headers
+		tr = h
 	}
 	defer tr.Close()
 

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -58,6 +59,7 @@ type httpTransport struct {
 	clients []*http.Client // h2c: one per connection; http1: one shared pool of C connections
 	url     string
 	payload []byte
+	headers headerList
 }
 
 // A redirect is a response like any other: counted by its status, never followed.
@@ -101,6 +103,9 @@ func (t *httpTransport) Do(ctx context.Context, w int) (string, bool) {
 	if err != nil {
 		return "reset", false
 	}
+	for _, kv := range t.headers {
+		req.Header.Set(kv[0], kv[1])
+	}
 	resp, err := t.clients[w%len(t.clients)].Do(req)
 	if err != nil {
 		return classify(ctx, err), false
@@ -125,6 +130,18 @@ type grpcTransport struct {
 	conns  []*grpc.ClientConn
 	method string
 	req    []byte
+	md     metadata.MD // sent with every call (-header)
+}
+
+func (t *grpcTransport) setHeaders(h headerList) {
+	if len(h) == 0 {
+		t.md = nil
+		return
+	}
+	t.md = metadata.MD{}
+	for _, kv := range h {
+		t.md.Append(kv[0], kv[1])
+	}
 }
 
 func newGRPC(target, method string, conns int, payload []byte) (*grpcTransport, error) {
@@ -170,6 +187,9 @@ func (t *grpcTransport) Connect(d time.Duration) {
 
 func (t *grpcTransport) Do(ctx context.Context, w int) (string, bool) {
 	var resp []byte
+	if t.md != nil {
+		ctx = metadata.NewOutgoingContext(ctx, t.md)
+	}
 	err := t.conns[w%len(t.conns)].Invoke(ctx, t.method, &t.req, &resp)
 	if err == nil {
 		return "OK", true

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -137,5 +138,65 @@ func TestGRPC(t *testing.T) {
 	var bv wrapperspb.BytesValue
 	if err := proto.Unmarshal(got, &bv); err != nil || len(bv.Value) != 1024 {
 		t.Fatalf("request is not a 1024-byte BytesValue: %v", err)
+	}
+}
+
+// -header reaches the server: as gRPC metadata (the chain's x-inventory-method) and as an HTTP header.
+func TestHeaders(t *testing.T) {
+	s := grpc.NewServer(grpc.ForceServerCodec(wire.RawCodec{}))
+	s.RegisterService(&grpc.ServiceDesc{ServiceName: "t.v1.S", HandlerType: (*any)(nil), Methods: []grpc.MethodDesc{{
+		MethodName: "M",
+		Handler: func(_ any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			var in []byte
+			if err := dec(&in); err != nil {
+				return nil, err
+			}
+			md, _ := metadata.FromIncomingContext(ctx)
+			if v := md.Get("x-inventory-method"); len(v) != 1 || v[0] != "Reserve" {
+				return nil, status.Errorf(codes.InvalidArgument, "x-inventory-method %v", v)
+			}
+			out := []byte{}
+			return &out, nil
+		},
+	}}}, struct{}{})
+	lis, _ := net.Listen("tcp", "127.0.0.1:0")
+	go s.Serve(lis)
+	defer s.Stop()
+	var h headerList
+	if err := h.Set("x-inventory-method: Reserve"); err != nil {
+		t.Fatal(err)
+	}
+	for _, with := range []bool{false, true} {
+		tr, err := newGRPC(lis.Addr().String(), "/t.v1.S/M", 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if with {
+			tr.setHeaders(h)
+		}
+		tr.Connect(time.Second)
+		code, _ := do(t, tr)
+		tr.Close()
+		if want := map[bool]string{true: "OK", false: "INVALID_ARGUMENT"}[with]; code != want {
+			t.Errorf("grpc with header %v: %s, want %s", with, code, want)
+		}
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("x-inventory-method") != "Reserve" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	defer hs.Close()
+	tr := newHTTP("http1", hs.URL, 1, nil)
+	tr.headers = h
+	if code, _ := do(t, tr); code != "200" {
+		t.Errorf("http with header: %s", code)
+	}
+	tr.Close()
+	for _, bad := range []string{"novalue", ":v", "grpc-timeout:1s", "X-Upper:1", "k-bin:x", "k:\x01"} {
+		var l headerList
+		if l.Set(bad) == nil {
+			t.Errorf("-header %q accepted", bad)
+		}
 	}
 }
