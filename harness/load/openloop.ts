@@ -5,21 +5,28 @@
 // as the queue it causes instead of hiding behind the sends it delayed (coordinated omission).
 // Its figures are mapped into the record's shapes (LatencyUs, load.actual) so that everything
 // after the load stage reads an open-loop case like a fortio one.
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MeshbenchError, envError, runError } from '../errors.js';
+import { MeshbenchError, runError } from '../errors.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
 import type { CaseResult, Histogram, LatencyUs } from '../results/types.js';
 import type { Place } from '../place/index.js';
 import { exec } from '../util/exec.js';
-import { PROJECT_ROOT } from '../util/host.js';
+import {
+  buildHint,
+  findProjectBinary,
+  type Lookup,
+  type ProjectBinary,
+  projectBinaryOnPlaces,
+  projectBinaryVersion,
+  requireProjectBinary,
+} from '../util/project-bins.js';
 import type { LabProcess, ProcessGroup } from '../util/procs.js';
 import { HISTOGRAM_RESOLUTION_US, type LoadTarget, targetUrl } from './fortio.js';
 
 export const MB_LOAD = 'mb-load';
 export const MB_LOAD_SCHEMA = 'meshbench/mb-load/v1';
-export const MB_LOAD_HINT = 'run `bash scripts/setup.sh`, which builds it from apps/cmd/mb-load into .tools/bin';
+export const MB_LOAD_HINT = buildHint(MB_LOAD);
 
 export type Arrival = 'uniform' | 'poisson';
 
@@ -227,53 +234,14 @@ export function recordOpenLoop(result: CaseResult, f: OpenLoopFigures): { cpuSec
 }
 
 // ---------------------------------------------------------------------------------------------
-// Finding the binary
+// Finding the binary (util/project-bins.ts: the checkout's .tools/bin first, then PATH)
 
-const executable = (p: string) => {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/** mb-load on this host: the checkout's .tools/bin first (set-up builds it there), then PATH. */
-export function findMbLoad(o: { root?: string; path?: string } = {}): string | undefined {
-  const candidates = [
-    join(o.root ?? PROJECT_ROOT, '.tools/bin', MB_LOAD),
-    ...(o.path ?? process.env.PATH ?? '')
-      .split(delimiter)
-      .filter(Boolean)
-      .map((d) => join(resolve(d), MB_LOAD)),
-  ];
-  return candidates.find(executable);
-}
-
-export function requireMbLoad(o: { root?: string; path?: string } = {}): string {
-  const p = findMbLoad(o);
-  if (!p) throw envError(`${MB_LOAD} not found (in ${join(o.root ?? PROJECT_ROOT, '.tools/bin')} or on PATH): engine openloop needs it`, MB_LOAD_HINT);
-  return p;
-}
-
+const BIN: ProjectBinary = { name: MB_LOAD, why: 'engine openloop needs it' };
+export const findMbLoad = (o: Lookup = {}): string | undefined => findProjectBinary(MB_LOAD, o);
+export const requireMbLoad = (o: Lookup = {}): string => requireProjectBinary(BIN, o);
 /** mb-load on every machine of a --hosts run, at one path (it runs on the client's). */
-export async function mbLoadOnPlaces(places: readonly Place[]): Promise<string> {
-  const paths = await Promise.all(places.map((p) => p.findTool(MB_LOAD)));
-  const distinct = [...new Set(paths)];
-  if (distinct.length !== 1 || !distinct[0])
-    throw envError(
-      `${MB_LOAD} is missing or at different paths on the hosts (${places.map((p, i) => `${p.name}: ${paths[i] ?? 'missing'}`).join(', ')})`,
-      MB_LOAD_HINT,
-    );
-  return distinct[0];
-}
-
-/** "0.1.0" from `mb-load version` ("mb-load 0.1.0"), or undefined. */
-export async function mbLoadVersion(bin: string, place?: Place): Promise<string | undefined> {
-  const r = await exec(bin, ['version'], { allowFail: true, timeoutMs: 5000, place });
-  const m = /^mb-load\s+(\S+)/m.exec(r.stdout);
-  return r.code === 0 && m ? m[1] : undefined;
-}
+export const mbLoadOnPlaces = (places: readonly Place[]): Promise<string> => projectBinaryOnPlaces(BIN, places);
+export const mbLoadVersion = (bin: string, place?: Place): Promise<string | undefined> => projectBinaryVersion(MB_LOAD, bin, place);
 
 // ---------------------------------------------------------------------------------------------
 // Running it

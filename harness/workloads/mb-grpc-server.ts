@@ -4,18 +4,22 @@
 // that frontend), and calls the NEXT Service's VIP:port, so the mesh's Service routing and L7
 // policy apply on every hop. It listens on :port (every address of the pod namespace): a sidecar
 // hands inbound calls to 127.0.0.1, node proxies and waypoints to the pod IP.
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
-import { envError } from '../errors.js';
 import type { Place } from '../place/index.js';
 import type { ResolvedWorkload } from '../scenario/expand.js';
 import { MB_GRPC_ROLES, mbGrpcRoleAt, type Scenario } from '../scenario/schema.js';
 import type { ServiceSpec } from '../topology/graph.js';
-import { exec } from '../util/exec.js';
-import { PROJECT_ROOT } from '../util/host.js';
+import {
+  buildHint,
+  findProjectBinary,
+  type Lookup,
+  type ProjectBinary,
+  projectBinaryOnPlaces,
+  projectBinaryVersion,
+  requireProjectBinary,
+} from '../util/project-bins.js';
 
 export const MB_GRPC = 'mb-grpc';
-export const MB_GRPC_HINT = 'run `bash scripts/setup.sh`, which builds it from apps/cmd/mb-grpc into .tools/bin';
+export const MB_GRPC_HINT = buildHint(MB_GRPC);
 
 /** True when some Service of the scenario runs mb-grpc. */
 export const usesMbGrpc = (s: Pick<Scenario, 'services'>): boolean => s.services.some((x) => x.app === 'mb-grpc');
@@ -31,48 +35,10 @@ export function mbGrpcArgs(svc: ServiceSpec, workload: Pick<ResolvedWorkload, 'c
   return ['-role', role.role, '-listen', `:${svc.targetPort}`, ...(next && role.role !== 'inventory' ? ['-next', `${next.vip}:${next.port}`] : [])];
 }
 
-const executable = (p: string) => {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/** mb-grpc on this host: the checkout's .tools/bin first (set-up builds it there), then PATH. */
-export function findMbGrpc(o: { root?: string; path?: string } = {}): string | undefined {
-  const dirs = [
-    join(o.root ?? PROJECT_ROOT, '.tools/bin'),
-    ...(o.path ?? process.env.PATH ?? '')
-      .split(delimiter)
-      .filter(Boolean)
-      .map((d) => resolve(d)),
-  ];
-  return dirs.map((d) => join(d, MB_GRPC)).find(executable);
-}
-
-export function requireMbGrpc(o: { root?: string; path?: string } = {}): string {
-  const p = findMbGrpc(o);
-  if (!p) throw envError(`${MB_GRPC} not found (in ${join(o.root ?? PROJECT_ROOT, '.tools/bin')} or on PATH): services with app mb-grpc need it`, MB_GRPC_HINT);
-  return p;
-}
-
+const BIN: ProjectBinary = { name: MB_GRPC, why: 'services with app mb-grpc need it' };
+/** mb-grpc on this host (util/project-bins.ts: the checkout's .tools/bin first, then PATH). */
+export const findMbGrpc = (o: Lookup = {}): string | undefined => findProjectBinary(MB_GRPC, o);
+export const requireMbGrpc = (o: Lookup = {}): string => requireProjectBinary(BIN, o);
 /** mb-grpc on every machine of a --hosts run, at one path (any node may hold a backend). */
-export async function mbGrpcOnPlaces(places: readonly Place[]): Promise<string> {
-  const paths = await Promise.all(places.map((p) => p.findTool(MB_GRPC)));
-  const distinct = [...new Set(paths)];
-  if (distinct.length !== 1 || !distinct[0])
-    throw envError(
-      `${MB_GRPC} is missing or at different paths on the hosts (${places.map((p, i) => `${p.name}: ${paths[i] ?? 'missing'}`).join(', ')})`,
-      MB_GRPC_HINT,
-    );
-  return distinct[0];
-}
-
-/** "0.1.0" from `mb-grpc version`, or undefined. */
-export async function mbGrpcVersion(bin: string, place?: Place): Promise<string | undefined> {
-  const r = await exec(bin, ['version'], { allowFail: true, timeoutMs: 5000, place });
-  const m = /^mb-grpc\s+(\S+)/m.exec(r.stdout);
-  return r.code === 0 && m ? m[1] : undefined;
-}
+export const mbGrpcOnPlaces = (places: readonly Place[]): Promise<string> => projectBinaryOnPlaces(BIN, places);
+export const mbGrpcVersion = (bin: string, place?: Place): Promise<string | undefined> => projectBinaryVersion(MB_GRPC, bin, place);
