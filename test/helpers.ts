@@ -4,6 +4,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { type Dirent, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isRoot } from '../harness/util/host.js';
 import { sweep } from '../harness/topology/cleanup.js';
 import { routeRuleFor, type ResolvedRoute } from '../harness/dataplanes/mesh/policy/model.js';
@@ -173,6 +174,24 @@ async function bpfObjects(kind: 'prog' | 'map'): Promise<string> {
 }
 
 /**
+ * Waits (up to `ms`) until no lab BPF map (`mb_*`) is left. The kernel frees the programs and
+ * maps of a deleted namespace's devices only when its deferred netns clean-up runs, which after
+ * a test that tore down dozens of namespaces can be minutes later: a snapshot taken meanwhile
+ * would hold objects that then vanish on their own (seen: an ebpf-l7 run's maps gone during the
+ * next test but one). A leak that stays is still there after the wait, and in the snapshot.
+ */
+async function labBpfFreed(ms = 120_000): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    const r = await exec('bpftool', ['-j', 'map', 'show'], { allowFail: true });
+    if (r.code !== 0) return;
+    const maps = JSON.parse(r.stdout || '[]') as { name?: string }[];
+    if (!maps.some((m) => m.name?.startsWith('mb_'))) return;
+    await sleep(1000);
+  }
+}
+
+/**
  * The root namespace's state as one stable text, for `t.is(await hostSnapshot(), before)` around
  * a fault: iptables and ip6tables rules (counters zeroed, dated comments dropped), nftables,
  * link names and addresses, routes and rules of every table (v4, v6), every net.* sysctl but
@@ -180,6 +199,7 @@ async function bpfObjects(kind: 'prog' | 'map'): Promise<string> {
  * cgroups named like a lab prefix. Tools that are not installed say so in their section.
  */
 export async function hostSnapshot(): Promise<string> {
+  await labBpfFreed();
   const run = async (cmd: string, args: string[]) => {
     const r = await exec(cmd, args, { allowFail: true }).catch((e: Error) => ({ code: -1, stdout: '', stderr: e.message }));
     return r.code === 0 ? r.stdout : `(${cmd} ${args.join(' ')}: exit ${r.code} ${r.stderr.trim()})`;

@@ -34,16 +34,23 @@ const START_RPS_FOR_MAX = 1000;
 const ENGINE_NOTE =
   'the search drives every step with the open-loop engine (mb-load: fixed-rate schedule, latency from the intended send time) whatever the workload’s engine, so saturation shows as queueing';
 
-/** The scenario as the search runs it: http1/http2 workloads on engine openloop; gRPC ones are left out (said through `warn`). */
+/**
+ * The scenario as the search runs it: every workload on engine openloop. gRPC workloads need a
+ * method for the open-loop engine (`method:`); fortio-style ones (grpcping) are left out, said
+ * through `warn`.
+ */
 export function capacityScenario(s: Scenario, o: CapacityOptions | undefined, warn: (m: string) => void): Scenario {
   if (!o) return s;
-  const grpc = s.workloads.filter((w) => w.protocol === 'grpc');
-  if (grpc.length) warn(`--find-capacity: gRPC workload(s) ${grpc.map((w) => w.name).join(', ')} left out (the search drives http1 and http2 only for now)`);
+  const noMethod = s.workloads.filter((w) => w.protocol === 'grpc' && !w.method);
+  if (noMethod.length)
+    warn(
+      `--find-capacity: gRPC workload(s) ${noMethod.map((w) => w.name).join(', ')} left out: the open-loop engine calls a named method (workload method: /pkg.Service/Method)`,
+    );
   const workloads = s.workloads
-    .filter((w) => w.protocol !== 'grpc')
+    .filter((w) => !noMethod.includes(w))
     .map((w) => ({ ...w, engine: 'openloop' as const, qps: typeof w.qps === 'number' ? w.qps : START_RPS_FOR_MAX }));
   if (!workloads.length)
-    throw inputError('--find-capacity: the scenario has no http1 or http2 workload', [], 'the capacity search drives http1 and http2 workloads only for now');
+    throw inputError('--find-capacity: the scenario has no workload the search can drive', [], 'http1, http2, or gRPC with a method (/pkg.Service/Method)');
   // No cases, so no figures for the claims tables: the record names none.
   return { ...s, workloads, reference: undefined };
 }
@@ -211,6 +218,8 @@ export interface CapacityEnv {
   fortio: string;
   /** Always set: capacityScenario puts every workload on engine openloop. */
   mbLoad: string | undefined;
+  /** Set when a Service runs mb-grpc. */
+  mbGrpc?: string;
   progress: Progress;
   env: Environment;
   abort: AbortController;
@@ -319,10 +328,12 @@ async function searchOn(s: Scenario, w: ResolvedWorkload, search: CapacitySearch
     check();
     deployed = await dp.deploy(ctx);
     check();
-    await startApps({ cluster, workload: w, procs, fortio: e.fortio, logDir: caseDir, cpus: e.env.pinning.apps });
+    await startApps({ cluster, workload: w, procs, fortio: e.fortio, mbGrpc: e.mbGrpc, logDir: caseDir, cpus: e.env.pinning.apps });
     check();
     const probeCgroup = await procs.cgroupForOn(placeOf(cluster.client.netns), 'probe');
-    await e.firstRequest(e.fortio, cluster.client.netns, probeCgroup, w, targetUrl(w, target), e.abort.signal);
+    if (w.protocol === 'grpc')
+      await openloop.firstGrpcRequest({ bin: e.mbLoad!, netns: cluster.client.netns, cgroup: probeCgroup, workload: w, target, signal: e.abort.signal });
+    else await e.firstRequest(e.fortio, cluster.client.netns, probeCgroup, w, targetUrl(w, target), e.abort.signal);
     const r = await searchCapacity(measure, search.limits);
     Object.assign(search, { foundRps: r.foundRps, outcome: r.outcome, why: r.why }, r.capped ? { capped: true } : {});
     const lowerBound = lowerBoundOf(search);

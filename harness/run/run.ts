@@ -217,7 +217,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   };
   try {
     if (opts.findCapacity)
-      await findCapacity(s, opts.findCapacity, record, { prefix, dir, fortio, mbLoad, progress, env, abort, limits, sweepAll, save, firstRequest });
+      await findCapacity(s, opts.findCapacity, record, { prefix, dir, fortio, mbLoad, mbGrpc, progress, env, abort, limits, sweepAll, save, firstRequest });
     for (const c of opts.findCapacity ? [] : cases) {
       if (abort.signal.aborted) break;
       const left = cases.slice(c.index).reduce((a, x) => a + perCaseS(x), 0);

@@ -230,7 +230,7 @@ test('judged step: meets, misses on the metric, misses on errors, with the figur
   );
 });
 
-test('scenario for the search: engine openloop forced, gRPC left out with a warning, none left is bad input', (t) => {
+test('scenario for the search: engine openloop forced, gRPC without a method left out with a warning, with one kept; none left is bad input', (t) => {
   const s = applyOverrides(loadScenario('scenarios/quick.yaml'), {});
   t.is(
     capacityScenario(s, undefined, () => undefined),
@@ -238,14 +238,18 @@ test('scenario for the search: engine openloop forced, gRPC left out with a warn
   );
   const warnings: string[] = [];
   const grpc = { ...s.workloads[0]!, name: 'g', protocol: 'grpc' as const, engine: undefined };
-  const out = capacityScenario({ ...s, workloads: [...s.workloads, grpc] }, OPTS, (m) => warnings.push(m));
+  const withMethod = { ...grpc, name: 'm', method: '/frontend.v1.FrontendService/Get' };
+  const out = capacityScenario({ ...s, workloads: [...s.workloads, grpc, withMethod] }, OPTS, (m) => warnings.push(m));
   t.deepEqual(
     out.workloads.map((w) => [w.name, w.engine, w.qps]),
-    [['http1-200qps', 'openloop', 200]],
+    [
+      ['http1-200qps', 'openloop', 200],
+      ['m', 'openloop', 200],
+    ],
   );
   t.is(out.reference, undefined);
   t.regex(warnings.join(''), /gRPC workload\(s\) g left out/);
-  inputErr(t, () => capacityScenario({ ...s, workloads: [grpc] }, OPTS, () => undefined), /no http1 or http2 workload/);
+  inputErr(t, () => capacityScenario({ ...s, workloads: [grpc] }, OPTS, () => undefined), /no workload the search can drive/);
 });
 
 // ---------------------------------------------------------------------------------------------
