@@ -178,11 +178,15 @@ async function bpfObjects(kind: 'prog' | 'map'): Promise<string> {
  * maps of a deleted namespace's devices only when its deferred netns clean-up runs, which after
  * a test that tore down dozens of namespaces can be minutes later: a snapshot taken meanwhile
  * would hold objects that then vanish on their own (seen: an ebpf-l7 run's maps gone during the
- * next test but one). A leak that stays is still there after the wait, and in the snapshot.
+ * next test but one). A leak that stays is still there after the wait, and in the snapshot. No
+ * wait while a lab namespace exists: a live run's objects are what such a snapshot is for.
  */
 async function labBpfFreed(ms = 120_000): Promise<void> {
   const t0 = Date.now();
   while (Date.now() - t0 < ms) {
+    // A lab namespace means a run is live (a test may snapshot it on purpose): its maps stay.
+    const ns = await exec('ip', ['netns', 'list'], { allowFail: true });
+    if (/^mb[0-9a-z]{4}-/m.test(ns.stdout)) return;
     const r = await exec('bpftool', ['-j', 'map', 'show'], { allowFail: true });
     if (r.code !== 0) return;
     const maps = JSON.parse(r.stdout || '[]') as { name?: string }[];
