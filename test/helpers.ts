@@ -2,7 +2,7 @@
 // skipped with the reason (so a rootless `npm test` still runs every unit test).
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { type Dirent, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { type Dirent, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isRoot } from '../harness/util/host.js';
@@ -16,6 +16,14 @@ export const ROOT = isRoot();
 export const rootTest: typeof test.serial = ROOT
   ? test.serial
   : (((title: string, ...rest: unknown[]) => (test.skip as any)(`${title} (skipped: needs root)`, ...rest)) as any);
+
+/** rootTest, skipped (with the reason) unless the project binaries (apps/) are built in .tools/bin. */
+export function rootTestWhenBuilt(names: string[]): typeof test.serial {
+  const absent = names.map((n) => join(process.cwd(), '.tools/bin', n)).filter((p) => !existsSync(p));
+  if (!absent.length) return rootTest;
+  return ((title: string, ...rest: unknown[]) =>
+    (test.skip as any)(`${title} (skipped: ${absent.join(', ')} not built yet; bash scripts/setup.sh builds them)`, ...rest)) as any;
+}
 
 /** rootTest, skipped (with the reason) unless every command in `tools` is on PATH. */
 export async function rootTestNeeding(tools: string[]): Promise<typeof test.serial> {

@@ -21,8 +21,8 @@ import {
   projectBinaryVersion,
   requireProjectBinary,
 } from '../util/project-bins.js';
-import type { LabProcess, ProcessGroup } from '../util/procs.js';
-import { HISTOGRAM_RESOLUTION_US, type LoadTarget, targetUrl } from './fortio.js';
+import type { LabProcess } from '../util/procs.js';
+import { type FortioRunSpec, HISTOGRAM_RESOLUTION_US, type LoadTarget, targetUrl } from './fortio.js';
 
 export const MB_LOAD = 'mb-load';
 export const MB_LOAD_SCHEMA = 'meshbench/mb-load/v1';
@@ -246,19 +246,9 @@ export const mbLoadVersion = (bin: string, place?: Place): Promise<string | unde
 // ---------------------------------------------------------------------------------------------
 // Running it
 
-export interface OpenLoopRunSpec {
-  procs: ProcessGroup;
+/** As fortio's run (same place, cgroup role, pinning), with mb-load's binary; `record`: read the JSON (a warm-up's is left unread). */
+export interface OpenLoopRunSpec extends Omit<FortioRunSpec, 'fortio'> {
   bin: string;
-  netns: string;
-  name: string;
-  workload: ResolvedWorkload;
-  target: LoadTarget;
-  durationS: number;
-  dir: string;
-  cpus?: string;
-  /** Read the JSON (the measured run); a warm-up's is left unread. */
-  record: boolean;
-  signal?: AbortSignal;
 }
 
 export interface OpenLoopRun {

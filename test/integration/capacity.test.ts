@@ -3,20 +3,15 @@
 // within 15 % per dataplane, and the report has the Capacity section with the saturation chart.
 // Steps of 1 s warm-up + 2 s measured (the defaults), a miss measured twice: about 100 s a run here. Skipped (with the
 // reason) until .tools/bin/mb-load is built.
-import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cleanAround, cli, rootTest } from '../helpers.js';
+import { cleanAround, cli, rootTestWhenBuilt } from '../helpers.js';
 import type { RunRecord } from '../../harness/results/types.js';
 import { cpuJiffies, QUIET_HOST_IDLE } from '../../harness/run/capacity.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const MB_LOAD = join(process.cwd(), '.tools/bin/mb-load');
-const run = existsSync(MB_LOAD)
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) =>
-      (test.skip as any)(`${title} (skipped: ${MB_LOAD} not built yet; bash scripts/setup.sh builds it)`, ...rest)) as any);
+const run = rootTestWhenBuilt(['mb-load']);
 
 cleanAround();
 

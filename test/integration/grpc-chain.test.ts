@@ -5,19 +5,13 @@
 // counts them; baseline (no L7) answers Reserve OK, so the denial is the mesh's. One run of
 // seed-003 with its windows cut to 1 s warm-up + 2 s at 50 qps: 5 dataplanes × 2 workloads.
 // Skipped (with the reason) until set-up has built mb-grpc and mb-load.
-import test from 'ava';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanAround, cli, rootTest } from '../helpers.js';
+import { cleanAround, cli, rootTestWhenBuilt } from '../helpers.js';
 import type { RunRecord } from '../../harness/results/types.js';
 
-const BINS = ['mb-grpc', 'mb-load'].map((b) => join(process.cwd(), '.tools/bin', b));
-const absent = BINS.filter((b) => !existsSync(b));
-const run = absent.length
-  ? (((title: string, ...rest: unknown[]) =>
-      (test.skip as any)(`${title} (skipped: ${absent.join(', ')} not built yet; bash scripts/setup.sh builds them)`, ...rest)) as any)
-  : rootTest;
+const run = rootTestWhenBuilt(['mb-grpc', 'mb-load']);
 
 /** The dataplanes that enforce L7 rules; each takes gRPC-method rules (compiled to HTTP/2 POST /<service>/<method>). */
 const L7 = ['ebpf-l7', 'istio-sidecar', 'linkerd-sidecar', 'ambient-waypoint'];

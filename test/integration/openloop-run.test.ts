@@ -1,19 +1,14 @@
 // `meshbench run` with the open-loop engine (mb-load): the quick scenario's shape, baseline only,
 // one workload at 100 qps for 2 s with engine openloop. The record's case states the open-loop
 // model and carries response and service time; the report names the model. Skipped (with the
-// reason) until .tools/bin/mb-load is built, so it never fails for that; once it is, it runs.
-import test from 'ava';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+// reason) until .tools/bin/mb-load is built (rootTestWhenBuilt), so it never fails for that.
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanAround, cli, quickScenarioCopy, rootTest } from '../helpers.js';
+import { cleanAround, cli, quickScenarioCopy, rootTestWhenBuilt } from '../helpers.js';
 import type { RunRecord } from '../../harness/results/types.js';
 
-const MB_LOAD = join(process.cwd(), '.tools/bin/mb-load');
-const run = existsSync(MB_LOAD)
-  ? rootTest
-  : (((title: string, ...rest: unknown[]) =>
-      (test.skip as any)(`${title} (skipped: ${MB_LOAD} not built yet; bash scripts/setup.sh builds it)`, ...rest)) as any);
+const run = rootTestWhenBuilt(['mb-load']);
 
 cleanAround();
 
