@@ -11,7 +11,7 @@ import { expandCases } from '../harness/scenario/expand.js';
 import { buildCluster, type Cluster, type PodSpec } from '../harness/topology/graph.js';
 import { clusterUp } from '../harness/topology/netns.js';
 import { sweep } from '../harness/topology/cleanup.js';
-import { getDataplane, dataplaneNames } from '../harness/dataplanes/registry.js';
+import { getDataplane, dataplaneChecks } from '../harness/dataplanes/registry.js';
 import type { Deployed } from '../harness/dataplanes/types.js';
 import { startApps } from '../harness/workloads/fortio-server.js';
 import { exec } from '../harness/util/exec.js';
@@ -39,7 +39,7 @@ export async function withLab(
   scenario = 'test/fixtures/scenarios/sidecar-policy.yaml',
 ): Promise<void> {
   const fortio = await requireTool('fortio');
-  const s = loadScenario(scenario, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+  const s = loadScenario(scenario, { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
   const c = buildCluster(s, prefix);
   const dir = mkdtempSync(join(tmpdir(), `mb-${dataplane}-`));
   const procs = new ProcessGroup(prefix, dir);

@@ -7,7 +7,7 @@ import type { RunOutcome } from '../run/run.js';
 import { knownKernels } from '../vm/kernels.js';
 import { isRoot } from '../util/host.js';
 import { Progress } from '../util/progress.js';
-import { dataplaneNames, allDataplanes } from '../dataplanes/registry.js';
+import { dataplaneNames, allDataplanes, optionsText } from '../dataplanes/registry.js';
 import { metricNames } from '../analysis/metrics.js';
 import { registerHistory } from './history.js';
 import { capacityOptions, capacityRunOptions, capacitySummary } from '../run/capacity-options.js';
@@ -27,7 +27,7 @@ const positiveNum = (v: string) => {
 const knownKernelNames = () => knownKernels().join(', ');
 const list = (v: string) =>
   v
-    .split(',')
+    .split(/,(?![^[]*\])/) // not inside a variant's [key=value,…]
     .map((x) => x.trim())
     .filter(Boolean);
 
@@ -45,7 +45,11 @@ capacityOptions(program.command('run'))
     'Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.',
   )
   .argument('<scenario.yaml>', 'scenario file (see scenarios/)')
-  .option('--dataplanes <list>', `comma-separated dataplanes, replacing the scenario's (known: ${dataplaneNames().join(', ')})`, list)
+  .option(
+    '--dataplanes <list>',
+    `comma-separated dataplanes or variants kind[key=value,…], replacing the scenario's (known: ${dataplaneNames().join(', ')})`,
+    list,
+  )
   .option('--repeats <n>', 'repeats per dataplane × workload, interleaved', positiveInt)
   .option('--duration <seconds>', 'measured seconds per case, replacing the scenario', positiveNum)
   .option('--warmup <seconds>', 'warm-up seconds before each measured window, replacing the scenario', positiveNum)
@@ -112,10 +116,11 @@ capacityOptions(program.command('run'))
     } else {
       for (const summary of summaries) {
         if (summaries.length > 1) process.stdout.write(`kernel ${summary.kernel}:\n`);
+        const width = Math.max(16, ...summary.cases.map((c) => c.dataplane.length));
         for (const c of summary.cases) {
           const figures = c.status === 'ok' ? `p50 ${fmt(c.p50Us)} µs  p99 ${fmt(c.p99Us)} µs` : 'not a result';
           process.stdout.write(
-            `  ${c.dataplane.padEnd(16)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`,
+            `  ${c.dataplane.padEnd(width)} ${c.workload.padEnd(16)} r${c.repeat}  ${c.status.padEnd(11)} ${figures}  ${c.qps} qps  ${c.errors} errors\n`,
           );
           for (const r of c.reasons ?? []) process.stdout.write(`      ${r}\n`);
         }
@@ -357,19 +362,14 @@ registerHistory(program);
 
 program
   .command('dataplanes')
-  .description('List the dataplanes this build knows, with what each needs from the host.')
-  .option('--json', 'name, summary and declared needs of each, as JSON')
+  .description('List the dataplanes this build knows, their variants kind[key=value,…], and what each needs from the host.')
+  .option('--json', 'name, summary, options and declared needs of each, as JSON')
   .action((o: { json?: boolean }) => {
-    const all = allDataplanes();
-    if (o.json)
-      process.stdout.write(
-        JSON.stringify(
-          all.map((d) => ({ name: d.name, summary: d.summary, needs: d.needs })),
-          null,
-          2,
-        ) + '\n',
-      );
-    else for (const d of all) process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n`);
+    const all = allDataplanes().map((d) => ({ name: d.name, summary: d.summary, options: d.options ?? [], needs: d.needs }));
+    if (o.json) process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+    else
+      for (const d of all)
+        process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n${d.options.length ? `${''.padEnd(19)}variants ${d.name}[…]: ${optionsText(d)}\n` : ''}`);
   });
 
 const fmt = (x: number | undefined) => (x === undefined ? '-' : String(x));

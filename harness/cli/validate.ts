@@ -3,7 +3,7 @@ import { inputError, MeshbenchError } from '../errors.js';
 import { loadScenarioText, loadTopology, locate, nodeNames, shownPath } from '../scenario/load.js';
 import { applyOverrides, expandCases } from '../scenario/expand.js';
 import { buildCluster, describeCluster, type Cluster } from '../topology/graph.js';
-import { dataplaneNames } from '../dataplanes/registry.js';
+import { dataplaneChecks } from '../dataplanes/registry.js';
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
 import { checkScenarioPolicies, planDataplanes } from '../run/checks.js';
 import { readInputFile } from '../util/yaml.js';
@@ -19,7 +19,7 @@ export function validateFile(file: string, opts: { quick?: boolean } = {}): stri
     const t = loadTopology(file);
     return `${shownPath(file)}: valid topology "${t.name}": ${nodeNames(t).length} node(s), ${t.podsPerNode} idle pod(s) per node`;
   }
-  const loaded = loadScenarioText(read.text, resolve(file), [], { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+  const loaded = loadScenarioText(read.text, resolve(file), [], { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
   const s = applyOverrides(loaded, { quick: opts.quick });
   let cluster: Cluster;
   try {

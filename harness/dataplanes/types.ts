@@ -54,7 +54,29 @@ export interface Deployed {
   beforeStop?: () => Promise<void>;
 }
 
+/**
+ * One ablation switch of a dataplane kind, written `kind[key=value,…]` in scenarios and
+ * `--dataplanes` (e.g. `ebpf[encryption=none]`); the case's `dataplane` is that string.
+ */
+export interface DataplaneOption {
+  key: string;
+  values: readonly string[];
+  /** What the bare kind name runs. */
+  default: string;
+  /**
+   * The value the real product runs out of the box, where it differs from the lab's default:
+   * a claim is judged on the run's variant with every option at its product value, if it has one.
+   */
+  product?: string;
+  /** One line: what the option changes (`dataplanes`, errors, docs). */
+  summary: string;
+}
+
+/** Every option of a kind with its value (defaults filled in). */
+export type Settings = Readonly<Record<string, string>>;
+
 export interface Dataplane {
+  /** The kind's registered name, or for a variant the string it was written as (`ebpf[encryption=none]`). */
   name: string;
   /** One line for `--help` and the report. */
   summary: string;
@@ -68,6 +90,12 @@ export interface Dataplane {
    * a string its engine cannot hold (the caller points it at the scenario's line).
    */
   plan(p: PlanContext): Plan;
+  /** The kind's ablation switches (none: the kind has no variants). */
+  options?: readonly DataplaneOption[];
+  /** This dataplane's value of every option (the defaults for the bare kind). */
+  settings?: Settings;
+  /** The same kind with these settings (complete and checked by the registry) under this name. */
+  configure?(settings: Settings, name: string): Dataplane;
   deploy(ctx: DataplaneContext): Promise<Deployed>;
   teardown(ctx: DataplaneContext): Promise<void>;
 }

@@ -16,7 +16,7 @@ import { durationSeconds, type Scenario } from '../scenario/schema.js';
 import { buildCluster, type Cluster } from '../topology/graph.js';
 import { clusterUp } from '../topology/netns.js';
 import { sweep, sweepPlace } from '../topology/cleanup.js';
-import { dataplaneNames, getDataplane } from '../dataplanes/registry.js';
+import { dataplaneChecks, getDataplane } from '../dataplanes/registry.js';
 import type { Deployed } from '../dataplanes/types.js';
 import { missingNeeds } from '../dataplanes/needs.js';
 import { startApps } from '../workloads/fortio-server.js';
@@ -127,9 +127,9 @@ export async function runScenario(file: string, opts: RunOptions = {}): Promise<
 
 async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock; hosts?: Hosts }): Promise<RunOutcome> {
   const progress = opts.progress ?? new Progress();
-  const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+  const loaded = loadScenario(file, { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
   checkScenarioPolicies(loaded, (m) => progress.warn(m));
-  const s = capacityScenario(applyOverrides(loaded, opts, dataplaneNames()), opts.findCapacity, (m) => progress.warn(m));
+  const s = capacityScenario(applyOverrides(loaded, opts, dataplaneChecks), opts.findCapacity, (m) => progress.warn(m));
   await preflight(s, { hosts: opts.hosts !== undefined });
   const cases = expandCases(s);
   // Bad inventories (exit 2), unreachable or unready machines (exit 3), before anything is built.

@@ -2,6 +2,7 @@
 // dataplanes the inner one, so an A/B comparison interleaves its cases within one run and a slow
 // drift of the host (thermal, noisy neighbour) spreads over every dataplane alike.
 import { inputError } from '../errors.js';
+import type { DataplaneChecks } from './load.js';
 import { durationProblem, durationSeconds, MAX_REPEATS, type Scenario, type Workload } from './schema.js';
 
 export interface RunOverrides {
@@ -25,11 +26,18 @@ export interface Case {
 }
 
 /** Apply CLI overrides (most specific first: flag → --quick → scenario) and return the effective scenario. */
-export function applyOverrides(s: Scenario, o: RunOverrides, knownDataplanes?: string[]): Scenario {
+export function applyOverrides(s: Scenario, o: RunOverrides, checks?: DataplaneChecks): Scenario {
   const dataplanes = o.dataplanes ?? s.dataplanes;
-  if (knownDataplanes) {
-    const unknown = dataplanes.filter((d) => !knownDataplanes.includes(d));
-    if (unknown.length) throw inputError(`--dataplanes: unknown dataplane(s) ${unknown.join(', ')}`, [], `known: ${knownDataplanes.join(', ')}`);
+  if (checks) {
+    const bad = dataplanes.flatMap((d) => checks.problem(d) ?? []);
+    const keys = dataplanes.map((d) => checks.key(d));
+    const twice = dataplanes.filter((_, i) => keys.indexOf(keys[i]!) !== i);
+    if (bad.length || twice.length)
+      throw inputError(
+        `--dataplanes: ${[...bad, ...twice.map((d) => `${d} is listed twice (same settings)`)].join('; ')}`,
+        [],
+        'see `meshbench dataplanes` for the kinds and their options',
+      );
   }
   // Flags are input too: the same bounds as the scenario's keys (a 0 duration never ends).
   const bad = [

@@ -175,9 +175,23 @@ export function nodeNames(t: Topology): string[] {
   return typeof t.nodes === 'number' ? Array.from({ length: t.nodes }, (_, i) => `node${i + 1}`) : t.nodes;
 }
 
+/** The dataplane registry's checks (passed in: the registry is a later stage). */
+export interface DataplaneChecks {
+  /** What is wrong with a dataplane string (`kind` or `kind[key=value,…]`), or undefined. */
+  problem(text: string): string | undefined;
+  /** One key per distinct configuration (a variant that sets only defaults is its bare kind). */
+  key(text: string): string;
+}
+
+/** Checks that accept exactly these names (no variants): for tests and callers without a registry. */
+export const namesOnly = (names: readonly string[]): DataplaneChecks => ({
+  problem: (d) => (names.includes(d) ? undefined : `unknown dataplane "${d}" (known: ${names.join(', ')})`),
+  key: (d) => d,
+});
+
 export interface LoadOptions {
-  /** Dataplane names the registry knows; unknown names are reported with the scenario's other errors. */
-  knownDataplanes?: string[];
+  /** The registry's checks; unknown dataplanes and options are reported with the scenario's other errors. */
+  dataplanes?: DataplaneChecks;
   /**
    * Reads one policy file (CiliumNetworkPolicy) into the lab's policies, returning `file:line`
    * errors. Passed in by the caller, because the reader lives with the policy model (a later stage).
@@ -369,9 +383,12 @@ function crossCheck(p: Parsed, s: Loose, t: Topology | undefined, opts: LoadOpti
   }
 
   const dn = arr(s.dataplanes);
+  const key = (d: unknown) => (opts.dataplanes && typeof d === 'string' ? opts.dataplanes.key(d) : d);
   dn.forEach((d, i) => {
-    if (opts.knownDataplanes && typeof d === 'string' && !opts.knownDataplanes.includes(d))
-      err(['dataplanes', i], `unknown dataplane ${token(d)} (known: ${opts.knownDataplanes.join(', ')})`);
-    if (dn.indexOf(d) !== i) err(['dataplanes', i], `dataplane ${token(d)} is listed twice`);
+    const problem = opts.dataplanes && typeof d === 'string' ? opts.dataplanes.problem(d) : undefined;
+    if (problem) err(['dataplanes', i], problem);
+    const first = dn.findIndex((x) => key(x) === key(d));
+    if (first !== i)
+      err(['dataplanes', i], dn[first] === d ? `dataplane ${token(d)} is listed twice` : `dataplane ${token(d)} is ${token(dn[first])} again (same settings)`);
   });
 }

@@ -291,7 +291,14 @@ export const ScenarioSchema = z
     client: z.object({ name: dnsLabel.default('client'), namespace: dnsLabel.default('default'), node: dnsLabel, labels: labelMap.optional() }).strict(),
     workloads: z.array(WorkloadSchema).min(1).max(MAX_COUNT.workloads),
     dataplanes: z
-      .array(z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be a dataplane name (lowercase letters, digits, "-")'))
+      .array(
+        z
+          .string()
+          .regex(
+            /^[a-z0-9][a-z0-9-]{0,31}(\[[a-z0-9=,. -]{1,120}\])?$/,
+            'must be a dataplane name (lowercase letters, digits, "-"), optionally with [key=value,…]',
+          ),
+      )
       .min(1)
       .max(MAX_COUNT.dataplanes),
     /** Who may talk to whom (the lab's own format, shared by every dataplane). */

@@ -7,7 +7,7 @@ import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { envError, inputError, MeshbenchError, runError } from '../errors.js';
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
-import { dataplaneNames } from '../dataplanes/registry.js';
+import { dataplaneChecks } from '../dataplanes/registry.js';
 import type { RunRecord } from '../results/types.js';
 import { writeJsonAtomic } from '../results/write.js';
 import { checkScenarioPolicies } from '../run/checks.js';
@@ -73,9 +73,9 @@ function vmTimeoutMs(cases: Case[]): number {
 export async function runScenarioInVm(file: string, o: VmRunOptions): Promise<RunOutcome> {
   const progress = o.progress ?? new Progress();
   // Bad input is refused here, before a kernel is fetched or a VM booted.
-  const loaded = loadScenario(file, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+  const loaded = loadScenario(file, { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
   checkScenarioPolicies(loaded, (m) => progress.warn(m));
-  const s = applyOverrides(loaded, o, dataplaneNames());
+  const s = applyOverrides(loaded, o, dataplaneChecks);
   checkKernelArg(o.kernel);
   await preflight(s);
   const cases = expandCases(s);

@@ -37,3 +37,12 @@ test('usage errors exit 2', async (t) => {
   t.is((await cli(['frobnicate'])).code, 2);
   t.is((await cli(['run', 'scenarios/quick.yaml', '--repeats', 'zero'])).code, 2);
 });
+
+test('--dataplanes takes variants: commas inside [..] do not split, a bad value exits 2 before anything is built', async (t) => {
+  const r = await cli(['run', 'scenarios/quick.yaml', '--dataplanes', 'baseline,istio-sidecar[mtls=off,mode=bogus]']);
+  t.is(r.code, 2);
+  t.regex(r.stderr, /--dataplanes: istio-sidecar: mode must be one of mesh, capture-only \(got "mode=bogus"\)/);
+  const d = await cli(['dataplanes']);
+  t.regex(d.stdout, /variants ebpf\[…\]: encryption=none\|wireguard \(default wireguard\)/);
+  t.regex(d.stdout, /variants istio-sidecar\[…\]: mtls=on\|off \(default on\), mode=mesh\|capture-only \(default mesh\)/);
+});

@@ -5,14 +5,14 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { loadScenario } from '../../harness/scenario/load.js';
 import type { Scenario } from '../../harness/scenario/schema.js';
-import { allDataplanes, dataplaneNames, getDataplane } from '../../harness/dataplanes/registry.js';
+import { allDataplanes, dataplaneChecks, dataplaneNames, getDataplane } from '../../harness/dataplanes/registry.js';
 import { readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import { buildCluster } from '../../harness/topology/graph.js';
 import { MeshbenchError } from '../../harness/errors.js';
 import { planDataplanes } from '../../harness/run/checks.js';
 
 const FILE = new URL('../fixtures/scenarios/routes-path.yaml', import.meta.url).pathname;
-const load = (): Scenario => loadScenario(FILE, { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+const load = (): Scenario => loadScenario(FILE, { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
 /** The 1-based line of the fixture holding `text`. */
 const lineOf = (text: string) =>
   readFileSync(FILE, 'utf8')

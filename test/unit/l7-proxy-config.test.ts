@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadScenario } from '../../harness/scenario/load.js';
 import { buildCluster } from '../../harness/topology/graph.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks } from '../../harness/dataplanes/registry.js';
 import { readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import { allocateIdentities } from '../../harness/dataplanes/ebpf/identity.js';
 import { L7_LB_PORT, l7Plan, l7ProxySpec, renderL7Proxies } from '../../harness/dataplanes/ebpf/family.js';
@@ -22,7 +22,7 @@ import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers
 // before any test is declared (ava wants every declaration in one synchronous run).
 const haproxy = await findTool('haproxy');
 
-const load = () => loadScenario('test/fixtures/scenarios/ebpf-l7.yaml', { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+const load = () => loadScenario('test/fixtures/scenarios/ebpf-l7.yaml', { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
 
 function setup(dir = '/l7') {
   const s = load();

@@ -2,7 +2,7 @@ import test from 'ava';
 import { loadScenario } from '../../harness/scenario/load.js';
 import type { Scenario } from '../../harness/scenario/schema.js';
 import { buildCluster } from '../../harness/topology/graph.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks, getDataplane } from '../../harness/dataplanes/registry.js';
 import { outboundRoutes, outboundServices } from '../../harness/dataplanes/mesh/services.js';
 import { nodeProxyPods } from '../../harness/dataplanes/ambient/family.js';
 import { renderNodeProxy, renderWaypoint } from '../../harness/dataplanes/engine/haproxy.js';
@@ -18,7 +18,7 @@ import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers
 
 /** One node, `services` one-replica Services on it, plus the client. */
 function oneNode(services: number): Scenario {
-  const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
+  const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { dataplanes: dataplaneChecks });
   s.topology = { ...s.topology, nodes: ['node1'], podsPerNode: 0 };
   s.client = { ...s.client, node: 'node1' };
   s.services = Array.from({ length: services }, (_, i) => ({
@@ -98,7 +98,7 @@ test('Services fronted by a waypoint go to it (by index), not to an endpoint', (
 // Issue 12 item 10: the waypoint (Envoy's role in ambient) routes by path prefix like the model.
 for (const [name, input] of Object.entries(pathRouteSets('default')))
   test(`waypoint routes with path prefixes (${name}): every request goes where the model sends it`, async (t) => {
-    const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
+    const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { dataplanes: dataplaneChecks });
     s.routes = input.map((r) => RouteSchema.parse(r));
     const c = buildCluster(s, 'mbcfg2');
     const all = outboundServices(c);
@@ -136,3 +136,53 @@ for (const [name, input] of Object.entries(pathRouteSets('default')))
     const r = await exec(bin, ['-c', '-f', join(dir, 'wp.cfg')], { allowFail: true });
     t.is(r.code, 0, r.stdout + r.stderr);
   });
+
+// Issue 17: ambient[mtls=off] — the same tunnels (PROXY v2 to :15008) without TLS, policy peers by address.
+test('ambient[mtls=off]: plaintext tunnels, no TLS word, the `from` pods by address; ambient-waypoint has no such option', (t) => {
+  const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { dataplanes: dataplaneChecks });
+  const c = buildCluster(s, 'mbcfg3');
+  const dp = getDataplane('ambient[mtls=off]');
+  t.is(dp.name, 'ambient[mtls=off]');
+  t.deepEqual(dp.settings, { mtls: 'off' });
+  t.deepEqual(getDataplane('ambient').settings, { mtls: 'on' });
+  t.is(getDataplane('ambient-waypoint').options, undefined);
+  t.throws(() => getDataplane('ambient-waypoint[mtls=off]'), { message: /ambient-waypoint has no options/ });
+  const on = getDataplane('ambient').plan({ cluster: c, scenario: s }).configs;
+  const off = dp.plan({ cluster: c, scenario: s }).configs;
+  t.deepEqual(Object.keys(off), Object.keys(on));
+  const server = c.pods.find((p) => p.name === 'public-api-0')!;
+  const node2 = off[server.node]!;
+  t.notRegex(node2, /ssl|verify|alpn|sni |crt /);
+  t.notRegex(off[c.client.node]!, /ssl|verify|alpn|sni |crt /);
+  t.regex(off[c.client.node]!, /backend t_\S+\n {2}server endpoint 0\.0\.0\.0:15008 namespace \S+ send-proxy-v2\n/);
+  const tun = node2.slice(node2.indexOf(`frontend tun_${server.netns}`));
+  t.regex(tun, new RegExp(`^ {2}bind 0\\.0\\.0\\.0:15008 namespace ${server.netns}\\n {2}tcp-request connection expect-proxy layer4\\n`, 'm'));
+  t.true(tun.includes(`  acl peer_0 src ${c.client.ip}\n`), 'the client (label app: frontend) by its address');
+  t.regex(tun, /tcp-request session accept if to_8080 peer_0\n {2}tcp-request session reject/);
+  // Everything else is the mesh variant's: the same routing tables.
+  for (const [k, v] of Object.entries(on)) if (k.endsWith('.map')) t.is(off[k], v, k);
+});
+
+test('ambient[mtls=off]: HAProxy accepts the node proxy configs as rendered', async (t) => {
+  const bin = await findTool('haproxy');
+  if (!bin) return t.pass('haproxy not installed here');
+  const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { dataplanes: dataplaneChecks });
+  const c = buildCluster(s, 'mbcfg4');
+  const dir = mkdtempSync(join(tmpdir(), 'mb-amb-off-'));
+  const configs = getDataplane('ambient[mtls=off]').plan({ cluster: c, scenario: s }).configs;
+  for (const n of c.nodes) {
+    // Pod namespaces, the admin socket's directory and the map files are not on this host: map
+    // paths point into dir, `namespace` words go (haproxy -c would look the namespaces up).
+    let cfg = configs[n.name]!.replace(/^ {2}stats socket .*$/gm, '').replace(/ namespace \S+/g, '');
+    for (const [k, v] of Object.entries(configs))
+      if (k.endsWith('.map')) {
+        const file = join(dir, k.replace(/\//g, '_'));
+        writeFileSync(file, v);
+        cfg = cfg.split(k).join(file);
+      }
+    const file = join(dir, `${n.name}.cfg`);
+    writeFileSync(file, cfg);
+    const r = await exec(bin, ['-c', '-f', file], { allowFail: true });
+    t.is(r.code, 0, `${n.name}: ${r.stdout}${r.stderr}`);
+  }
+});

@@ -7,7 +7,7 @@ import test from 'ava';
 import { loadScenario } from '../../harness/scenario/load.js';
 import { PolicySchema, type Policy, type PolicyInput } from '../../harness/scenario/policy-schema.js';
 import { buildCluster, type Cluster, type PodSpec } from '../../harness/topology/graph.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks } from '../../harness/dataplanes/registry.js';
 import { readCiliumPolicies } from '../../harness/dataplanes/mesh/policy/cnp.js';
 import { compileEgress, compileIngress, egressVerdict, ingressVerdict, type Verdict } from '../../harness/dataplanes/mesh/policy/model.js';
 import {
@@ -19,7 +19,7 @@ import {
   type PolicyEntry,
 } from '../../harness/dataplanes/ebpf/identity.js';
 
-const scenario = loadScenario('test/fixtures/scenarios/ebpf-policy.yaml', { knownDataplanes: dataplaneNames(), readPolicyFile: readCiliumPolicies });
+const scenario = loadScenario('test/fixtures/scenarios/ebpf-policy.yaml', { dataplanes: dataplaneChecks, readPolicyFile: readCiliumPolicies });
 const cluster: Cluster = buildCluster(scenario, 'mbpcu');
 const ids: Identities = allocateIdentities(cluster);
 const FIXTURE = scenario.policies;

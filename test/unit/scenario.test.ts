@@ -1,14 +1,14 @@
 import test from 'ava';
-import { loadScenario, loadTopology } from '../../harness/scenario/load.js';
+import { loadScenario, loadTopology, namesOnly } from '../../harness/scenario/load.js';
 import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
 import { durationSeconds } from '../../harness/scenario/schema.js';
 import { MeshbenchError } from '../../harness/errors.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks } from '../../harness/dataplanes/registry.js';
 
 const fx = (f: string) => `test/fixtures/scenarios/${f}`;
-const known = { knownDataplanes: ['baseline', 'istio-sidecar'] };
+const known = { dataplanes: namesOnly(['baseline', 'istio-sidecar']) };
 /** The shipped scenarios name every dataplane the registry knows. */
-const registry = { knownDataplanes: dataplaneNames() };
+const registry = { dataplanes: dataplaneChecks };
 
 function problems(file: string): string[] {
   try {
@@ -78,7 +78,7 @@ test('defaults are filled in', (t) => {
 });
 
 test('cases interleave dataplanes inside each repeat', (t) => {
-  const s = applyOverrides(loadScenario(fx('ok-inline.yaml'), known), { dataplanes: ['baseline', 'istio-sidecar'] }, known.knownDataplanes);
+  const s = applyOverrides(loadScenario(fx('ok-inline.yaml'), known), { dataplanes: ['baseline', 'istio-sidecar'] }, known.dataplanes);
   const cases = expandCases(s);
   t.is(cases.length, 2 * 2 * 2);
   t.deepEqual(
@@ -93,7 +93,7 @@ test('overrides: flag beats --quick beats the scenario', (t) => {
   t.is(expandCases(applyOverrides(s, { quick: true }))[0].workload.durationS, 10);
   t.is(expandCases(applyOverrides(s, { quick: true, durationS: 3 }))[0].workload.durationS, 3);
   t.is(expandCases(applyOverrides(s, { quick: true, warmupS: 1 }))[0].workload.warmupS, 1);
-  t.throws(() => applyOverrides(s, { dataplanes: ['nope'] }, known.knownDataplanes), { message: /unknown dataplane\(s\) nope/ });
+  t.throws(() => applyOverrides(s, { dataplanes: ['nope'] }, known.dataplanes), { message: /unknown dataplane "nope"/ });
 });
 
 test('durations', (t) => {

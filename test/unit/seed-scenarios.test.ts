@@ -6,9 +6,9 @@ import { parse } from 'yaml';
 import { loadScenario, referenceTableIds, CLAIMS_FILE } from '../../harness/scenario/load.js';
 import { applyOverrides, expandCases } from '../../harness/scenario/expand.js';
 import { MeshbenchError } from '../../harness/errors.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks } from '../../harness/dataplanes/registry.js';
 
-const dataplanes = dataplaneNames();
+const dataplanes = dataplaneChecks;
 const seeds = readdirSync('scenarios')
   .filter((f) => /^seed-.*\.yaml$/.test(f))
   .sort()
@@ -17,7 +17,7 @@ const ids = referenceTableIds();
 
 function problems(file: string, opts = {}): string[] {
   try {
-    loadScenario(file, { knownDataplanes: dataplanes, ...opts });
+    loadScenario(file, { dataplanes, ...opts });
   } catch (e) {
     if (e instanceof MeshbenchError) return e.details;
     throw e;
@@ -44,7 +44,7 @@ test('the five seed scenarios are shipped', (t) => {
 for (const f of seeds)
   test(`${f} loads, names a known table, records its scaling and has a quick form`, (t) => {
     t.deepEqual(problems(f), []);
-    const s = loadScenario(f, { knownDataplanes: dataplanes });
+    const s = loadScenario(f, { dataplanes });
     t.truthy(s.reference, 'has a reference block');
     for (const id of [s.reference!.table, ...(s.reference!.also ?? [])]) t.true((ids as string[]).includes(id), id);
     t.true(Object.keys(s.reference!.scaling ?? {}).length > 0, 'records what was scaled');
@@ -54,7 +54,7 @@ for (const f of seeds)
 test('the quick forms of all seed scenarios together stay under 15 minutes (15 s set-up per case, 45 s for 100 pods)', (t) => {
   let total = 0;
   for (const f of seeds) {
-    const q = applyOverrides(loadScenario(f, { knownDataplanes: dataplanes }), { quick: true });
+    const q = applyOverrides(loadScenario(f, { dataplanes }), { quick: true });
     const cases = expandCases(q);
     const pods = q.services.reduce((n, x) => n + x.replicas, 0);
     t.true(pods <= 100, `${f}: ${pods} pods in the quick form`);
@@ -110,7 +110,7 @@ dataplanes: [baseline]
 });
 
 test('seed-000 runs 500 pods on 50 nodes, and its quick form 100 pods on 4 (quick.topology, quick.replicas)', (t) => {
-  const s = loadScenario('scenarios/seed-000-cluster-memory.yaml', { knownDataplanes: dataplanes });
+  const s = loadScenario('scenarios/seed-000-cluster-memory.yaml', { dataplanes });
   const full = applyOverrides(s, {});
   const quick = applyOverrides(s, { quick: true });
   const pods = (x: typeof s) => x.services.reduce((n, svc) => n + svc.replicas, 0);

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { loadScenario } from '../../harness/scenario/load.js';
 import { buildCluster } from '../../harness/topology/graph.js';
-import { dataplaneNames } from '../../harness/dataplanes/registry.js';
+import { dataplaneChecks } from '../../harness/dataplanes/registry.js';
 import { sidecarSpec, type SidecarProfile } from '../../harness/dataplanes/sidecar/family.js';
 import { outboundServices, outboundRoutes } from '../../harness/dataplanes/mesh/services.js';
 import { renderSidecar } from '../../harness/dataplanes/engine/haproxy.js';
@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { evalFrontend, modelRoute, pathRouteSets, routeProbes } from '../helpers.js';
 
-const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { knownDataplanes: dataplaneNames() });
+const s = loadScenario('test/fixtures/scenarios/sidecar-policy.yaml', { dataplanes: dataplaneChecks });
 const c = buildCluster(s, 'mbcfg0');
 const all = outboundServices(c);
 const routes = outboundRoutes(s, c);

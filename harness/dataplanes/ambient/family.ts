@@ -1,7 +1,8 @@
 // The per-node proxy family (Istio Ambient): one node proxy per node serving all of its pods,
 // listeners inside each pod's namespace, mTLS tunnels between pods, identities held by the node
 // proxy on behalf of its pods; optionally a waypoint per namespace for L7. Shared by `ambient`
-// and `ambient-waypoint`.
+// and `ambient-waypoint`. `ambient[mtls=off]` (issue 17 ablation): the same tunnels without TLS
+// or certificates, policy peers by pod address; not offered with a waypoint (its ALPN leg).
 import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
@@ -14,8 +15,18 @@ import { applyKubeProxy } from '../mesh/kube-proxy.js';
 import { ambientInpodRules, applyAmbientCapture } from '../mesh/capture/ambient.js';
 import { describeCapture } from '../mesh/capture/index.js';
 import { createMeshCA, spiffeId, type MeshCA } from '../mesh/ca.js';
-import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets, serviceKey } from '../mesh/services.js';
-import type { Dataplane, DataplaneContext, PlanContext, PodStartup } from '../types.js';
+import {
+  TRUST_DOMAIN,
+  addressAuthz,
+  inboundAuthz,
+  outboundAuthz,
+  refuseMutualAuth,
+  outboundRoutes,
+  outboundServices,
+  routeTargets,
+  serviceKey,
+} from '../mesh/services.js';
+import type { Dataplane, DataplaneContext, DataplaneOption, PlanContext, PodStartup, Settings } from '../types.js';
 import { haproxy, renderNodeProxy, renderWaypoint, spawnHaproxy } from '../engine/haproxy.js';
 import type { InboundAuthz, NodeProxyPod, NodeProxySpec, OutboundService, Waypoint, WaypointSpec } from '../engine/types.js';
 import { infraPod } from '../../topology/graph.js';
@@ -57,7 +68,24 @@ export interface NodeProxyOptions {
   waypoint: boolean;
 }
 
-export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities: Map<string, string>, waypoints: Waypoint[] = []): NodeProxyPod[] {
+/** `ambient`'s switches (none for ambient-waypoint). */
+export const NODE_PROXY_OPTIONS: readonly DataplaneOption[] = [
+  {
+    key: 'mtls',
+    values: ['on', 'off'],
+    default: 'on',
+    summary: 'off: node proxies tunnel in plaintext (PROXY v2 to :15008, no TLS, no certificates); policy peers are checked by pod address',
+  },
+];
+
+export function nodeProxyPods(
+  s: Scenario,
+  c: Cluster,
+  node: string,
+  identities: Map<string, string>,
+  waypoints: Waypoint[] = [],
+  plain = false,
+): NodeProxyPod[] {
   return c.pods
     .filter((p) => p.node === node && p.role !== 'idle')
     .map((p) => ({
@@ -66,7 +94,7 @@ export function nodeProxyPods(s: Scenario, c: Cluster, node: string, identities:
       ip: p.ip,
       identity: { spiffeId: podSpiffeId(p), bundleFile: identities.get(p.name)! },
       inbound: c.services.filter((x) => x.backends.includes(p)).map((x) => ({ vip: x.vip, port: x.port, targetPort: x.targetPort, protocol: x.protocol })),
-      authz: withWaypoints(inboundAuthz(s, c, p), p, c, waypoints),
+      authz: plain ? addressAuthz(s, c, p) : withWaypoints(inboundAuthz(s, c, p), p, c, waypoints),
       egress: outboundAuthz(s, c, p),
     }));
 }
@@ -93,8 +121,9 @@ function nodeProxySpec(
   mapDir: string,
   netns: string,
   adminSocket = join(STATE_DIR, c.prefix, 'node-proxy', `${netns}.sock`),
+  plain = false,
 ): NodeProxySpec | undefined {
-  const pods = nodeProxyPods(s, c, node, identities, waypoints);
+  const pods = nodeProxyPods(s, c, node, identities, waypoints, plain);
   if (!pods.length) return undefined;
   return {
     node,
@@ -111,14 +140,18 @@ function nodeProxySpec(
     mapDir,
     keepSourceIp: o.keepSourceIp,
     waypoints,
+    ...(plain ? { transport: 'plain' as const } : {}),
   };
 }
 
-export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
+export function nodeProxyDataplane(o: NodeProxyOptions, settings: Settings = { mtls: 'on' }, name = o.name): Dataplane {
+  const mtls = settings.mtls !== 'off';
+  const plain = !mtls;
   return {
-    name: o.name,
-    summary: o.summary,
+    name,
+    summary: mtls ? o.summary : `${o.summary}; mtls=off ablation: plaintext tunnels, policy peers by pod address`,
     standsFor: o.standsFor,
+    ...(o.waypoint ? {} : { options: NODE_PROXY_OPTIONS, settings, configure: (st: Settings, n: string) => nodeProxyDataplane(o, st, n) }),
 
     needs: [
       { tool: 'haproxy' },
@@ -130,9 +163,11 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
 
     plan(p: PlanContext) {
       const { cluster: c, scenario: s } = p;
+      if (plain) refuseMutualAuth(name, s, c);
       const all = outboundServices(c);
-      const rootCaFile = join('mesh-ca', 'root.pem');
-      const bundle = (ns: string, sa: string) => join('mesh-ca', `${ns}.${sa}.bundle.pem`);
+      // Where the mesh CA would write its files; none with mtls=off.
+      const rootCaFile = plain ? '' : join('mesh-ca', 'root.pem');
+      const bundle = (ns: string, sa: string) => (plain ? '' : join('mesh-ca', `${ns}.${sa}.bundle.pem`));
       const rules = istioCniRules();
       const configs: Record<string, string> = { capture: rules.iptables, 'capture routes': rules.ipRoute.join('\n') };
       const waypoints = o.waypoint ? waypointPlans(c, s, all, rootCaFile, (ns) => bundle(ns, 'waypoint')) : [];
@@ -150,6 +185,8 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
           rootCaFile,
           join('node-proxies', n.name),
           n.netns,
+          undefined,
+          plain,
         );
         if (!spec) continue;
         const { config, maps } = renderNodeProxy(spec);
@@ -161,7 +198,10 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
 
     async deploy(ctx: DataplaneContext) {
       const { cluster: c, scenario: s } = ctx;
-      const ca: MeshCA = await createMeshCA({ dir: join(ctx.caseDir, 'mesh-ca'), trustDomain: TRUST_DOMAIN, keyType: 'rsa-2048' });
+      if (plain) refuseMutualAuth(name, s, c);
+      const ca: MeshCA | undefined = mtls
+        ? await createMeshCA({ dir: join(ctx.caseDir, 'mesh-ca'), trustDomain: TRUST_DOMAIN, keyType: 'rsa-2048' })
+        : undefined;
       await applyKubeProxy(c);
       const capture = await o.capture();
       const all = outboundServices(c);
@@ -179,14 +219,14 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
       const meshPods = c.pods.filter((p) => p.role !== 'idle');
       await pMap(meshPods, 8, async (pod) => {
         const a = performance.now();
-        const id = await ca.issue(pod.namespace, pod.serviceAccount);
-        identities.set(pod.name, id.bundleFile);
+        const id = ca ? await ca.issue(pod.namespace, pod.serviceAccount) : undefined;
+        identities.set(pod.name, id?.bundleFile ?? '');
         const b = performance.now();
         await capture.apply(pod);
-        startup[pod.name] = { certificateMs: b - a, captureMs: performance.now() - b };
+        startup[pod.name] = { ...(id ? { certificateMs: b - a } : {}), captureMs: performance.now() - b };
       });
 
-      const waypoints = o.waypoint ? await startWaypoints(ctx, ca, all, dir) : [];
+      const waypoints = o.waypoint && ca ? await startWaypoints(ctx, ca, all, dir) : [];
 
       const nodeStartMs: Record<string, number> = {};
       const configBytes: number[] = [];
@@ -201,10 +241,11 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
             identities,
             waypoints.map((w) => w.waypoint),
             all,
-            ca.rootCertFile,
+            ca?.rootCertFile ?? '',
             join(dir, n.name),
             n.netns,
             join(sockDir, `${n.netns}.sock`),
+            plain,
           );
           if (!spec) return;
           const pods = spec.pods;
@@ -230,7 +271,10 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
         }),
       );
       for (const w of waypoints) adminSockets[`waypoint-${w.namespace}`] = w.adminSocket;
-      const tls = ca.describe();
+      const tls = ca?.describe();
+      const tunnel = mtls
+        ? 'tunnel: mTLS to the endpoint pod :15008 presenting the source workload identity and checking the peer against its SPIFFE ID sent as SNI, the endpoint pod IP and app port in a PROXY v2 header sent before the TLS handshake (HBONE sends the same address inside TLS as the CONNECT authority), '
+        : 'tunnel (mtls=off ablation): plain TCP to the endpoint pod :15008, the endpoint pod IP and app port in a PROXY v2 header, no TLS and no certificates; the destination checks policy peers by their pod address (the PROXY header source), ';
       return {
         provenance: {
           'node-proxy': {
@@ -245,8 +289,8 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
               `one HAProxy per node, listeners 15001/15006/15008 bound inside each local pod's namespace (bind … namespace), connections made from the pod's namespace; ` +
               `runs as uid ${NODE_PROXY_UID} with ambient capabilities ${NODE_PROXY_CAPS.join(', ')}; its own sockets are excluded from capture by uid (HAProxy 2.6 cannot set SO_MARK, ztunnel marks 0x539); ` +
               "Service → endpoint from the node's tables (HAProxy map files shared by its pods: a uniformly random endpoint per connection), so the config grows with pods + Services, not pods × Services; " +
-              'tunnel: mTLS to the endpoint pod :15008 presenting the source workload identity and checking the peer against its SPIFFE ID sent as SNI, the endpoint pod IP and app port in a PROXY v2 header sent before the TLS handshake (HBONE sends the same address inside TLS as the CONNECT authority), ' +
-              'one TLS connection per client connection (HBONE multiplexes streams over pooled HTTP/2 connections); ' +
+              tunnel +
+              `one ${mtls ? 'TLS' : 'tunnel'} connection per client connection (HBONE multiplexes streams over pooled HTTP/2 connections); ` +
               `the destination delivers to that app port (from a waypoint: the port named in ALPN); delivery ${o.keepSourceIp ? "keeps the client's source address (IP_TRANSPARENT)" : "from the pod's own address"}`,
           },
           ...(o.waypoint
@@ -264,10 +308,14 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
               }
             : {}),
           capture: { engine: 'iptables', version: await toolVersion('iptables'), mechanism: capture.mechanism },
-          'mesh-ca': {
-            engine: tls.library,
-            mechanism: `per-run root CA, ${tls.keyType} workload certificates held by the node proxies for their local service accounts`,
-          },
+          ...(tls
+            ? {
+                'mesh-ca': {
+                  engine: tls.library,
+                  mechanism: `per-run root CA, ${tls.keyType} workload certificates held by the node proxies for their local service accounts`,
+                },
+              }
+            : {}),
         },
         path: {
           userSpaceHops: o.waypoint ? 3 : 2,
@@ -281,9 +329,11 @@ export function nodeProxyDataplane(o: NodeProxyOptions): Dataplane {
           // namespace, as with a sidecar; the proxy process just lives outside the pod.
           loopbackLegs: 4,
           redirect: capture.mechanism,
-          encryption: o.waypoint
-            ? 'two mTLS legs: source node proxy → waypoint → destination node proxy (TLS 1.3, rsa-2048)'
-            : 'mTLS tunnel between the two node proxies (TLS 1.3, rsa-2048), one per client connection',
+          encryption: !mtls
+            ? 'none (mtls=off ablation: plaintext tunnel between the two node proxies, one per client connection)'
+            : o.waypoint
+              ? 'two mTLS legs: source node proxy → waypoint → destination node proxy (TLS 1.3, rsa-2048)'
+              : 'mTLS tunnel between the two node proxies (TLS 1.3, rsa-2048), one per client connection',
           serviceRouting: 'in the source node proxy, by original destination (kube-proxy rules present but bypassed)',
         },
         startup,

@@ -4,6 +4,7 @@ import { ebpfDataplane } from './family.js';
 export const ebpf = ebpfDataplane({
   name: 'ebpf',
   standsFor: ['cilium', 'cilium-l4', 'cilium-no-http-filter', 'ebpf-http-visibility'],
-  summary: 'Cilium-like eBPF, L3/L4 only: socket LB at connect(), identity policy in tc, WireGuard between nodes, no proxy',
+  summary: 'Cilium-like eBPF, L3/L4 only: socket LB at connect(), identity policy in tc, no proxy',
   l7: false,
+  encryption: 'wireguard',
 });

@@ -1,8 +1,9 @@
 // The eBPF family (`ebpf`, `ebpf-l7`): a sidecarless dataplane modelled on Cilium. Every request stays in
 // the kernel: socket-level load balancing at connect() (cgroup/connect4 on the run's cgroup),
 // identity-based policy in tc on the pods' host-side veths and on each node's network devices,
-// delivery to local pods with bpf_redirect_peer, WireGuard between nodes, and flow events from a
-// ring buffer written to the run directory by one small agent per node (mb-flowd).
+// delivery to local pods with bpf_redirect_peer, WireGuard between nodes (option encryption=none:
+// plain native routing over the underlay, Cilium's default), and flow events from a ring buffer
+// written to the run directory by one small agent per node (mb-flowd).
 //
 // Kernel objects: a private bpffs mounted at /run/meshbench/<prefix>/bpffs (unmounted at
 // teardown; `meshbench down` unmounts leftovers), programs and maps pinned under it per node
@@ -24,7 +25,7 @@ import { detachCgroupPrograms } from '../../topology/cleanup.js';
 import { STATE_DIR } from '../../util/host.js';
 import { PROJECT_ROOT, findTool, installHint, toolVersion } from '../../util/tools.js';
 import type { Cluster, NodeSpec } from '../../topology/graph.js';
-import type { Dataplane, DataplaneContext, Deployed, PlanContext } from '../types.js';
+import type { Dataplane, DataplaneContext, DataplaneOption, Deployed, PlanContext, Settings } from '../types.js';
 import type { Need } from '../needs.js';
 import { RESERVED, allocateIdentities, endpointPolicy, type EndpointPolicy, type Identities } from './identity.js';
 import { AUTH_TYPE_SPIRE, EP_F_EGRESS_ENFORCED, EP_F_INGRESS_ENFORCED, applyUpdates, enc, update, type MapUpdate } from './maps.js';
@@ -531,20 +532,49 @@ const EBPF_NEEDS: Need[] = [
 /** The node L7 proxy: HAProxy with namespace-aware servers and transparent listeners, TPROXY in the node namespaces. */
 const L7_NEEDS: Need[] = [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { engine: 'haproxy', flags: ['NS', 'TPROXY'] }, { host: 'iptables TPROXY' }];
 
+/** Tools only WireGuard uses (key generation, device set-up, the user-space fallback). */
+const WG_TOOLS = new Set(['wg', 'wireguard-go']);
+
+export type Encryption = 'none' | 'wireguard';
+
+/**
+ * Node-to-node encryption. The lab's default stays WireGuard (what every earlier run measured);
+ * Cilium's own default is none, so claims are judged on `encryption=none`.
+ */
+export const ENCRYPTION_OPTION: DataplaneOption = {
+  key: 'encryption',
+  values: ['none', 'wireguard'],
+  default: 'wireguard',
+  product: 'none',
+  summary: `pod traffic between nodes: wireguard (a WireGuard device per node, UDP ${WG_PORT}; wireguard-go where the kernel has no module) or none (native routing over the underlay, in clear: Cilium's default)`,
+};
+
+const encryptionOf = (s: Settings): Encryption => {
+  const v = s.encryption ?? ENCRYPTION_OPTION.default;
+  if (v !== 'none' && v !== 'wireguard') throw new Error(`encryption=${v} reached the eBPF dataplane unchecked`);
+  return v;
+};
+
 export interface EbpfOptions {
   name: string;
+  /** What the kind does, without its encryption (the factory adds that). */
   summary: string;
   standsFor?: string[];
   l7: boolean;
+  encryption: Encryption;
 }
 
 export function ebpfDataplane(o: EbpfOptions): Dataplane {
+  const wireguard = o.encryption === 'wireguard';
   return {
     name: o.name,
-    summary: o.summary,
+    summary: `${o.summary}; ${wireguard ? 'WireGuard between nodes' : "no encryption between nodes (native routing, Cilium's default)"}`,
     standsFor: o.standsFor,
 
-    needs: [...EBPF_NEEDS, ...(o.l7 ? L7_NEEDS : [])],
+    needs: [...EBPF_NEEDS.filter((n) => wireguard || !('tool' in n && WG_TOOLS.has(n.tool))), ...(o.l7 ? L7_NEEDS : [])],
+    options: [ENCRYPTION_OPTION],
+    settings: { encryption: o.encryption },
+    configure: (s: Settings, name: string) => ebpfDataplane({ ...o, name, encryption: encryptionOf(s) }),
 
     plan(p: PlanContext) {
       return { configs: planEbpf(p, o.l7, 'l7-proxy').configs };
@@ -588,8 +618,10 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         await applyUpdates(lbEntries, join(ctx.caseDir, 'bpf-lb.batch'), place);
       }
 
-      const wg = await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard'));
-      if (wg.handshakes.done < wg.handshakes.of)
+      // Without encryption nothing is added: the node namespaces already route other nodes' pod
+      // CIDRs via their underlay addresses (topology/netns.ts), which is Cilium's native routing.
+      const wg = wireguard ? await wireguardUp(c, ctx.procs, join(ctx.caseDir, 'wireguard')) : undefined;
+      if (wg && wg.handshakes.done < wg.handshakes.of)
         ctx.log(`WireGuard: ${wg.handshakes.done} of ${wg.handshakes.of} node pairs handshook before the load; the others will on their first packet`);
       // Each machine's flow files land in its copy of the case directory (the run pulls them back);
       // identities.json is the controller's own.
@@ -604,8 +636,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           await applyUpdates(nodeUpdates(c, n, ids, policyOf, plan, hostLinks, macs), join(ctx.caseDir, `bpf-${n.name}.batch`), place);
           const tc = [
             ...n.pods.flatMap((p) => [`qdisc add dev ${p.hostIf} clsact`, `filter add dev ${p.hostIf} ingress bpf da pinned ${pin.prog('from_container')}`]),
-            `qdisc add dev ${wgDevice(c, n)} clsact`,
-            `filter add dev ${wgDevice(c, n)} ingress bpf da pinned ${pin.prog('from_network')}`,
+            ...(wg ? [`qdisc add dev ${wgDevice(c, n)} clsact`, `filter add dev ${wgDevice(c, n)} ingress bpf da pinned ${pin.prog('from_network')}`] : []),
             `qdisc add dev ${c.prefix}-ul clsact`,
             `filter add dev ${c.prefix}-ul ingress bpf da pinned ${pin.prog('from_netdev')}`,
           ];
@@ -646,7 +677,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
         Promise.all(places.map(async (place) => (await exec('uname', ['-r'], { place })).stdout.trim())),
       ]);
       const kernels = [...new Set(releases)];
-      const wgText = wgSummary(wg);
+      const wgText = wg ? wgSummary(wg) : undefined;
       return {
         provenance: {
           ebpf: {
@@ -654,19 +685,24 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             version: `${clang}; bpftool ${bpftool ?? '?'}; kernel${kernels.length > 1 ? 's' : ''} ${kernels.join(', ')}`,
             mechanism:
               `cgroup/connect4, sendmsg4, recvmsg4 on the run cgroup${places.length > 1 ? ` of each of the ${places.length} machines` : ''} rewrite Service VIP:port to a random backend at connect() (no DNAT rule anywhere); ` +
-              'tc ingress on every pod host-side veth (from_container: egress policy, local ingress policy, bpf_redirect_peer to local pods) and on the WireGuard and underlay devices (ingress policy for local pods); ' +
+              `tc ingress on every pod host-side veth (from_container: egress policy, local ingress policy, bpf_redirect_peer to local pods) and on the ${wg ? 'WireGuard and underlay devices' : 'underlay device'} (ingress policy for local pods); ` +
+              (wg ? '' : "no encryption between nodes: pod traffic to other nodes is routed over the underlay in clear (native routing, Cilium's default); ") +
               `identities from security labels (${ids.labels.size} in this run, from ${256}); policy keyed (endpoint, peer identity, direction, protocol, port); connection tracking per node; ` +
               (o.l7
                 ? 'ports with L7 rules are redirected to the node L7 proxy'
                 : 'L3/L4 only: ports with L7 rules are allowed at L4 for the identities the rules name'),
             deployMs,
           },
-          wireguard: {
-            engine: wg.implementation,
-            version: wg.version,
-            handshakesBeforeLoad: `${wg.handshakes.done} of ${wg.handshakes.of} node pairs`,
-            mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wgText.mechanism}`,
-          },
+          ...(wg && wgText
+            ? {
+                wireguard: {
+                  engine: wg.implementation,
+                  version: wg.version,
+                  handshakesBeforeLoad: `${wg.handshakes.done} of ${wg.handshakes.of} node pairs`,
+                  mechanism: `one WireGuard device per node (${Object.values(wg.devices).join(', ')}), UDP ${WG_PORT}, peers allowed each other's pod CIDR; ${wgText.mechanism}`,
+                },
+              }
+            : {}),
           ...(plan && l7?.nodes.length
             ? {
                 'l7-proxy': {
@@ -691,7 +727,7 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
             mechanism:
               'one mb-flowd per node: reads the node ring buffer of flow events (drops, and new connections as with Hubble monitor aggregation "medium") and appends them to flows/<node>.jsonl' +
               (auth
-                ? `; one mutual-auth agent per node (Cilium's auth manager): on an AUTH_REQUIRED drop a TLS 1.3 handshake with the peer node's agent (port ${AUTH_PORT}, underlay) presenting both identities' SPIFFE certificates (ECDSA P-256 from the run's CA, ${auth.identities} identities, set up in ${auth.ms} ms), then an auth map entry valid ${AUTH_EXPIRY_SECONDS} s (or the certificates' remaining lifetime); the handshake itself travels over the underlay in TLS, not through WireGuard`
+                ? `; one mutual-auth agent per node (Cilium's auth manager): on an AUTH_REQUIRED drop a TLS 1.3 handshake with the peer node's agent (port ${AUTH_PORT}, underlay) presenting both identities' SPIFFE certificates (ECDSA P-256 from the run's CA, ${auth.identities} identities, set up in ${auth.ms} ms), then an auth map entry valid ${AUTH_EXPIRY_SECONDS} s (or the certificates' remaining lifetime); the handshake itself travels over the underlay in TLS${wg ? ', not through WireGuard' : ''}`
                 : '; no policy requires mutual authentication, so no auth agent runs'),
           },
         },
@@ -701,12 +737,20 @@ export function ebpfDataplane(o: EbpfOptions): Dataplane {
           ...(plan && l7?.nodes.length ? { traversalsByRole: { 'l7-proxy': l7Hops(c, s, plan, ctx.chain ?? []) } } : {}),
           loopbackLegs: 0,
           redirect: `eBPF (cgroup/connect4 socket LB; tc programs on the pod veths)${l7?.nodes.length ? '; ports with L7 rules and routed Services: tc mark + TPROXY to the node L7 proxy' : ''}`,
-          encryption: `WireGuard between nodes (${wgText.path}); no per-connection handshake`,
+          encryption: wgText
+            ? `WireGuard between nodes (${wgText.path}); no per-connection handshake`
+            : "none (native routing over the underlay, Cilium's default)",
           serviceRouting: `at connect() by cgroup/connect4 (no kube-proxy rules)${plan?.routed.length ? '; Services with routes by the node L7 proxy (route, then a random endpoint)' : ''}`,
         },
         kernelResources: async () => {
           const k = await kernelCost(c.prefix, c);
-          return { bpfMapBytes: k.bpfMapBytes, bpfRunTimeNs: k.bpfRunTimeNs, bpfRunCount: k.bpfRunCount, wireguardTxBytes: await wireguardTxBytes(c) };
+          // No WireGuard, no figure: absent rather than a 0 that would read as "measured, idle".
+          return {
+            bpfMapBytes: k.bpfMapBytes,
+            bpfRunTimeNs: k.bpfRunTimeNs,
+            bpfRunCount: k.bpfRunCount,
+            ...(wg ? { wireguardTxBytes: await wireguardTxBytes(c) } : {}),
+          };
         },
         ...(l7?.nodes.length ? { beforeStop: () => writeL7Stats(c.prefix, l7.nodes, flowDir) } : {}),
       };

@@ -9,4 +9,5 @@ export const ebpfL7 = ebpfDataplane({
   standsFor: ['cilium-l7', 'cilium-node-envoy-http-filter', 'proxy-http-visibility'],
   summary: 'Cilium-like eBPF with the node L7 proxy (HAProxy standing in for Envoy) for ports with L7 rules and routed Services only; everything else as ebpf',
   l7: true,
+  encryption: 'wireguard',
 });

@@ -47,11 +47,13 @@ function identityAcl(name: string, ids: string[]): string {
 }
 
 export function renderSidecar(s: SidecarSpec): string {
+  if (s.passThrough) return renderPassThrough(s);
+  const tls = s.transport !== 'plain';
   const L: string[] = [];
   const push = (...x: string[]) => L.push(...x);
   push(
-    `# meshbench sidecar for pod ${s.pod}: HAProxy in the role of a per-pod mesh proxy`,
-    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`]),
+    `# meshbench sidecar for pod ${s.pod}: HAProxy in the role of a per-pod mesh proxy${tls ? '' : ' (mtls=off: plain HTTP between proxies)'}`,
+    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], tls),
     'defaults',
     '  mode http',
     ...TIMEOUTS,
@@ -88,14 +90,19 @@ export function renderSidecar(s: SidecarSpec): string {
     push(`backend out_${svc.key}`, '  balance roundrobin');
     for (const ep of svc.endpoints)
       push(
-        `  server ${ep.pod} ${ep.ip}:${ep.port} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${h2 ? 'h2' : 'http/1.1'}${h2 ? ' proto h2' : ''}`,
+        tls
+          ? `  server ${ep.pod} ${ep.ip}:${ep.port} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId} alpn ${h2 ? 'h2' : 'http/1.1'}${h2 ? ' proto h2' : ''}`
+          : `  server ${ep.pod} ${ep.ip}:${ep.port}${h2 ? ' proto h2' : ''}`,
       );
     push('');
   }
 
-  push('frontend inbound', `  bind 0.0.0.0:${s.inboundPort} ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1`);
-  // The verified peer identity must be allowed on the destination port, else the session is
-  // closed before any request is read; on ports with HTTP rules a request must match one, else 403.
+  // Plain: HAProxy's HTTP/1 listener recognises the HTTP/2 preface itself (h2c prior knowledge).
+  const inTls = tls ? ` ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required alpn h2,http/1.1` : '';
+  push('frontend inbound', `  bind 0.0.0.0:${s.inboundPort}${inTls}`);
+  // The verified peer identity (plain: the peer's pod address) must be allowed on the destination
+  // port, else the session is closed before any request is read; on ports with HTTP rules a
+  // request must match one, else 403.
   authzLines(s.authz, L, true);
   for (const p of s.inbound) push(`  use_backend app_${p.port} if { dst_port ${p.port} }`);
   push('  default_backend app_original', '');
@@ -106,17 +113,55 @@ export function renderSidecar(s: SidecarSpec): string {
   return L.join('\n');
 }
 
-const globalSection = (threads: number, socket: string, extra: string[] = []) => [
+const globalSection = (threads: number, socket: string, extra: string[] = [], tls = true) => [
   'global',
   ...extra,
   `  nbthread ${threads}`,
   `  stats socket ${socket} mode 600 level admin`,
-  `  ssl-default-bind-options ssl-min-ver ${TLS_SETTINGS.version}`,
-  `  ssl-default-bind-ciphersuites ${TLS_SETTINGS.cipher}`,
-  `  ssl-default-server-options ssl-min-ver ${TLS_SETTINGS.version}`,
-  `  ssl-default-server-ciphersuites ${TLS_SETTINGS.cipher}`,
+  ...(tls
+    ? [
+        `  ssl-default-bind-options ssl-min-ver ${TLS_SETTINGS.version}`,
+        `  ssl-default-bind-ciphersuites ${TLS_SETTINGS.cipher}`,
+        `  ssl-default-server-options ssl-min-ver ${TLS_SETTINGS.version}`,
+        `  ssl-default-server-ciphersuites ${TLS_SETTINGS.cipher}`,
+      ]
+    : []),
   '',
 ];
+
+/**
+ * The capture-only ablation's per-pod process: the same listeners the capture rules lead to, in
+ * `mode tcp`, forwarding bytes and nothing else (no TLS, no HTTP parsing, no authorization, no
+ * routing: Services are load-balanced by the node's kube-proxy rules as in baseline).
+ */
+function renderPassThrough(s: SidecarSpec): string {
+  const src = s.appSource ? [`  source ${s.appSource}`] : [];
+  return [
+    `# meshbench capture-only pass-through for pod ${s.pod}: HAProxy in mode tcp, no mesh function`,
+    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], false),
+    'defaults',
+    '  mode tcp',
+    ...TIMEOUTS,
+    '',
+    'frontend outbound',
+    `  bind 0.0.0.0:${s.outboundPort}`,
+    '  default_backend passthrough',
+    '',
+    // The original destination (SO_ORIGINAL_DST of the redirected connection), as the uid the capture excludes.
+    'backend passthrough',
+    '  server original 0.0.0.0:0',
+    '',
+    'frontend inbound',
+    `  bind 0.0.0.0:${s.inboundPort}`,
+    '  default_backend app_original',
+    '',
+    // No port: the original destination port, i.e. the app's.
+    'backend app_original',
+    ...src,
+    '  server app 127.0.0.1',
+    '',
+  ].join('\n');
+}
 
 /**
  * A node proxy in the ztunnel role: one process in the node's namespace serving every local pod,
@@ -128,9 +173,12 @@ const globalSection = (threads: number, socket: string, extra: string[] = []) =>
  * authorize the peer identity, map the original destination to the app port, deliver.
  */
 export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
+  // mtls=off: the same tunnels (PROXY v2 to :15008) without TLS; peers checked by address.
+  const plain = s.transport === 'plain';
+  if (plain && s.waypoints?.length) throw new Error('plaintext tunnels through a waypoint are not modelled (its ALPN names the app port)');
   const L: string[] = [
-    `# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)`,
-    ...globalSection(s.threads, s.adminSocket),
+    `# meshbench node proxy for ${s.node}: HAProxy in the role of a per-node L4 proxy (ztunnel)${plain ? ', mtls=off: plaintext tunnels' : ''}`,
+    ...globalSection(s.threads, s.adminSocket, [], !plain),
   ];
   L.push('defaults', '  mode tcp', ...TIMEOUTS, '');
   const maps = nodeProxyMaps(s);
@@ -167,7 +215,7 @@ export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
     // Presenting this pod's identity, from this pod's namespace, to whichever endpoint was chosen;
     // the peer certificate is checked against its SPIFFE ID sent as SNI (HAProxy verifies the
     // server name it sends).
-    L.push(`backend t_${id}`, `  server endpoint 0.0.0.0:${s.tunnelPort} ${ns} ${tls} sni var(txn.id) send-proxy-v2`, '');
+    L.push(`backend t_${id}`, `  server endpoint 0.0.0.0:${s.tunnelPort} ${ns}${plain ? '' : ` ${tls} sni var(txn.id)`} send-proxy-v2`, '');
     (s.waypoints ?? []).forEach((wp, k) =>
       L.push(`backend w_${id}_${k}`, `  server waypoint ${wp.ip}:${wp.port} ${ns} ${tls} verifyhost ${wp.spiffeId} send-proxy-v2`, ''),
     );
@@ -178,19 +226,22 @@ export function renderNodeProxy(s: NodeProxySpec): NodeProxyConfig {
     const wpIps = (s.waypoints ?? []).map((w) => w.ip);
     const appPorts = [...new Set(p.inbound.map((x) => x.targetPort))];
     const alpn = appPorts.length ? ` alpn ${appPorts.map(alpnFor).join(',')}` : '';
-    L.push(`frontend tun_${id}`, `  bind 0.0.0.0:${s.tunnelPort} ${ns} ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required${alpn}`);
+    L.push(
+      `frontend tun_${id}`,
+      `  bind 0.0.0.0:${s.tunnelPort} ${ns}${plain ? '' : ` ssl crt ${p.identity.bundleFile} ca-file ${s.rootCaFile} verify required${alpn}`}`,
+    );
     L.push(`  tcp-request connection expect-proxy layer4${wpIps.length ? ` unless { src ${wpIps.join(' ')} }` : ''}`);
     // A tunnel's destination is the original one from the PROXY header: the pod's own address
     // and app port, or a Service VIP that maps to it. Policies name app ports, so each app port
     // gets an ACL matching both (ACLs declared twice are OR-ed).
     for (const port of [...new Set(p.inbound.map((x) => x.targetPort))]) {
-      L.push(`  acl to_${port} dst_port ${port}`, `  acl to_${port} ssl_fc_alpn ${alpnFor(port)}`);
+      L.push(`  acl to_${port} dst_port ${port}`, ...(plain ? [] : [`  acl to_${port} ssl_fc_alpn ${alpnFor(port)}`]));
       for (const x of p.inbound.filter((y) => y.targetPort === port && y.vip)) L.push(`  acl to_${port} dst ${x.vip}`);
     }
     const ports = new Set(p.inbound.map((x) => x.targetPort));
     authzLines(p.authz, L, false, (port) => (port === 'any' ? '' : ports.has(port) ? ` to_${port}` : ` { dst_port ${port} }`));
     for (const x of p.inbound) {
-      L.push(`  use_backend app_${id}_${x.targetPort} if { ssl_fc_alpn ${alpnFor(x.targetPort)} }`);
+      if (!plain) L.push(`  use_backend app_${id}_${x.targetPort} if { ssl_fc_alpn ${alpnFor(x.targetPort)} }`);
       if (x.vip) L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${x.vip} } { dst_port ${x.port} }`);
       L.push(`  use_backend app_${id}_${x.targetPort} if { dst ${p.ip} } { dst_port ${x.targetPort} }`);
     }
@@ -262,15 +313,18 @@ function authzLines(
     a.ports.forEach((p, i) => {
       const w = where(p.port);
       if (w === undefined) return;
-      if (p.identities === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
-      else if (p.identities.length) L.push(identityAcl(`peer${tag}_${i}`, p.identities), `  tcp-request session accept if${w} peer${tag}_${i}`);
+      const name = `peer${tag}_${i}`;
+      // Without identities (plaintext peers) the allowed pods are known by their addresses.
+      const who = p.addresses ?? p.identities;
+      if (who === 'any') L.push(`  tcp-request session accept if${w || ' TRUE'}`);
+      else if (who.length) L.push(p.addresses ? `  acl ${name} src ${who.join(' ')}` : identityAcl(name, who), `  tcp-request session accept if${w} ${name}`);
     });
   if (finalReject && http !== 'only') L.push('  tcp-request session reject');
   if (!http) return;
   a.ports.forEach((p, i) => {
     const w = where(p.port);
     if (!p.l7?.length || w === undefined) return;
-    const peer = p.identities === 'any' ? '' : ` peer${tag}_${i}`;
+    const peer = (p.addresses ?? p.identities) === 'any' ? '' : ` peer${tag}_${i}`;
     for (const r of p.l7) L.push(`  http-request allow if${w}${peer} ${l7Conds(r).join(' ')}`.trimEnd());
     L.push(`  http-request deny deny_status 403 if${w || ' TRUE'}${peer}`);
   });

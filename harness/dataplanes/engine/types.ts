@@ -49,6 +49,11 @@ export interface InboundAuthz {
     port: number | 'any';
     /** SPIFFE IDs allowed, or 'any' authenticated peer. */
     identities: string[] | 'any';
+    /**
+     * Set when peers carry no identity (a plaintext mesh, mtls=off): the allowed peers' pod
+     * addresses, checked instead of `identities`; 'any' admits every source.
+     */
+    addresses?: string[] | 'any';
     l7?: { method?: string; pathRegex?: string; headers?: [string, string][] }[];
   }[];
 }
@@ -82,6 +87,16 @@ export interface SidecarSpec {
   adminSocket: string;
   /** Extra request header the outbound side adds (Linkerd's l5d-orig-proto), if any. */
   origProtoHeader?: boolean;
+  /**
+   * How the two proxies talk: 'mtls' (default), or 'plain' HTTP (the mtls=off ablation: no
+   * certificates; `identity` and `rootCaFile` are not used, inbound peers are checked by address).
+   */
+  transport?: 'mtls' | 'plain';
+  /**
+   * The capture-only ablation: a TCP pass-through and nothing else (outbound to the original
+   * destination, inbound to the app on loopback); services, routes and authz are not rendered.
+   */
+  passThrough?: boolean;
 }
 
 export interface ProxyCounters {
@@ -142,6 +157,8 @@ export interface NodeProxySpec {
   keepSourceIp: boolean;
   /** Services with L7 policy or routes go through their namespace's waypoint instead of straight to an endpoint. */
   waypoints?: Waypoint[];
+  /** 'plain' (mtls=off): tunnels without TLS, pods' `authz` by address; not with waypoints. Default 'mtls'. */
+  transport?: 'mtls' | 'plain';
 }
 
 /** A waypoint for one namespace: the Services it fronts, each with its policy and routes. */

@@ -3,8 +3,10 @@
 // policy model; shared by the sidecar, ambient and eBPF families.
 import type { Cluster, PodSpec } from '../../topology/graph.js';
 import type { Scenario } from '../../scenario/schema.js';
+import { inputError } from '../../errors.js';
+import { locate } from '../../scenario/load.js';
 import { spiffeId } from './ca.js';
-import { compileEgress, compileIngress, resolveRoutes } from './policy/model.js';
+import { compileEgress, compileIngress, policyName, resolveRoutes, selects } from './policy/model.js';
 import type { InboundAuthz, OutboundAuthz, OutboundRoute, OutboundService } from '../engine/types.js';
 
 export const TRUST_DOMAIN = 'cluster.local';
@@ -52,6 +54,34 @@ export function inboundAuthz(s: Scenario, c: Cluster, pod: PodSpec): InboundAuth
       l7: p.l7,
     })),
   };
+}
+
+/**
+ * Ingress authorization without identities (a plaintext mesh, mtls=off): each entry's peers by
+ * their pods' addresses, what an ipBlock of the `from` pods would admit; L7 rules unchanged.
+ */
+export function addressAuthz(s: Scenario, c: Cluster, pod: PodSpec): InboundAuthz {
+  const a = inboundAuthz(s, c, pod);
+  const plan = compileIngress(s.policies ?? [], pod, c);
+  return {
+    ...a,
+    ports: a.ports.map((p, i) => {
+      const src = plan.ports[i]!.sources;
+      return { ...p, addresses: src === 'any' ? 'any' : [...new Set(src.flatMap((x) => x.ips))] };
+    }),
+  };
+}
+
+/** A plaintext variant (`name`) cannot honour `auth: required`: E_INPUT naming each such policy that selects a meshed pod, at its line. */
+export function refuseMutualAuth(name: string, s: Scenario, c: Cluster): void {
+  const errors: string[] = [];
+  (s.policies ?? []).forEach((p, i) => {
+    const auth = [...(p.ingress ?? []), ...(p.egress ?? [])].some((r) => r.auth === 'required');
+    if (!auth || !c.pods.some((pod) => pod.role !== 'idle' && selects(p, pod))) return;
+    const where = locate(s.file, i < s.inlinePolicies ? ['policies', i] : ['policyFiles']);
+    errors.push(`${where}: policy ${policyName(p)} requires mutual authentication (auth: required), which plain traffic between the proxies cannot give`);
+  });
+  if (errors.length) throw inputError(`${name} cannot enforce the policies of ${s.file}`, errors, 'use mtls=on for policies with auth: required');
 }
 
 export function outboundAuthz(s: Scenario, c: Cluster, pod: PodSpec): OutboundAuthz {

@@ -3,6 +3,9 @@
 // namespace, and one proxy process in that namespace running as the excluded uid. Services keep
 // their kube-proxy rules in the nodes, as in a real cluster; the proxies route by Service
 // themselves and connect to pod addresses, so those rules are not on the meshed path.
+// Ablation variants (issue 17): `mtls=off` keeps the same proxies and HTTP processing over plain
+// HTTP (no certificates; policy peers checked by pod address); `mode=capture-only` keeps the
+// capture rules but the per-pod process is a TCP pass-through (policies unenforced, as baseline).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
@@ -14,10 +17,11 @@ import type { Scenario } from '../../scenario/schema.js';
 import { applyCapture, describeCapture } from '../mesh/capture/index.js';
 import { applyKubeProxy } from '../mesh/kube-proxy.js';
 import { createMeshCA, spiffeId, type KeyType, type MeshCA } from '../mesh/ca.js';
-import { TRUST_DOMAIN, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets } from '../mesh/services.js';
-import type { Dataplane, DataplaneContext, PodStartup } from '../types.js';
+import { TRUST_DOMAIN, addressAuthz, inboundAuthz, outboundAuthz, outboundRoutes, outboundServices, routeTargets } from '../mesh/services.js';
+import type { Dataplane, DataplaneContext, PodStartup, Settings } from '../types.js';
 import { haproxy } from '../engine/haproxy.js';
 import type { OutboundRoute, OutboundService, SidecarSpec } from '../engine/types.js';
+import { SIDECAR_DEFAULTS, SIDECAR_OPTIONS, checkVariant, sidecarVariant, variantSummary, type SidecarVariant } from './variants.js';
 
 export interface SidecarProfile {
   name: string;
@@ -63,8 +67,11 @@ export function sidecarSpec(
   bundleFile: string,
   all: OutboundService[],
   routes: OutboundRoute[],
+  variant: SidecarVariant = { mtls: true, passThrough: false },
 ): SidecarSpec {
-  const services = profile.scope === 'whole-mesh' ? all : usedServices(s, c, pod, all, routes);
+  // capture-only: no Services, routes or policy reach the pass-through.
+  const pass = variant.passThrough;
+  const services = pass ? [] : profile.scope === 'whole-mesh' ? all : usedServices(s, c, pod, all, routes);
   const keys = new Set(services.map((x) => x.key));
   const inbound = c.services.filter((x) => x.backends.includes(pod)).map((x) => ({ port: x.targetPort, protocol: x.protocol }));
   return {
@@ -82,38 +89,52 @@ export function sidecarSpec(
     services,
     routes: routes.filter((r) => keys.has(r.service)),
     inbound: [...new Map(inbound.map((p) => [p.port, p])).values()],
-    authz: inboundAuthz(s, c, pod),
-    egress: outboundAuthz(s, c, pod),
+    authz: pass ? { enforced: false, ports: [] } : variant.mtls ? inboundAuthz(s, c, pod) : addressAuthz(s, c, pod),
+    egress: pass ? { enforced: false, allow: [] } : outboundAuthz(s, c, pod),
     adminSocket: join(STATE_DIR, c.prefix, `${pod.netns}.sock`),
     origProtoHeader: profile.origProtoHeader,
+    ...(variant.mtls ? {} : { transport: 'plain' as const }),
+    ...(pass ? { passThrough: true } : {}),
   };
 }
 
-export function sidecarDataplane(profile: SidecarProfile): Dataplane {
+/** A sidecar kind from its profile; `settings` (checked by the registry) and `name` make a variant. */
+export function sidecarDataplane(profile: SidecarProfile, settings: Settings = SIDECAR_DEFAULTS, name = profile.name): Dataplane {
+  const v = sidecarVariant(settings);
+  const extra = variantSummary(v);
+  // Where the mesh CA would write a pod's files; nothing is issued when no variant uses TLS.
+  const noCa = { rootCertFile: '' };
   return {
-    name: profile.name,
-    summary: profile.summary,
+    name,
+    summary: extra ? `${profile.summary}; ${extra}` : profile.summary,
     standsFor: profile.standsFor,
+    options: SIDECAR_OPTIONS,
+    settings,
+    configure: (st, n) => sidecarDataplane(profile, st, n),
 
     needs: [{ tool: 'haproxy' }, { tool: 'iptables-restore' }, { host: 'iptables REDIRECT' }],
 
     plan({ cluster: c, scenario: s }) {
+      checkVariant(name, v, s, c);
       // The mesh CA's file names, as createMeshCA and issue() will write them.
-      const ca = { rootCertFile: join('mesh-ca', 'root.pem') };
+      const ca = v.mtls ? { rootCertFile: join('mesh-ca', 'root.pem') } : noCa;
       const all = outboundServices(c);
       const routes = outboundRoutes(s, c);
       const configs: Record<string, string> = { capture: profile.capture() };
-      for (const pod of c.pods.filter((p) => p.role !== 'idle'))
-        configs[pod.name] = haproxy.renderSidecar(
-          sidecarSpec(profile, s, c, pod, ca, join('mesh-ca', `${pod.namespace}.${pod.serviceAccount}.bundle.pem`), all, routes),
-        );
+      for (const pod of c.pods.filter((p) => p.role !== 'idle')) {
+        const bundle = v.mtls ? join('mesh-ca', `${pod.namespace}.${pod.serviceAccount}.bundle.pem`) : '';
+        configs[pod.name] = haproxy.renderSidecar(sidecarSpec(profile, s, c, pod, ca, bundle, all, routes, v));
+      }
       return { configs };
     },
 
     async deploy(ctx: DataplaneContext) {
       const { cluster: c, scenario: s } = ctx;
+      checkVariant(name, v, s, c);
       const t0 = performance.now();
-      const ca: MeshCA = await createMeshCA({ dir: join(ctx.caseDir, 'mesh-ca'), trustDomain: TRUST_DOMAIN, keyType: profile.keyType });
+      const ca: MeshCA | undefined = v.mtls
+        ? await createMeshCA({ dir: join(ctx.caseDir, 'mesh-ca'), trustDomain: TRUST_DOMAIN, keyType: profile.keyType })
+        : undefined;
       const caMs = performance.now() - t0;
       await applyKubeProxy(c);
       const all = outboundServices(c);
@@ -126,49 +147,74 @@ export function sidecarDataplane(profile: SidecarProfile): Dataplane {
       const configBytes: number[] = [];
       await pMap(meshed, 8, async (pod) => {
         const a = performance.now();
-        const id = await ca.issue(pod.namespace, pod.serviceAccount);
+        const id = ca ? await ca.issue(pod.namespace, pod.serviceAccount) : undefined;
         const b = performance.now();
         await applyCapture(pod.netns, profile.capture());
         const cc = performance.now();
-        const spec = sidecarSpec(profile, s, c, pod, ca, id.bundleFile, all, routes);
+        const spec = sidecarSpec(profile, s, c, pod, ca ?? noCa, id?.bundleFile ?? '', all, routes, v);
         const cfg = haproxy.renderSidecar(spec);
         const file = join(proxyDir, `${pod.name}.cfg`);
         writeFileSync(file, cfg);
         configBytes.push(Buffer.byteLength(cfg));
         const proc = haproxy.start(ctx.procs, spec, file, join(proxyDir, `${pod.name}.log`), 'proxy');
         await waitListening(pod.netns, [profile.outboundPort, profile.inboundPort], 15000, proc);
-        startup[pod.name] = { certificateMs: b - a, captureMs: cc - b, proxyMs: performance.now() - cc };
+        startup[pod.name] = { ...(id ? { certificateMs: b - a } : {}), captureMs: cc - b, proxyMs: performance.now() - cc };
       });
       const capture = await describeCapture(profile.captureProfile);
-      const tls = ca.describe();
       const meanBytes = Math.round(configBytes.reduce((x, y) => x + y, 0) / Math.max(1, configBytes.length));
+      const hops = Math.max(1, ctx.chain?.length ?? 1);
+      const upstream = profile.upstream === 'h2' ? 'HTTP/2 multiplexed' : 'HTTP/1.1, HTTP/2 for gRPC';
+      const mechanism = v.passThrough
+        ? `one HAProxy per pod in the pod's namespace as uid ${profile.uid}, mode tcp: outbound :${profile.outboundPort} forwards to the original destination (SO_ORIGINAL_DST), inbound :${profile.inboundPort} forwards to the app over loopback; no TLS, no HTTP parsing, no authorization, no routing`
+        : `one HAProxy per pod in the pod's namespace as uid ${profile.uid}; outbound :${profile.outboundPort} routes by original destination (SO_ORIGINAL_DST) to endpoints over pooled ${v.mtls ? 'mTLS' : 'plain HTTP (mtls=off)'} (${upstream}); inbound :${profile.inboundPort} ${v.mtls ? 'terminates mTLS, authorizes' : 'authorizes the peer by its pod address'}, forwards over loopback`;
+      const tls = ca?.describe();
       return {
         provenance: {
           proxy: {
             engine: 'haproxy',
             version: await haproxy.version(),
-            standInFor: profile.standInFor,
+            standInFor: v.passThrough ? 'none: TCP pass-through (capture-only ablation)' : profile.standInFor,
+            ...(v.passThrough ? { ablationOf: profile.standInFor } : {}),
             configBytes: meanBytes,
             configBytesTotal: configBytes.reduce((x, y) => x + y, 0),
             instances: meshed.length,
             threads: profile.threads,
-            scope: profile.scope === 'whole-mesh' ? 'every Service and endpoint of the mesh in every sidecar' : 'only the Services the pod calls',
-            mechanism: `one HAProxy per pod in the pod's namespace as uid ${profile.uid}; outbound :${profile.outboundPort} routes by original destination (SO_ORIGINAL_DST) to endpoints over pooled mTLS (${profile.upstream === 'h2' ? 'HTTP/2 multiplexed' : 'HTTP/1.1, HTTP/2 for gRPC'}); inbound :${profile.inboundPort} terminates mTLS, authorizes, forwards over loopback`,
+            scope: v.passThrough
+              ? 'no Services: bytes to the original destination'
+              : profile.scope === 'whole-mesh'
+                ? 'every Service and endpoint of the mesh in every sidecar'
+                : 'only the Services the pod calls',
+            policy: v.passThrough
+              ? "not enforced (capture-only ablation, as baseline: the scenario's workloads are allowed flows)"
+              : v.mtls
+                ? 'peer SPIFFE ID from the mTLS certificate, HTTP rules per request'
+                : "peer by source pod address (no identity without mTLS: the `from` pods' addresses), HTTP rules per request",
+            mechanism,
           },
           capture: { engine: 'iptables', version: await toolVersion('iptables'), mechanism: capture.mechanism },
-          'mesh-ca': {
-            engine: tls.library,
-            mechanism: `per-run root CA, ${tls.keyType} workload certificates (${tls.signature}), chain depth ${tls.chainDepth}, TTL ${tls.workloadTtlSeconds} s, one URI SAN spiffe://${tls.trustDomain}/ns/<ns>/sa/<sa>; TLS ${'1.3'} ${'TLS_AES_128_GCM_SHA256'}; CA set-up ${Math.round(caMs)} ms`,
-          },
+          ...(tls
+            ? {
+                'mesh-ca': {
+                  engine: tls.library,
+                  mechanism: `per-run root CA, ${tls.keyType} workload certificates (${tls.signature}), chain depth ${tls.chainDepth}, TTL ${tls.workloadTtlSeconds} s, one URI SAN spiffe://${tls.trustDomain}/ns/<ns>/sa/<sa>; TLS ${'1.3'} ${'TLS_AES_128_GCM_SHA256'}; CA set-up ${Math.round(caMs)} ms`,
+                },
+              }
+            : {}),
         },
         path: {
           userSpaceHops: 2,
-          // The client's and the server's sidecar, at every hop of the chain.
-          traversalsByRole: { proxy: 2 * Math.max(1, ctx.chain?.length ?? 1) },
+          // The client's and the server's sidecar (or pass-through), at every hop of the chain.
+          traversalsByRole: { proxy: 2 * hops },
           loopbackLegs: profile.loopbackLegs,
           redirect: capture.mechanism,
-          encryption: `mTLS between the two proxies (TLS 1.3, ${profile.keyType}), connections pooled`,
-          serviceRouting: 'in the client-side proxy, by original destination (kube-proxy rules present but bypassed)',
+          encryption: v.passThrough
+            ? 'none (capture-only ablation)'
+            : v.mtls
+              ? `mTLS between the two proxies (TLS 1.3, ${profile.keyType}), connections pooled`
+              : 'none (mtls=off ablation: plain HTTP between the two proxies, connections pooled)',
+          serviceRouting: v.passThrough
+            ? "iptables DNAT in the client's node (kube-proxy rules, as baseline): the pass-through forwards to the original destination"
+            : 'in the client-side proxy, by original destination (kube-proxy rules present but bypassed)',
         },
         startup,
         adminSockets: Object.fromEntries(meshed.map((p) => [p.name, join(STATE_DIR, c.prefix, `${p.netns}.sock`)])),
