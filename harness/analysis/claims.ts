@@ -6,12 +6,32 @@
 import type { CaseResult, ClaimsTable, RunRecord } from '../results/types.js';
 import { metricOf } from './metrics.js';
 import { addedOverBaseline, dataplaneSplit, overRepeats, type Split } from './figures.js';
-import { allDataplanes } from '../dataplanes/registry.js';
+import { allDataplanes, dataplaneKey, variantOf } from '../dataplanes/registry.js';
+import { attribution, explainLine, type AttributionMetric, type Waterfall } from './attribution.js';
 import { bootstrapCI, type Interval } from './stats.js';
 import { judgeFigure, judgeOrdering, judgeRatio, publishedRange, showInterval, type PublishedFigure, type VerdictWord } from './verdicts.js';
 
 /** The lab's dataplane for each dataplane name the documents use (each dataplane declares its `standsFor`). */
 export const LAB_DATAPLANE: Readonly<Record<string, string>> = Object.fromEntries(allDataplanes().flatMap((d) => (d.standsFor ?? []).map((n) => [n, d.name])));
+
+/** The variants of a kind that a run measured, by the names its cases carry. */
+const variantsIn = (kind: string, cases: readonly CaseResult[]) => [...new Set(cases.map((c) => c.dataplane))].filter((x) => variantOf(x)?.kind === kind);
+
+/**
+ * The run's dataplane that stands for a document's name (or a lab kind): the kind's only variant
+ * in the run, else the one with every option at the real product's setting (`ebpf[encryption=none]`
+ * for Cilium), else the bare kind. Without any case of the kind, the kind itself (not measured).
+ */
+export function claimDataplane(name: string, cases: readonly CaseResult[]): string {
+  const kind = LAB_DATAPLANE[name] ?? name;
+  const d = allDataplanes().find((x) => x.name === kind);
+  const mine = variantsIn(kind, cases);
+  if (!d || mine.length <= 1) return mine[0] ?? kind;
+  const asShipped = (x: string) => (d.options ?? []).every((o) => variantOf(x)!.settings[o.key] === (o.product ?? o.default));
+  return mine.find(asShipped) ?? mine.find((x) => dataplaneKey(x) === kind) ?? mine[0]!;
+}
+
+type Lab = (name: string) => string;
 
 /** One document figure and the lab's figure beside it. */
 export interface VerdictCell {
@@ -35,6 +55,11 @@ export interface VerdictRow {
   evidence: string;
   /** The measured figure is an extrapolation from this run's parts, not a measurement. */
   extrapolated?: boolean;
+  /**
+   * Beside a verdict that is not "reproduced": per dataplane of the row, the largest component
+   * behind its figure (attribution.ts), and whether that is a stand-in or a limit of this host.
+   */
+  explanation?: string[];
 }
 
 export interface TableVerdicts {
@@ -165,7 +190,7 @@ interface Col {
 }
 
 /** The cells of a row with columns (mesh-comparison-grpc): objects like {l4, l7} become one column each. */
-function columnsOf(row: Record<string, unknown>, columns: string[], sub: (column: string, key: string) => string | undefined): Col[] {
+function columnsOf(row: Record<string, unknown>, columns: string[], lab: Lab, sub: (column: string, key: string) => string | undefined): Col[] {
   const out: Col[] = [];
   for (const col of columns) {
     const v = row[col];
@@ -176,7 +201,7 @@ function columnsOf(row: Record<string, unknown>, columns: string[], sub: (column
         if (dp) out.push({ column: `${col} ${k}`, value: x, dataplane: dp });
       }
     } else {
-      out.push({ column: col, value: v, dataplane: LAB_DATAPLANE[col] ?? col });
+      out.push({ column: col, value: v, dataplane: lab(col) });
     }
   }
   return out;
@@ -185,7 +210,7 @@ function columnsOf(row: Record<string, unknown>, columns: string[], sub: (column
 // ---------------------------------------------------------------------------------------------
 // Per-table mappings
 
-type Judge = (t: ClaimsTable, cases: readonly CaseResult[]) => Omit<TableVerdicts, 'id' | 'title' | 'source' | 'notes'> & { notes?: string[] };
+type Judge = (t: ClaimsTable, cases: readonly CaseResult[], lab: Lab) => Omit<TableVerdicts, 'id' | 'title' | 'source' | 'notes'> & { notes?: string[] };
 
 const rowsOf = (t: ClaimsTable) => (Array.isArray(t.rows) ? (t.rows as Record<string, unknown>[]) : []);
 const approxOf = (r: Record<string, unknown>) => r.approx === true;
@@ -224,13 +249,13 @@ const EVIDENCE = {
 };
 
 /** The sidecar cost rows of 000 and 001: per dataplane of the table's conditions. */
-const sidecarCost: Judge = (t, cases) => {
+const sidecarCost: Judge = (t, cases, lab) => {
   const conditions = (t.conditions ?? {}) as { dataplane?: string[] };
   const dps = conditions.dataplane ?? ['istio-sidecar'];
   const rows: VerdictRow[] = [];
   for (const r of rowsOf(t)) {
     for (const col of dps) {
-      const dp = LAB_DATAPLANE[col] ?? col;
+      const dp = lab(col);
       const metric = String(r.metric);
       const common = { metric, column: col, dataplane: dp, unit: String(r.unit), value: r.value, approx: approxOf(r) };
       if (metric === 'proxy_memory_per_pod')
@@ -245,18 +270,18 @@ const sidecarCost: Judge = (t, cases) => {
   return { rows };
 };
 
-const meshComparison: Judge = (t, cases) => {
+const meshComparison: Judge = (t, cases, lab) => {
   const columns = Array.isArray(t.columns) ? (t.columns as string[]) : [];
   const has = (dp: string) => cases.some((c) => c.dataplane === dp);
   const rows: VerdictRow[] = [];
   for (const r of rowsOf(t)) {
     const metric = String(r.metric);
     const unit = String(r.unit);
-    const cols = columnsOf(r, columns, (col, k) => {
+    const cols = columnsOf(r, columns, lab, (col, k) => {
       if (col !== 'cilium') return undefined;
-      if (k === 'l4') return 'ebpf';
-      if (k === 'l7') return 'ebpf-l7';
-      if (k === 'shared_per_node') return has('ebpf-l7') ? 'ebpf-l7' : 'ebpf';
+      if (k === 'l4') return lab('ebpf');
+      if (k === 'l7') return lab('ebpf-l7');
+      if (k === 'shared_per_node') return has(lab('ebpf-l7')) ? lab('ebpf-l7') : lab('ebpf');
       return undefined;
     });
     for (const col of cols) {
@@ -289,29 +314,30 @@ const meshComparison: Judge = (t, cases) => {
     // each sidecar over ebpf's.
     const band = /(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)x/.exec(t.headline);
     for (const side of ['istio-sidecar', 'linkerd']) {
-      const dp = LAB_DATAPLANE[side]!;
+      const dp = lab(side);
+      const l4 = lab('ebpf');
       if (!band || !has(dp)) continue;
       const a = latencyAdded(cases, dp, 'p50');
-      const b = latencyAdded(cases, 'ebpf', 'p50');
+      const b = latencyAdded(cases, l4, 'p50');
       const v = judgeRatio([Number(band[1]), Number(band[2])], a, b, `${side} p50 overhead / ebpf p50 overhead`);
       rows.push({
         metric: 'headline: L4 latency overhead ratio',
         cells: [
           { column: side, dataplane: dp, document: `${band[1]}–${band[2]}× cilium's`, measured: measuredText(a, 'ms') },
-          { column: 'cilium l4', dataplane: 'ebpf', document: '1×', measured: measuredText(b, 'ms') },
+          { column: 'cilium l4', dataplane: l4, document: '1×', measured: measuredText(b, 'ms') },
         ],
         ...v,
-        evidence: `p50 overhead over baseline of each, paired by repeat (${caseList(cases, [dp, 'ebpf', 'baseline'])})`,
+        evidence: `p50 overhead over baseline of each, paired by repeat (${caseList(cases, [dp, l4, 'baseline'])})`,
       });
     }
   }
   return { rows, claim: typeof t.headline === 'string' ? t.headline : undefined };
 };
 
-const threeServiceChain: Judge = (t, cases) => {
+const threeServiceChain: Judge = (t, cases, lab) => {
   const columns = Array.isArray(t.columns) ? (t.columns as string[]) : [];
   // The document's cilium column is Cilium with L7 policy on the chain: ebpf-l7 here.
-  const dpOf = (col: string) => (col === 'cilium' ? 'ebpf-l7' : (LAB_DATAPLANE[col] ?? col));
+  const dpOf = (col: string) => lab(col === 'cilium' ? 'ebpf-l7' : col);
   const [colA, colB] = columns;
   const rows: VerdictRow[] = [];
   for (const r of rowsOf(t)) {
@@ -366,14 +392,14 @@ const threeServiceChain: Judge = (t, cases) => {
   return { rows };
 };
 
-const clusterMemory: Judge = (t, cases) => {
+const clusterMemory: Judge = (t, cases, lab) => {
   const topo = ((t.conditions ?? {}) as { topology?: { nodes?: number; pods?: number } }).topology ?? {};
   const [N, P] = [topo.nodes ?? 0, topo.pods ?? 0];
   const rows: VerdictRow[] = [];
   const here: string[][] = [];
   for (const r of rowsOf(t)) {
     const col = String(r.dataplane);
-    const dp = LAB_DATAPLANE[col] ?? col;
+    const dp = lab(col);
     const unit = String(r.unit);
     const f = memUnit(unit);
     const extrapolate: Getter = (c) => {
@@ -424,12 +450,13 @@ const clusterMemory: Judge = (t, cases) => {
 function orderingRow(
   t: ClaimsTable,
   cases: readonly CaseResult[],
+  lab: Lab,
   order: string[],
   metric: string,
   unit = 'ms',
   label = `${metric} latency rises in the document's order`,
 ): VerdictRow {
-  const dps = order.map((k) => LAB_DATAPLANE[k] ?? k);
+  const dps = order.map(lab);
   const get: Getter = (c) => {
     const v = metricOf(c, metric);
     return v === undefined ? undefined : v / 1000;
@@ -445,22 +472,25 @@ function orderingRow(
   };
 }
 
-const proxyPath: Judge = (t, cases) => {
+const proxyPath: Judge = (t, cases, lab) => {
   const order = Array.isArray(t.ordering) ? (t.ordering as string[]) : [];
-  return { rows: [orderingRow(t, cases, order, 'p50'), orderingRow(t, cases, order, 'p99')], claim: typeof t.claim === 'string' ? t.claim : undefined };
+  return {
+    rows: [orderingRow(t, cases, lab, order, 'p50'), orderingRow(t, cases, lab, order, 'p99')],
+    claim: typeof t.claim === 'string' ? t.claim : undefined,
+  };
 };
 
-const visibility: Judge = (t, cases) => {
+const visibility: Judge = (t, cases, lab) => {
   const order = Array.isArray(t.ordering) ? (t.ordering as string[]) : [];
   // The claim is two parts: eBPF visibility close to baseline, proxy visibility costing more.
   // (A strict baseline < eBPF step is not claimed: "close" allows either side.)
   const rows: VerdictRow[] = [];
   const [base, ebpf, proxy] = order;
   if (base && ebpf && proxy) {
-    rows.push(orderingRow(t, cases, [ebpf, proxy], 'p95', 'ms', 'proxy visibility costs more than eBPF visibility (P95)'));
+    rows.push(orderingRow(t, cases, lab, [ebpf, proxy], 'p95', 'ms', 'proxy visibility costs more than eBPF visibility (P95)'));
     // "Close to baseline": the added P95 within the lab's tolerance for "~" (±25 %) of baseline's P95.
-    const dp = LAB_DATAPLANE[ebpf] ?? ebpf;
-    const b = measure(cases, LAB_DATAPLANE[base] ?? base, (c) => (metricOf(c, 'p95') ?? NaN) / 1000, seedOf(t, 'base-p95'));
+    const dp = lab(ebpf);
+    const b = measure(cases, lab(base), (c) => (metricOf(c, 'p95') ?? NaN) / 1000, seedOf(t, 'base-p95'));
     const a = added(cases, dp, 'p95', 1e-3);
     if (b && Number.isFinite(b.estimate)) {
       const tol = +(0.25 * b.estimate).toPrecision(2);
@@ -489,12 +519,12 @@ const visibility: Judge = (t, cases) => {
   return { rows, claim: typeof t.claim === 'string' ? t.claim : undefined };
 };
 
-const resourceSizing: Judge = (t, cases) => {
+const resourceSizing: Judge = (t, cases, lab) => {
   const rows: VerdictRow[] = [];
   for (const r of rowsOf(t)) {
     const comp = String(r.component);
     const bracket = String(r.cluster ?? r.load ?? '');
-    const [role, dps] = comp === 'node-envoy' ? ['l7-proxy', ['ebpf-l7']] : ['agent', ['ebpf-l7', 'ebpf']];
+    const [role, dps] = comp === 'node-envoy' ? ['l7-proxy', [lab('ebpf-l7')]] : ['agent', [lab('ebpf-l7'), lab('ebpf')]];
     const dp = dps.find((d) => okCases(cases, d).some((c) => c.resources?.byRole?.[role]));
     const perNode =
       (k: 'pssBytes' | 'cpuSeconds'): Getter =>
@@ -544,7 +574,7 @@ export function costPer1000Rps(c: CaseResult, role: string): { vcpu: number; mem
   return { vcpu: rr.cpuSeconds / windowS / ((qps * traversals) / 1000), memoryMB: rr.rssBytes / rr.processes / 1e6, traversals };
 }
 
-const proxyCost: Judge = (t, cases) => {
+const proxyCost: Judge = (t, cases, lab) => {
   const rows: VerdictRow[] = [];
   const standIn = (dp: string, role: string) => {
     const p = cases.find((c) => c.dataplane === dp)?.provenance?.[role];
@@ -557,7 +587,8 @@ const proxyCost: Judge = (t, cases) => {
       rows.push(unmapped(`${name} cost per 1000 rps`, name));
       continue;
     }
-    const { role, dataplane } = map;
+    const { role } = map;
+    const dataplane = lab(map.dataplane);
     const ev = `role ${role} of ${dataplane}: CPU over the window ÷ (achieved rps × traversals per request ÷ 1000) (${caseList(cases, [dataplane])})${standIn(dataplane, role)}`;
     const vcpu = measure(cases, dataplane, (c) => costPer1000Rps(c, role)?.vcpu, seedOf(t, name, 'vcpu'));
     const mem = measure(cases, dataplane, (c) => costPer1000Rps(c, role)?.memoryMB, seedOf(t, name, 'mem'));
@@ -647,8 +678,10 @@ export function judgeTable(t: ClaimsTable, cases: readonly CaseResult[]): TableV
   const head = { id: t.id, title: typeof t.title === 'string' ? t.title : t.id, source: t.source };
   const judge = JUDGES[t.id];
   if (!judge) return { ...head, rows: [], notes: [`The lab has no mapping from table ${t.id} to its own figures yet.`] };
-  const out = judge(t, cases);
-  const notes = [...(out.notes ?? []), ...oneRepeatNote(out.rows, cases)];
+  const lab: Lab = (name) => claimDataplane(name, cases);
+  const out = judge(t, cases, lab);
+  explain(out.rows, cases);
+  const notes = [...(out.notes ?? []), ...oneRepeatNote(out.rows, cases), ...variantNotes(out.rows, cases)];
   // Only ok cases are results (docs/case-status.md); say which were left out and why.
   const left = cases.filter((c) => c.status !== 'ok');
   if (left.length)
@@ -657,6 +690,43 @@ export function judgeTable(t: ClaimsTable, cases: readonly CaseResult[]): TableV
     );
   if (typeof t.note === 'string') notes.push(`The document notes: ${t.note}`);
   return { ...head, ...out, notes };
+}
+
+/** The attribution metric that explains a row's figure; undefined for rows it cannot (start-up). */
+function rowMetric(metric: string): AttributionMetric | undefined {
+  if (/memory/.test(metric)) return 'memory';
+  if (/cpu/.test(metric)) return 'cpu';
+  if (/p99/.test(metric)) return 'p99';
+  if (/p\d+|latency/.test(metric)) return 'p50';
+  return undefined;
+}
+
+/** Add the explanation lines to every row that is contradicted or reproduced only in direction. */
+function explain(rows: VerdictRow[], cases: readonly CaseResult[]): void {
+  const by = new Map<AttributionMetric, Waterfall[]>();
+  const waterfalls = (m: AttributionMetric) => by.get(m) ?? by.set(m, attribution(cases, m)).get(m)!;
+  for (const r of rows) {
+    if (r.verdict !== 'contradicted' && r.verdict !== 'same direction, different size') continue;
+    const m = rowMetric(r.metric);
+    if (!m) continue;
+    const lines = [...new Set(r.cells.flatMap((c) => (c.dataplane ? (explainLine(waterfalls(m), c.dataplane) ?? []) : [])))];
+    if (lines.length) r.explanation = lines;
+  }
+}
+
+/** Which variant stood for a kind when the run measured several (the others are in the attribution). */
+function variantNotes(rows: VerdictRow[], cases: readonly CaseResult[]): string[] {
+  const judged = new Set(rows.flatMap((r) => r.cells.flatMap((c) => c.dataplane ?? [])));
+  const out: string[] = [];
+  for (const dp of judged) {
+    const kind = variantOf(dp)?.kind;
+    const others = kind ? variantsIn(kind, cases).filter((x) => x !== dp) : [];
+    if (others.length)
+      out.push(
+        `${kind} is judged as ${dp} (the real product's settings); ${others.join(', ')} measured in the same run ${others.length > 1 ? 'are ablation variants' : 'is an ablation variant'}, shown in the attribution.`,
+      );
+  }
+  return out;
 }
 
 /** Every table the run's scenario names, judged; empty when it names none. */

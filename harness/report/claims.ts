@@ -46,7 +46,7 @@ function tableHtml(t: TableVerdicts, anchor: string): string {
 <td class="fig">${cellsHtml(r, 'document')}</td>
 <td class="fig">${cellsHtml(r, 'measured')}</td>
 <td>${verdictBadge(r.verdict)}</td>
-<td class="why">${esc(r.why)}.<div class="evidence">Evidence: ${esc(r.evidence)}.</div></td>
+<td class="why">${esc(r.why)}.${r.explanation?.length ? `<div class="explain">Behind it: ${r.explanation.map(esc).join('<br>')}.</div>` : ''}<div class="evidence">Evidence: ${esc(r.evidence)}.</div></td>
 </tr>`,
   );
   const here = t.measuredHere
@@ -135,6 +135,7 @@ table.claims td.fig{font-variant-numeric:tabular-nums}
 table.claims td.why{font-size:.82rem}
 table.claims .verdict{white-space:normal}
 table.claims .evidence{color:var(--muted);margin-top:.2rem}
+table.claims .explain{margin-top:.2rem;padding-left:.4rem;border-left:3px solid var(--warn)}
 table.claims tr.extrapolated td{background:#f6f3ff}
 .tag{display:inline-block;padding:0 .4em;border-radius:4px;font-size:.75rem;background:#ebe5ff;color:#5a32a3}
 .cellname{color:var(--muted)}

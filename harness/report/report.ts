@@ -33,6 +33,7 @@ import {
 import { BASE_CSS, DASH, byString, esc, gibOf, int, jsonForScript, kibOf, mibOf, ms, pct, qps, secs, signedUs, us } from './format.js';
 import { edgeState, renderFlowMap } from './flowmap.js';
 import { CLAIMS_CSS, claimsSection } from './claims.js';
+import { ATTRIBUTION_CSS, attributionSection } from './attribution.js';
 import { caseAddedOverBaseline, cpuPercent, notOkReason } from '../analysis/figures.js';
 import { metricOf } from '../analysis/metrics.js';
 import { functionalOnlyNote, kernelsSection } from './kernels.js';
@@ -133,6 +134,7 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
     kernelsSection(ctx.runs),
     overviewSection(ctx.runs),
     claimsSection(ctx.runs),
+    attributionSection(ctx.runs),
     latencySection(ctx, byName),
     capacitySection(ctx.runs, byName.get(CAPACITY_CHART)),
     resourcesSection(ctx, byName),
@@ -156,7 +158,8 @@ export async function renderReport(records: RunRecord[]): Promise<{ html: string
 <title>meshbench · ${esc(scenario)}</title>
 <style>${CSS}
 ${OVERVIEW_CSS}
-${CLAIMS_CSS}</style>
+${CLAIMS_CSS}
+${ATTRIBUTION_CSS}</style>
 </head>
 <body>
 <main>

@@ -181,7 +181,7 @@ rootTest("scripts/nightly adds a failed run's record, writes the report and the 
     t.true(existsSync(join(rep, 'history/index.html')), 'the trend report');
     t.regex(readFileSync(join(rep, 'nightly/check.txt'), 'utf8'), /series checked/);
     const summary = readFileSync(join(rep, 'nightly/summary.md'), 'utf8');
-    t.regex(summary, /\| seed-001-mesh-comparison \| 5 \| 1 \| \d+ \| .*run\.json \|/);
+    t.regex(summary, /\| seed-001-mesh-comparison \| 7 \| 1 \| \d+ \| .*run\.json \|/);
     t.regex(summary, /## history check \(exit 0\)/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

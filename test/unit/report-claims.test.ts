@@ -104,8 +104,8 @@ test('the claims section is byte-identical across renders (seeded intervals)', a
   t.is(a.html, b.html);
 });
 
-test('the dataplanes side by side come first, the claims right after (they judge with the same figures)', async (t) => {
+test('the dataplanes side by side come first, the claims right after (they judge with the same figures), then where the time goes', async (t) => {
   const { html } = await renderReport([load(SEED_001)]);
   const sections = [...html.matchAll(/<section id="([^"]+)"/g)].map((m) => m[1]);
-  t.deepEqual(sections.slice(0, 3), ['comparison', 'claims', 'latency']);
+  t.deepEqual(sections.slice(0, 4), ['comparison', 'claims', 'attribution', 'latency']);
 });
