@@ -11,11 +11,13 @@ import { BASELINE, dataplaneSplit } from './figures.js';
 import { metricOf } from './metrics.js';
 import { bootstrapCI, median, overhead, type Interval } from './stats.js';
 
-export type ComponentKind = 'capture' | 'proxy' | 'tls' | 'bpf' | 'tunnel' | 'l7-proxy' | 'node-proxy' | 'waypoint';
+export type ComponentKind = 'capture' | 'proxy' | 'tcp-proxy' | 'http' | 'tls' | 'bpf' | 'tunnel' | 'l7-proxy' | 'node-proxy' | 'waypoint';
 
 export const COMPONENT_LABEL: Readonly<Record<ComponentKind, string>> = {
   capture: 'capture (redirect rules + TCP pass-through)',
   proxy: 'proxy in user space (HTTP, routing, authz)',
+  'tcp-proxy': 'proxy in user space, TCP only (relay, L4 routing and authz)',
+  http: 'HTTP in the proxies (parsing, L7 rules, HTTP routing, pooled upstream connections)',
   tls: 'mTLS between proxies',
   bpf: 'BPF datapath (socket LB, tc policy, maps, flow agent)',
   tunnel: 'encryption tunnel (WireGuard)',
@@ -35,6 +37,19 @@ const sidecar = (k: string): Rung[][] => [
     { component: 'capture', dataplane: `${k}[mode=capture-only]` },
     { component: 'proxy', dataplane: `${k}[mtls=off]` },
     { component: 'tls', dataplane: k },
+  ],
+  // With the proxies' L7 switched off too, the proxy splits into its TCP relay and HTTP.
+  [
+    { component: 'capture', dataplane: `${k}[mode=capture-only]` },
+    { component: 'tcp-proxy', dataplane: `${k}[mtls=off,l7=off]` },
+    { component: 'http', dataplane: `${k}[mtls=off]` },
+    { component: 'tls', dataplane: k },
+  ],
+  [
+    { component: 'capture', dataplane: `${k}[mode=capture-only]` },
+    { component: 'tcp-proxy', dataplane: `${k}[mtls=off,l7=off]` },
+    { component: 'tls', dataplane: `${k}[l7=off]` },
+    { component: 'http', dataplane: k },
   ],
 ];
 
@@ -131,7 +146,15 @@ function caveatOf(components: ComponentKind[], c: CaseResult | undefined): Attri
   const p = c?.provenance ?? {};
   if (components.includes('tunnel') && p.wireguard?.engine === 'wireguard-go')
     return { kind: 'host limitation', text: 'wireguard-go (user space) instead of kernel WireGuard: this kernel has no WireGuard module' };
-  const roles = { proxy: 'proxy', 'l7-proxy': 'l7-proxy', 'node-proxy': 'node-proxy', waypoint: 'waypoint', tls: undefined } as const;
+  const roles = {
+    proxy: 'proxy',
+    'tcp-proxy': 'proxy',
+    http: 'proxy',
+    'l7-proxy': 'l7-proxy',
+    'node-proxy': 'node-proxy',
+    waypoint: 'waypoint',
+    tls: undefined,
+  } as const;
   for (const k of components) {
     const role = k === 'tls' ? Object.keys(p).find((r) => p[r]?.standInFor && r !== 'capture') : roles[k as keyof typeof roles];
     const pr = role ? p[role] : undefined;

@@ -1,6 +1,7 @@
 // Issue 17: the sidecar ablation variants on the real kernel, two nodes. mtls=off: requests still
 // cross both proxies, the marker is on the underlay in clear (not with the bare kind), policy
 // peers are still enforced by address. capture-only: the pass-through carries the requests.
+// l7=off: both proxies in mode tcp carry HTTP and gRPC over mTLS; peers still refused at L4.
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,4 +148,86 @@ rootTest('ambient[mtls=off]: two node-proxy hops through a plaintext tunnel, the
     const r = await curl(pod('other-0'), `${vip(c, 'public-api')}/api/v1/products/1`);
     t.not(r.code, 0, r.out);
   });
+});
+
+/** A routes-free copy of the policy fixture plus a gRPC Service: what l7=off can honour. */
+function l7OffScenario(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'mb-l7-off-')), 'l7-off.yaml');
+  const load = (name: string, protocol: string, chain: string) =>
+    `  - {name: ${name}, protocol: ${protocol}, qps: 50, connections: 2, duration: 2s, warmup: 1s, chain: [${chain}]}`;
+  writeFileSync(
+    file,
+    [
+      'kind: Scenario',
+      'name: l7-off',
+      'topology: {kind: Topology, name: two, nodes: 2, podsPerNode: 0}',
+      'client: {node: node1, labels: {app: frontend}}',
+      'services:',
+      '  - {name: public-api, port: 80, targetPort: 8080, nodes: [node2]}',
+      '  - {name: other, port: 80, targetPort: 8080, nodes: [node1]}',
+      '  - {name: grpc-api, port: 8079, targetPort: 8079, protocol: grpc, nodes: [node2]}',
+      'policies:',
+      '  - name: public-api-l7',
+      '    selector: {app: public-api}',
+      '    ingress:',
+      '      - from: [{app: frontend}]',
+      '        ports: [8080]',
+      "        http: [{method: GET, path: '/api/v1/products.*'}]",
+      'workloads:',
+      load('products', 'http1', 'public-api'),
+      load('denied', 'http1', 'other, public-api'),
+      load('ping', 'grpc', 'grpc-api'),
+      'dataplanes: [istio-sidecar]',
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
+
+/** Sessions, not requests, through both proxies; mTLS on the wire; gRPC pings pass the TCP-mode proxies. */
+async function checkL7Off(t: import('ava').ExecutionContext, lab: Lab): Promise<void> {
+  const { wire, delta } = await markerRequests(t, lab);
+  t.is(delta('frontendSessions', 'out', 'outbound'), 5, "the client's proxy carried each connection");
+  t.is(delta('frontendSessions', 'in', 'inbound'), 5, "the server's proxy carried each connection");
+  t.is(delta('frontends', 'out', 'outbound'), 0, 'mode tcp: no HTTP request parsed');
+  t.is(delta('frontends', 'in', 'inbound'), 0, 'mode tcp: no HTTP request parsed');
+  t.true(wire.length > 1000, 'tcpdump saw the traffic');
+  t.false(wire.includes(MARKER), 'mTLS between the proxies');
+  const svc = lab.c.services.find((x) => x.name === 'grpc-api')!;
+  const r = await exec(lab.fortio, ['load', '-loglevel', 'error', '-grpc', '-ping', '-qps', '0', '-c', '2', '-n', '40', `${svc.vip}:${svc.port}`], {
+    netns: lab.c.client.netns,
+    allowFail: true,
+  });
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.regex(r.stdout + r.stderr, /SERVING : 40/, 'every gRPC ping answered through both TCP-mode proxies');
+  t.regex(lab.d.provenance.proxy!.policy as string, /L7 rules enforced at L4/);
+  t.regex(lab.d.path.encryption, /^mTLS .*one connection per client connection/);
+}
+
+rootTest('istio-sidecar[l7=off]: mode tcp proxies carry HTTP and gRPC over mTLS; the L7 rule admits its peer at L4, other pods refused', async (t) => {
+  await withLab(
+    'istio-sidecar[l7=off]',
+    'mbsva7',
+    async (lab) => {
+      await checkL7Off(t, lab);
+      const { c, pod, curl } = lab;
+      const url = vip(c, 'public-api');
+      // The named peer may send what the L7 rules would refuse: nothing reads the request.
+      let r = await curl(c.client, `${url}/admin`);
+      t.is(r.code, 0, r.out);
+      r = await curl(c.client, `${url}/api/v1/products/1`, ['-X', 'DELETE']);
+      t.is(r.code, 0, r.out);
+      // Not a peer of the rule: refused at the server's session, via its sidecar and straight to the pod.
+      r = await curl(pod('other-0'), `${url}/api/v1/products/42`);
+      t.not(r.code, 0, r.out);
+      r = await curl(pod('other-0'), `http://${pod('public-api-0').ip}:8080/api/v1/products/42`, [], { uid: 1337 });
+      t.not(r.code, 0, r.out);
+      t.regex(lab.d.provenance.proxy!.standInFor as string, /in TCP mode \(l7=off ablation\)/);
+    },
+    l7OffScenario(),
+  );
+});
+
+rootTest('linkerd-sidecar[l7=off]: mode tcp proxies carry HTTP and gRPC over mTLS (no HTTP/2 multiplexing)', async (t) => {
+  await withLab('linkerd-sidecar[l7=off]', 'mbsva8', (lab) => checkL7Off(t, lab), l7OffScenario());
 });

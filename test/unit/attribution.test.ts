@@ -232,3 +232,17 @@ test('CPU is attributed by the same ladders (dataplane cores)', (t) => {
     [0.1, 0, 0],
   );
 });
+
+test('with l7=off rungs the sidecar proxy splits into its TCP relay and HTTP; the ladder with more rungs wins', (t) => {
+  const cases = [...sidecarRun(), ...[0, 1, 2].map((r) => mk('istio-sidecar[mtls=off,l7=off]', r, 1.4, 20, proxy))];
+  const w = attribution(cases).find((x) => x.dataplane === 'istio-sidecar')!;
+  t.deepEqual(
+    w.steps.map((s) => [s.components.join('+'), s.to, +s.added.estimate.toFixed(2)]),
+    [
+      ['capture', 'istio-sidecar[mode=capture-only]', 0.2],
+      ['tcp-proxy', 'istio-sidecar[mtls=off,l7=off]', 0.2],
+      ['http', 'istio-sidecar[mtls=off]', 0.3],
+      ['tls', 'istio-sidecar', 0.3],
+    ],
+  );
+});

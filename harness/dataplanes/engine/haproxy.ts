@@ -48,6 +48,7 @@ function identityAcl(name: string, ids: string[]): string {
 
 export function renderSidecar(s: SidecarSpec): string {
   if (s.passThrough) return renderPassThrough(s);
+  if (s.l7 === false) return renderL4Sidecar(s);
   const tls = s.transport !== 'plain';
   const L: string[] = [];
   const push = (...x: string[]) => L.push(...x);
@@ -128,6 +129,50 @@ const globalSection = (threads: number, socket: string, extra: string[] = [], tl
     : []),
   '',
 ];
+
+/**
+ * The l7=off ablation's sidecar: the mesh sidecar's listeners, Services, mTLS (or plain with
+ * mtls=off) and session authorization, in `mode tcp`. Outbound picks the Service by original
+ * destination and balances its endpoints per connection (no pooling: one upstream connection per
+ * client connection); inbound authorizes the peer at the session and forwards bytes to the app.
+ * No ALPN on either side: nothing selects on it in TCP mode, and h2/gRPC bytes pass unchanged.
+ */
+function renderL4Sidecar(s: SidecarSpec): string {
+  const tls = s.transport !== 'plain';
+  const L: string[] = [
+    `# meshbench sidecar for pod ${s.pod}: HAProxy in the role of a per-pod mesh proxy, l7=off: mode tcp${tls ? '' : ', mtls=off: plain TCP between proxies'}`,
+    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], tls),
+    'defaults',
+    '  mode tcp',
+    ...TIMEOUTS,
+    '',
+    'frontend outbound',
+    `  bind 0.0.0.0:${s.outboundPort}`,
+  ];
+  if (s.egress.enforced) {
+    for (const a of s.egress.allow) L.push(`  tcp-request connection accept if { dst ${a.ip} }${a.port === 'any' ? '' : ` { dst_port ${a.port} }`}`);
+    L.push('  tcp-request connection reject');
+  }
+  for (const svc of s.services) L.push(`  use_backend out_${svc.key} if { dst ${svc.vip} } { dst_port ${svc.port} }`);
+  L.push('  default_backend passthrough', '', 'backend passthrough', '  server original 0.0.0.0:0', '');
+  for (const svc of s.services) {
+    L.push(`backend out_${svc.key}`, '  balance roundrobin');
+    for (const ep of svc.endpoints)
+      L.push(
+        `  server ${ep.pod} ${ep.ip}:${ep.port}${tls ? ` ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required verifyhost ${ep.spiffeId}` : ''}`,
+      );
+    L.push('');
+  }
+  L.push('frontend inbound', `  bind 0.0.0.0:${s.inboundPort}${tls ? ` ssl crt ${s.identity.bundleFile} ca-file ${s.rootCaFile} verify required` : ''}`);
+  // Session rules only: a port's L7 rules admit their peers at L4 (as `ebpf` reads them).
+  authzLines(s.authz, L, false);
+  for (const p of s.inbound) L.push(`  use_backend app_${p.port} if { dst_port ${p.port} }`);
+  L.push('  default_backend app_original', '');
+  const src = s.appSource ? [`  source ${s.appSource}`] : [];
+  for (const p of s.inbound) L.push(`backend app_${p.port}`, ...src, `  server app 127.0.0.1:${p.port}`, '');
+  L.push('backend app_original', ...src, '  server app 127.0.0.1', '');
+  return L.join('\n');
+}
 
 /**
  * The capture-only ablation's per-pod process: the same listeners the capture rules lead to, in

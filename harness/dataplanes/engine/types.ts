@@ -97,6 +97,13 @@ export interface SidecarSpec {
    * destination, inbound to the app on loopback); services, routes and authz are not rendered.
    */
   passThrough?: boolean;
+  /**
+   * false: the l7=off ablation. Both listeners in `mode tcp` (no HTTP parsing): outbound picks the
+   * Service by original destination and balances its endpoints per connection, inbound authorizes
+   * the peer at the session only (L7 rules are not rendered: their peers are admitted at L4);
+   * `routes` and `origProtoHeader` are not rendered. Default true.
+   */
+  l7?: boolean;
 }
 
 export interface ProxyCounters {

@@ -5,7 +5,8 @@
 // themselves and connect to pod addresses, so those rules are not on the meshed path.
 // Ablation variants (issue 17): `mtls=off` keeps the same proxies and HTTP processing over plain
 // HTTP (no certificates; policy peers checked by pod address); `mode=capture-only` keeps the
-// capture rules but the per-pod process is a TCP pass-through (policies unenforced, as baseline).
+// capture rules but the per-pod process is a TCP pass-through (policies unenforced, as baseline);
+// `l7=off` keeps proxies, capture and mTLS but both proxies run in TCP mode (L7 rules at L4).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STATE_DIR } from '../../util/host.js';
@@ -21,7 +22,7 @@ import { TRUST_DOMAIN, addressAuthz, inboundAuthz, outboundAuthz, outboundRoutes
 import type { Dataplane, DataplaneContext, PodStartup, Settings } from '../types.js';
 import { haproxy } from '../engine/haproxy.js';
 import type { OutboundRoute, OutboundService, SidecarSpec } from '../engine/types.js';
-import { SIDECAR_DEFAULTS, SIDECAR_OPTIONS, checkVariant, sidecarVariant, variantSummary, type SidecarVariant } from './variants.js';
+import { SIDECAR_DEFAULTS, SIDECAR_OPTIONS, checkVariant, sidecarVariant, tcpMode, variantSummary, type SidecarVariant } from './variants.js';
 
 export interface SidecarProfile {
   name: string;
@@ -67,7 +68,7 @@ export function sidecarSpec(
   bundleFile: string,
   all: OutboundService[],
   routes: OutboundRoute[],
-  variant: SidecarVariant = { mtls: true, passThrough: false },
+  variant: SidecarVariant = { mtls: true, passThrough: false, l7: true },
 ): SidecarSpec {
   // capture-only: no Services, routes or policy reach the pass-through.
   const pass = variant.passThrough;
@@ -95,6 +96,7 @@ export function sidecarSpec(
     origProtoHeader: profile.origProtoHeader,
     ...(variant.mtls ? {} : { transport: 'plain' as const }),
     ...(pass ? { passThrough: true } : {}),
+    ...(tcpMode(variant) ? { l7: false } : {}),
   };
 }
 
@@ -164,17 +166,24 @@ export function sidecarDataplane(profile: SidecarProfile, settings: Settings = S
       const meanBytes = Math.round(configBytes.reduce((x, y) => x + y, 0) / Math.max(1, configBytes.length));
       const hops = Math.max(1, ctx.chain?.length ?? 1);
       const upstream = profile.upstream === 'h2' ? 'HTTP/2 multiplexed' : 'HTTP/1.1, HTTP/2 for gRPC';
+      const tcp = tcpMode(v);
       const mechanism = v.passThrough
         ? `one HAProxy per pod in the pod's namespace as uid ${profile.uid}, mode tcp: outbound :${profile.outboundPort} forwards to the original destination (SO_ORIGINAL_DST), inbound :${profile.inboundPort} forwards to the app over loopback; no TLS, no HTTP parsing, no authorization, no routing`
-        : `one HAProxy per pod in the pod's namespace as uid ${profile.uid}; outbound :${profile.outboundPort} routes by original destination (SO_ORIGINAL_DST) to endpoints over pooled ${v.mtls ? 'mTLS' : 'plain HTTP (mtls=off)'} (${upstream}); inbound :${profile.inboundPort} ${v.mtls ? 'terminates mTLS, authorizes' : 'authorizes the peer by its pod address'}, forwards over loopback`;
+        : tcp
+          ? `l7=off ablation: one HAProxy per pod in the pod's namespace as uid ${profile.uid}, mode tcp (no HTTP processing); outbound :${profile.outboundPort} picks the Service by original destination (SO_ORIGINAL_DST) and balances its endpoints round-robin per connection over ${v.mtls ? 'mTLS' : 'plain TCP (mtls=off)'}, one upstream connection per client connection; inbound :${profile.inboundPort} ${v.mtls ? 'terminates mTLS, authorizes the peer identity' : 'authorizes the peer by its pod address'} at the session (L7 rules enforced at L4 for the peers they name), forwards bytes over loopback`
+          : `one HAProxy per pod in the pod's namespace as uid ${profile.uid}; outbound :${profile.outboundPort} routes by original destination (SO_ORIGINAL_DST) to endpoints over pooled ${v.mtls ? 'mTLS' : 'plain HTTP (mtls=off)'} (${upstream}); inbound :${profile.inboundPort} ${v.mtls ? 'terminates mTLS, authorizes' : 'authorizes the peer by its pod address'}, forwards over loopback`;
       const tls = ca?.describe();
       return {
         provenance: {
           proxy: {
             engine: 'haproxy',
             version: await haproxy.version(),
-            standInFor: v.passThrough ? 'none: TCP pass-through (capture-only ablation)' : profile.standInFor,
-            ...(v.passThrough ? { ablationOf: profile.standInFor } : {}),
+            standInFor: v.passThrough
+              ? 'none: TCP pass-through (capture-only ablation)'
+              : tcp
+                ? `${profile.standInFor} in TCP mode (l7=off ablation)`
+                : profile.standInFor,
+            ...(v.passThrough || tcp ? { ablationOf: profile.standInFor } : {}),
             configBytes: meanBytes,
             configBytesTotal: configBytes.reduce((x, y) => x + y, 0),
             instances: meshed.length,
@@ -186,9 +195,9 @@ export function sidecarDataplane(profile: SidecarProfile, settings: Settings = S
                 : 'only the Services the pod calls',
             policy: v.passThrough
               ? "not enforced (capture-only ablation, as baseline: the scenario's workloads are allowed flows)"
-              : v.mtls
-                ? 'peer SPIFFE ID from the mTLS certificate, HTTP rules per request'
-                : "peer by source pod address (no identity without mTLS: the `from` pods' addresses), HTTP rules per request",
+              : `${v.mtls ? 'peer SPIFFE ID from the mTLS certificate' : "peer by source pod address (no identity without mTLS: the `from` pods' addresses)"}, ${
+                  tcp ? 'at the session only (l7=off ablation: L7 rules enforced at L4 for the peers they name)' : 'HTTP rules per request'
+                }`,
             mechanism,
           },
           capture: { engine: 'iptables', version: await toolVersion('iptables'), mechanism: capture.mechanism },
@@ -210,11 +219,15 @@ export function sidecarDataplane(profile: SidecarProfile, settings: Settings = S
           encryption: v.passThrough
             ? 'none (capture-only ablation)'
             : v.mtls
-              ? `mTLS between the two proxies (TLS 1.3, ${profile.keyType}), connections pooled`
-              : 'none (mtls=off ablation: plain HTTP between the two proxies, connections pooled)',
+              ? `mTLS between the two proxies (TLS 1.3, ${profile.keyType}), ${tcp ? 'one connection per client connection (l7=off: mode tcp)' : 'connections pooled'}`
+              : tcp
+                ? 'none (mtls=off ablation: plain TCP between the two proxies, one connection per client connection, l7=off)'
+                : 'none (mtls=off ablation: plain HTTP between the two proxies, connections pooled)',
           serviceRouting: v.passThrough
             ? "iptables DNAT in the client's node (kube-proxy rules, as baseline): the pass-through forwards to the original destination"
-            : 'in the client-side proxy, by original destination (kube-proxy rules present but bypassed)',
+            : tcp
+              ? 'in the client-side proxy in TCP mode, by original destination, per connection (kube-proxy rules present but bypassed)'
+              : 'in the client-side proxy, by original destination (kube-proxy rules present but bypassed)',
         },
         startup,
         adminSockets: Object.fromEntries(meshed.map((p) => [p.name, join(STATE_DIR, c.prefix, `${p.netns}.sock`)])),
