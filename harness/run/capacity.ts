@@ -288,9 +288,18 @@ async function searchOn(s: Scenario, w: ResolvedWorkload, search: CapacitySearch
   let deployed: Deployed | undefined;
   let stepNo = 0;
   const poisson = openloop.arrivalOf(w) === 'poisson' ? o.stepDurationS : undefined;
+  // After a step that did not meet (an overload), the lab drains before the next: the proxies'
+  // and apps' backlog would otherwise be measured as the next rate's latency. Up to 5 s, until the
+  // CPUs are as idle as before the search.
+  let overloaded = false;
+  const settle = async () => {
+    const target = Math.min(QUIET_HOST_IDLE, (search.hostIdleBefore ?? 1) - 0.05);
+    for (let i = 0; i < 10; i++) if (((await hostIdle(500)) ?? 1) >= target) return;
+  };
   // One step: a warm-up run and a measured run of mb-load at `rps`, judged; a lab process down ends the search.
   const attempt = async (rps: number, n: number): Promise<boolean> => {
     check();
+    if (overloaded) await settle();
     stepNo++;
     const at = { ...w, qps: rps };
     const common = { procs, bin: e.mbLoad!, netns: cluster.client.netns, workload: at, target, dir: caseDir, cpus: e.env.pinning.load, signal: e.abort.signal };
@@ -313,7 +322,8 @@ async function searchOn(s: Scenario, w: ResolvedWorkload, search: CapacitySearch
     );
     e.save(`after capacity step ${stepNo} of ${label}`);
     if (down.length) throw new MeshbenchError('E_RUN', `a lab process went down at ${rps} rps: ${down.map(describeDown).join('; ')}`);
-    return step.status === 'meets';
+    overloaded = step.status !== 'meets';
+    return !overloaded;
   };
   const measure = withRetries(attempt, o.retriesOnMiss);
   try {
