@@ -13,7 +13,7 @@ die() { printf 'setup: %s\n' "$1" >&2; exit "${2:-3}"; }
 [ "$(id -u)" = 0 ] || die "needs root (it installs Debian packages and the lab creates network namespaces): run it as root" 3
 
 # 1. Debian packages. Installed only when one is missing.
-PKGS=(iproute2 iptables util-linux procps iputils-ping haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod dropbear-bin openssh-client shellcheck)
+PKGS=(iproute2 iptables util-linux procps iputils-ping curl haproxy clang llvm make gcc libc6-dev libbpf-dev bpftool tcpdump wireguard-go wireguard-tools git ca-certificates chromium qemu-system-x86 busybox-static kmod dropbear-bin openssh-client shellcheck)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -10,7 +10,9 @@ import { Progress } from '../util/progress.js';
 import { dataplaneNames, allDataplanes, optionsText } from '../dataplanes/registry.js';
 import { metricNames } from '../analysis/metrics.js';
 import { registerHistory } from './history.js';
-import { capacityOptions, capacityRunOptions, capacitySummary } from '../run/capacity-options.js';
+import { capacityOptions, capacityRunOptions } from '../run/capacity-options.js';
+import { fmt, runSummary } from '../run/summary.js';
+import { checkTargetOptions, downOnKubernetes, kubernetesOptions, runOnKubernetes } from '../k8s/options.js';
 
 const program = new Command();
 
@@ -40,7 +42,7 @@ program
   .configureOutput({ outputError: (s, write) => write(s) })
   .exitOverride();
 
-capacityOptions(program.command('run'))
+kubernetesOptions(capacityOptions(program.command('run')))
   .description(
     'Run a scenario: every case (dataplane × workload × repeat) on a fresh topology; writes results/<scenario>/<run-id>/run.json and the HTML report, and prints both paths. Needs root.',
   )
@@ -81,10 +83,13 @@ capacityOptions(program.command('run'))
       hosts: o.hosts,
       ...capacityRunOptions(o),
     };
+    const onCluster = checkTargetOptions(o) ? await runOnKubernetes(file, runOpts, o, progress) : undefined;
+    if (onCluster === null) return; // --render / --dry-run: printed
     if (o.kernel && o.kernels) throw inputError('--kernel and --kernels together', [], 'give one kernel with --kernel, or a list with --kernels');
     if (o.hosts !== undefined) (await import('../hosts/doctor.js')).checkHostsOptions(o);
     let outcomes: RunOutcome[];
-    if (o.kernel || o.kernels) {
+    if (onCluster) outcomes = [onCluster];
+    else if (o.kernel || o.kernels) {
       const { runKernelMatrix } = await import('../vm/lab.js');
       outcomes = await runKernelMatrix(file, { ...runOpts, kernels: o.kernels ?? [o.kernel], memoryMiB: o.vmMemory });
     } else {
@@ -148,47 +153,6 @@ capacityOptions(program.command('run'))
           if (res.record.status === 'failed') process.stderr.write(`meshbench: run failed: ${res.record.error ?? 'see the record'}\n`);
     }
   });
-
-/** What `run` prints of one run: status, the claims' verdict counts, each case (latency only for ok cases). */
-async function runSummary(res: RunOutcome) {
-  const { claimVerdicts, verdictCounts } = await import('../analysis/claims.js');
-  const claims = res.record.reference ? verdictCounts(claimVerdicts(res.record)).filter(([, n]) => n > 0) : [];
-  return {
-    runId: res.record.runId,
-    status: res.record.status,
-    kernel: res.record.environment.kernel,
-    runJson: res.file,
-    ...capacitySummary(res.record),
-    claims: res.record.reference ? Object.fromEntries(claims) : undefined,
-    claimsLine: claims.length
-      ? `claims of ${res.record.reference!.tables.map((t) => t.id).join(', ')}: ${claims.map(([w, n]) => `${n} ${w}`).join(', ')} (see the report)`
-      : undefined,
-    // Latency of a case that is not ok is no result: only the record keeps it, for diagnosis.
-    cases: res.record.cases.map(
-      (
-        c,
-      ): {
-        dataplane: string;
-        workload: string;
-        repeat: number;
-        status: string;
-        p50Us?: number;
-        p99Us?: number;
-        reasons?: string[];
-        qps: number;
-        errors: number;
-      } => ({
-        dataplane: c.dataplane,
-        workload: c.workload,
-        repeat: c.repeat,
-        status: c.status,
-        ...(c.status === 'ok' ? { p50Us: c.latencyUs?.p50, p99Us: c.latencyUs?.p99 } : { reasons: c.validity?.reasons ?? (c.error ? [c.error] : []) }),
-        qps: c.load.actual.qps,
-        errors: c.load.actual.errors,
-      }),
-    ),
-  };
-}
 
 program
   .command('report')
@@ -300,7 +264,11 @@ program
     '--hosts <inventory.yaml|vagrant>',
     'instead, on every machine of an inventory over SSH (after a `run --hosts` that was killed); the lab interfaces get their names back',
   )
+  .option('--target <where>', 'kubernetes: instead, the namespaces of meshbench runs on the cluster (by label), with --kubeconfig/--context')
+  .option('--kubeconfig <file>')
+  .option('--context <name>')
   .action(async (o) => {
+    if (o.target === 'kubernetes') return void process.stdout.write(await downOnKubernetes(o));
     const { down, checkPrefix } = await import('../topology/cleanup.js');
     if (o.hosts !== undefined)
       return void process.stdout.write(await (await import('../run/hosts.js')).downOnHosts(o.hosts, o.prefix, (m) => process.stderr.write(`${m}\n`)));
@@ -371,8 +339,6 @@ program
       for (const d of all)
         process.stdout.write(`${d.name.padEnd(18)} ${d.summary}\n${d.options.length ? `${''.padEnd(19)}variants ${d.name}[…]: ${optionsText(d)}\n` : ''}`);
   });
-
-const fmt = (x: number | undefined) => (x === undefined ? '-' : String(x));
 
 async function main(): Promise<void> {
   try {

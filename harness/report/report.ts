@@ -943,6 +943,29 @@ function envRows(e: Environment | undefined): string {
         : 'not recorded',
     ],
   ];
+  // run --target kubernetes: the figures are the cluster's; the fields above describe where meshbench ran.
+  const k = e.kubernetes;
+  if (k)
+    facts.unshift(
+      [
+        'cluster',
+        `Kubernetes <code>${esc(k.server)}</code>${k.context ? ` (context <code>${esc(k.context)}</code>)` : ''}; the rows below describe the machine meshbench ran on`,
+      ],
+      [
+        'cluster nodes',
+        k.nodes
+          .map(
+            (n) => `<code>${esc(n.name)}</code>${n.labNode ? ` = ${esc(n.labNode)}` : ''} (kubelet ${esc(n.kubelet ?? DASH)}, kernel ${esc(n.kernel ?? DASH)})`,
+          )
+          .join(', '),
+      ],
+      [
+        'meshes',
+        Object.entries(k.meshes)
+          .map(([role, p]) => `${esc(role)}: ${esc(p.engine)} ${esc(p.version ?? '')}`)
+          .join(', ') || 'none (baseline only)',
+      ],
+    );
   const tools = Object.keys(e.tools ?? {}).sort(byString);
   return `<div class="env">
 <table class="facts"><tbody>

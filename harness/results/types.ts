@@ -287,6 +287,13 @@ export interface Environment {
    * where meshbench ran, not the lab's kernels).
    */
   hosts?: HostRecord[];
+  /** `run --target kubernetes`: the cluster (server version, nodes and the lab node each played, the meshes found installed). */
+  kubernetes?: {
+    server: string;
+    context?: string;
+    nodes: { name: string; labNode?: string; kernel?: string; osImage?: string; kubelet?: string; runtime?: string; cpu?: string; memory?: string }[];
+    meshes: Record<string, Provenance>;
+  };
 }
 
 /** One machine of a `run --hosts`: the node it played and what it is. */

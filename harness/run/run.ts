@@ -85,7 +85,7 @@ function pinning(s: Scenario, cores: number): Environment['pinning'] {
   return { load: '0', apps, note: `load generator on CPU 0, app servers on CPU ${apps} (taskset); proxies and kernel work unpinned` };
 }
 
-function newRunId(): { runId: string; prefix: string } {
+export function newRunId(): { runId: string; prefix: string } {
   const rand = BigInt('0x' + randomBytes(4).toString('hex'))
     .toString(36)
     .padStart(4, '0')
