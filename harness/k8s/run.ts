@@ -4,7 +4,7 @@
 // Deployments are available → the client Job → scrape every node's resource metrics at the start
 // and end of its measured run → read its log → delete the run's namespaces. A failed, refused or
 // interrupted case still leaves a record and nothing on the cluster. docs/kubernetes.md.
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { envError, inputError, MeshbenchError, runError } from '../errors.js';
 import { expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
@@ -12,7 +12,7 @@ import type { Scenario } from '../scenario/schema.js';
 import { loadModel } from '../load/fortio.js';
 import * as openloop from '../load/openloop.js';
 import { collectEnvironment } from '../results/environment.js';
-import { RUN_SCHEMA, type CaseResult, type Environment, type Provenance, type RunRecord } from '../results/types.js';
+import type { CaseResult, Environment, Provenance } from '../results/types.js';
 import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { judgeCase, notOkSummary, validityLimits } from '../run/validity.js';
 import type { RunOutcome } from '../run/run.js';
@@ -300,7 +300,7 @@ function newCase(c: Case): CaseResult {
 export async function runOnCluster(file: string, o: ClusterRunOptions): Promise<RunOutcome> {
   const progress = o.progress ?? new Progress();
   const s = loadForKubernetes(file, o, (m) => progress.warn(m));
-  const { newRunId } = await import('../run/run.js');
+  const { newRecord, newRunId } = await import('../run/run.js');
   const { runId, prefix } = newRunId();
   const k = requireKube(o);
   const facts = await clusterFacts(k);
@@ -319,19 +319,7 @@ export async function runOnCluster(file: string, o: ClusterRunOptions): Promise<
   const out = runFile(dir);
   ensureWritableDir(dir, 'run records', 'choose a writable directory with --results <dir>');
   const env = await collectEnvironment({ note: 'not pinned: pods are placed on cluster nodes (environment.kubernetes)' }, ['kubectl']);
-  const record: RunRecord = {
-    schema: RUN_SCHEMA,
-    runId,
-    prefix,
-    scenario: s.name,
-    scenarioFile: resolve(file),
-    description: s.description,
-    status: 'incomplete',
-    startedAt: new Date().toISOString(),
-    options: { dataplanes: s.dataplanes, repeats: s.repeats, quick: !!o.quick, durationS: o.durationS },
-    environment: { ...env, kubernetes: facts },
-    cases: [],
-  };
+  const record = newRecord(s, file, { runId, prefix }, o, { ...env, kubernetes: facts });
   const save = () => writeJsonAtomic(out, record);
   save();
   const abort = new AbortController();

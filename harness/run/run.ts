@@ -113,6 +113,29 @@ function runReference(s: Scenario): RunReference | undefined {
   return { ...s.reference, claimsFile: relative(PROJECT_ROOT, CLAIMS_FILE), tables };
 }
 
+/** A run's record as written before its first case (status incomplete), wherever the run goes (this host, VMs, --hosts, a cluster). */
+export function newRecord(
+  s: Scenario,
+  file: string,
+  ids: { runId: string; prefix: string },
+  opts: Pick<RunOptions, 'quick' | 'durationS'>,
+  environment: Environment,
+): RunRecord {
+  return {
+    schema: RUN_SCHEMA,
+    ...ids,
+    scenario: s.name,
+    scenarioFile: resolve(file),
+    description: s.description,
+    status: 'incomplete',
+    startedAt: new Date().toISOString(),
+    options: { dataplanes: s.dataplanes, repeats: s.repeats, quick: !!opts.quick, durationS: opts.durationS },
+    environment,
+    reference: runReference(s),
+    cases: [],
+  };
+}
+
 export async function runScenario(file: string, opts: RunOptions = {}): Promise<RunOutcome> {
   // The host's run lock (one run at a time: CPUs, results, `down`), taken by runLocked once the
   // input is known good, released however the run ends (a killed process releases it too).
@@ -151,20 +174,7 @@ async function runLocked(file: string, opts: RunOptions, lock: { held?: RunLock;
   if (hosts) env.hosts = hosts.records;
   if (mbLoad) env.tools['mb-load'] = (await openloop.mbLoadVersion(mbLoad, hosts ? placeOfNode(1) : undefined)) ?? 'unknown';
   if (mbGrpc) env.tools['mb-grpc'] = (await mbgrpc.mbGrpcVersion(mbGrpc, hosts ? placeOfNode(1) : undefined)) ?? 'unknown';
-  const record: RunRecord = {
-    schema: RUN_SCHEMA,
-    runId,
-    prefix,
-    scenario: s.name,
-    scenarioFile: resolve(file),
-    description: s.description,
-    status: 'incomplete',
-    startedAt: new Date().toISOString(),
-    options: { dataplanes: s.dataplanes, repeats: s.repeats, quick: !!opts.quick, durationS: opts.durationS },
-    environment: env,
-    reference: runReference(s),
-    cases: [],
-  };
+  const record = newRecord(s, file, { runId, prefix }, opts, env);
   try {
     writeJsonAtomic(out, record);
   } catch (err) {

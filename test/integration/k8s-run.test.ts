@@ -96,6 +96,9 @@ rootTest(
     const html = readFileSync(summary.report, 'utf8');
     t.regex(html, /Kubernetes <code>v1\.34\.4<\/code>/);
     t.regex(html, /kubelet simulated/, 'the report names the simulated kubelet the record names');
+    // The same claims as on the lab: the record carries the scenario's reference tables, the report judges them.
+    t.truthy(rec.reference?.tables.length);
+    t.regex(html, /<section id="claims">/);
     t.is(await runNamespaces(), '', 'every namespace of the run is gone');
   },
 );
