@@ -10,7 +10,7 @@
 // machine can kill it. On this host all of it stays synchronous (start()); another machine
 // answers over SSH (startAsync()).
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, rmdirSync, rmSync, readdirSync, existsSync } from 'node:fs';
+import { mkdirSync, rmdirSync, rmSync, readdirSync, existsSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runError } from '../errors.js';
@@ -385,7 +385,15 @@ export class ProcessGroup {
 /** Remove a cgroup directory and its children (deepest first); cgroups only go once empty. */
 export function removeCgroupTree(dir: string | undefined): void {
   if (!dir || !existsSync(dir)) return;
-  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    // Gone between the check and the listing: a run tearing down while `down --force` sweeps (seen in CI).
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  for (const e of entries) if (e.isDirectory()) removeCgroupTree(join(dir, e.name));
   try {
     rmdirSync(dir);
   } catch {
