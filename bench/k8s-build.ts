@@ -1,5 +1,5 @@
-// Build cost of the Kubernetes test tools (scripts/k8s-tools.sh: kube-apiserver, kubectl, etcd
-// and the CRDs): a cold build (fresh empty GOCACHE and GOMODCACHE), a warm build (same caches,
+// Build cost of the Kubernetes test tools (scripts/k8s-tools.sh: kube-apiserver, kube-controller-manager,
+// kube-scheduler, kubectl, etcd and the CRDs): a cold build (fresh empty GOCACHE and GOMODCACHE), a warm build (same caches,
 // binaries removed) and a no-op rerun (stamp matches). Prints wall time, peak memory (the whole
 // build's process tree, sampled every 250 ms, and the largest single process per /usr/bin/time)
 // and the cache sizes. Everything goes to a temp dir; the real .tools/k8s is left alone.
