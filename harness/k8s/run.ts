@@ -9,12 +9,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { envError, inputError, MeshbenchError, runError } from '../errors.js';
 import { expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
 import type { Scenario } from '../scenario/schema.js';
-import { loadModel } from '../load/fortio.js';
 import * as openloop from '../load/openloop.js';
 import { collectEnvironment } from '../results/environment.js';
 import type { CaseResult, Environment, Provenance } from '../results/types.js';
 import { ensureWritableDir, runDir, runFile, writeJsonAtomic } from '../results/write.js';
 import { judgeCase, notOkSummary, validityLimits } from '../run/validity.js';
+import { requestedLoad } from '../run/case-figures.js';
 import type { RunOutcome } from '../run/run.js';
 import { PROJECT_ROOT } from '../util/host.js';
 import { Progress } from '../util/progress.js';
@@ -276,19 +276,7 @@ function newCase(c: Case): CaseResult {
     repeat: c.repeat,
     status: 'failed',
     load: {
-      requested: {
-        qps: w.qps,
-        connections: w.connections,
-        durationS: w.durationS,
-        warmupS: w.warmupS,
-        payloadBytes: w.payloadBytes,
-        responseBytes: w.responseBytes,
-        protocol: w.protocol,
-        chain: w.chain,
-        ...(w.engine === 'openloop' ? { engine: 'openloop' as const, arrival: openloop.arrivalOf(w) } : {}),
-      },
-      actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
-      model: w.engine === 'openloop' ? openloop.openLoopModel(w) : loadModel(w),
+      ...requestedLoad(w),
       target: `${w.chain[0]} (Service, cluster DNS)`,
     },
     provenance: {},

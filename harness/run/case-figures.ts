@@ -1,8 +1,33 @@
 // A case's figures worked out from what was measured (pure): resources per pod and per node, and
-// each pod's start-up phases.
+// each pod's start-up phases; and the load it asked for, as every run (lab or cluster) records it.
 import type { Deployed } from '../dataplanes/types.js';
+import { loadModel } from '../load/fortio.js';
+import * as openloop from '../load/openloop.js';
 import type { CaseResult, Resources } from '../results/types.js';
+import type { ResolvedWorkload } from '../scenario/expand.js';
+import { durationSeconds } from '../scenario/schema.js';
 import type { Cluster } from '../topology/graph.js';
+
+/** A case's requested load and load model, before anything was measured. */
+export function requestedLoad(w: ResolvedWorkload): Pick<CaseResult['load'], 'requested' | 'actual' | 'model'> {
+  const openLoop = openloop.isOpenLoop(w);
+  return {
+    requested: {
+      qps: w.qps,
+      connections: w.connections,
+      durationS: w.durationS,
+      warmupS: w.warmupS,
+      payloadBytes: w.payloadBytes,
+      responseBytes: w.responseBytes,
+      ...(w.serverDelay !== undefined ? { serverDelayS: durationSeconds(w.serverDelay) } : {}),
+      protocol: w.protocol,
+      chain: w.chain,
+      ...(openLoop ? { engine: 'openloop' as const, arrival: openloop.arrivalOf(w) } : {}),
+    },
+    actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
+    model: openLoop ? openloop.openLoopModel(w) : loadModel(w),
+  };
+}
 
 const r1 = (x: number) => Math.round(x * 10) / 10;
 

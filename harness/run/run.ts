@@ -12,7 +12,7 @@ import { CLAIMS_FILE, loadScenario, readClaimsTables } from '../scenario/load.js
 import { readCiliumPolicies } from '../dataplanes/mesh/policy/cnp.js';
 import { checkScenarioPolicies, planDataplanes } from './checks.js';
 import { applyOverrides, expandCases, type Case, type RunOverrides } from '../scenario/expand.js';
-import { durationSeconds, type Scenario } from '../scenario/schema.js';
+import type { Scenario } from '../scenario/schema.js';
 import { buildCluster, type Cluster } from '../topology/graph.js';
 import { clusterUp } from '../topology/netns.js';
 import { sweep, sweepPlace } from '../topology/cleanup.js';
@@ -21,7 +21,7 @@ import type { Deployed } from '../dataplanes/types.js';
 import { missingNeeds } from '../dataplanes/needs.js';
 import { startApps } from '../workloads/fortio-server.js';
 import * as mbgrpc from '../workloads/mb-grpc-server.js';
-import { loadModel, startFortio, targetUrl } from '../load/fortio.js';
+import { startFortio, targetUrl } from '../load/fortio.js';
 import * as openloop from '../load/openloop.js';
 import { ResourceProbe } from '../probes/resources.js';
 import { collectEnvironment } from '../results/environment.js';
@@ -37,7 +37,7 @@ import { Progress } from '../util/progress.js';
 import { PROJECT_ROOT, requireTool } from '../util/tools.js';
 import { makeDir, placeOf, placeOfNode, pullDir, type Place } from '../place/index.js';
 import { checkHostsDataplanes, connectHosts, fortioOnHosts, makeRunDirOn, removeRunDirOn, type Hosts } from './hosts.js';
-import { normalize, podStartup } from './case-figures.js';
+import { normalize, podStartup, requestedLoad } from './case-figures.js';
 import { capacityProblems, capacityScenario, findCapacity, type CapacityOptions } from './capacity.js';
 
 export interface RunOptions extends RunOverrides {
@@ -315,20 +315,7 @@ async function runCase(c: Case, total: number, s: Scenario, e: CaseEnv): Promise
     repeat: c.repeat,
     status: 'ok',
     load: {
-      requested: {
-        qps: w.qps,
-        connections: w.connections,
-        durationS: w.durationS,
-        warmupS: w.warmupS,
-        payloadBytes: w.payloadBytes,
-        responseBytes: w.responseBytes,
-        ...(w.serverDelay !== undefined ? { serverDelayS: durationSeconds(w.serverDelay) } : {}),
-        protocol: w.protocol,
-        chain: w.chain,
-        ...(openLoop ? { engine: 'openloop' as const, arrival: openloop.arrivalOf(w) } : {}),
-      },
-      actual: { qps: 0, requests: 0, errors: 0, durationS: 0, retCodes: {} },
-      model: openLoop ? openloop.openLoopModel(w) : loadModel(w),
+      ...requestedLoad(w),
       target: targetUrl(w, target),
       pinnedCpus: e.env.pinning.load,
     },
