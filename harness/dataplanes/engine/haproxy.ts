@@ -130,6 +130,19 @@ const globalSection = (threads: number, socket: string, extra: string[] = [], tl
   '',
 ];
 
+/** A per-pod proxy in `mode tcp` up to its outbound listener: global section, defaults, the bind the capture leads to. */
+function tcpSidecarHead(s: SidecarSpec, tls: boolean): string[] {
+  return [
+    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], tls),
+    'defaults',
+    '  mode tcp',
+    ...TIMEOUTS,
+    '',
+    'frontend outbound',
+    `  bind 0.0.0.0:${s.outboundPort}`,
+  ];
+}
+
 /**
  * The l7=off ablation's sidecar: the mesh sidecar's listeners, Services, mTLS (or plain with
  * mtls=off) and session authorization, in `mode tcp`. Outbound picks the Service by original
@@ -141,13 +154,7 @@ function renderL4Sidecar(s: SidecarSpec): string {
   const tls = s.transport !== 'plain';
   const L: string[] = [
     `# meshbench sidecar for pod ${s.pod}: HAProxy in the role of a per-pod mesh proxy, l7=off: mode tcp${tls ? '' : ', mtls=off: plain TCP between proxies'}`,
-    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], tls),
-    'defaults',
-    '  mode tcp',
-    ...TIMEOUTS,
-    '',
-    'frontend outbound',
-    `  bind 0.0.0.0:${s.outboundPort}`,
+    ...tcpSidecarHead(s, tls),
   ];
   if (s.egress.enforced) {
     for (const a of s.egress.allow) L.push(`  tcp-request connection accept if { dst ${a.ip} }${a.port === 'any' ? '' : ` { dst_port ${a.port} }`}`);
@@ -183,13 +190,7 @@ function renderPassThrough(s: SidecarSpec): string {
   const src = s.appSource ? [`  source ${s.appSource}`] : [];
   return [
     `# meshbench capture-only pass-through for pod ${s.pod}: HAProxy in mode tcp, no mesh function`,
-    ...globalSection(s.threads, s.adminSocket, [`  uid ${s.uid}`, `  gid ${s.gid}`], false),
-    'defaults',
-    '  mode tcp',
-    ...TIMEOUTS,
-    '',
-    'frontend outbound',
-    `  bind 0.0.0.0:${s.outboundPort}`,
+    ...tcpSidecarHead(s, false),
     '  default_backend passthrough',
     '',
     // The original destination (SO_ORIGINAL_DST of the redirected connection), as the uid the capture excludes.
